@@ -1,0 +1,152 @@
+"""The `Cluster` resource: one member cluster and its ClusterLink options (Kosmos field names)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from clusterlink import constants as C
+from clusterlink.api.meta import Model, Resource
+from clusterlink.api.net import cidr_sort_key, normalize_cidr
+
+NetworkType = Literal["p2p", "gateway"]
+IPFamily = Literal["all", "ipv4", "ipv6"]
+
+
+def families_of(ip_family: IPFamily) -> tuple[int, ...]:
+    """The address families an `ipFamily` value enables, in order (4 before 6)."""
+    return {"all": (4, 6), "ipv4": (4,), "ipv6": (6,)}[ip_family]
+
+
+class VxlanCIDRs(Model):
+    """An address pool pair for one vx device kind (`{ip, ip6}`); an empty value disables it."""
+
+    ip: str = ""
+    ip6: str = ""
+
+    @field_validator("ip")
+    @classmethod
+    def _v4(cls, value: str) -> str:
+        if not value:
+            return ""
+        cidr = normalize_cidr(value)
+        if ":" in cidr:
+            raise ValueError(f"{value!r} is an IPv6 CIDR; `ip` takes IPv4 (use `ip6`)")
+        return cidr
+
+    @field_validator("ip6")
+    @classmethod
+    def _v6(cls, value: str) -> str:
+        if not value:
+            return ""
+        cidr = normalize_cidr(value)
+        if ":" not in cidr:
+            raise ValueError(f"{value!r} is an IPv4 CIDR; `ip6` takes IPv6 (use `ip`)")
+        return cidr
+
+
+def _bridge_default() -> VxlanCIDRs:
+    return VxlanCIDRs(ip=C.DEFAULT_BRIDGE_CIDR4, ip6=C.DEFAULT_BRIDGE_CIDR6)
+
+
+def _local_default() -> VxlanCIDRs:
+    return VxlanCIDRs(ip=C.DEFAULT_LOCAL_CIDR4, ip6=C.DEFAULT_LOCAL_CIDR6)
+
+
+class NicNodeNames(Model):
+    interface_name: str
+    node_name: list[str] = Field(default_factory=list)
+
+
+class ClusterLinkOptions(Model):
+    enable: bool = True
+    cni: str = "calico"
+    network_type: NetworkType = "p2p"
+    ip_family: IPFamily = "all"
+    use_ip_pool: bool = Field(default=False, alias="useIPPool")
+    local_cidrs: VxlanCIDRs = Field(
+        default_factory=_local_default,
+        alias="localCIDRs",
+        json_schema_extra={"default": {"ip": C.DEFAULT_LOCAL_CIDR4, "ip6": C.DEFAULT_LOCAL_CIDR6}},
+    )
+    bridge_cidrs: VxlanCIDRs = Field(
+        default_factory=_bridge_default,
+        alias="bridgeCIDRs",
+        json_schema_extra={
+            "default": {"ip": C.DEFAULT_BRIDGE_CIDR4, "ip6": C.DEFAULT_BRIDGE_CIDR6}
+        },
+    )
+    nic_node_names: list[NicNodeNames] = Field(default_factory=list)
+    default_nic_name: str = Field(default="*", alias="defaultNICName")
+    global_cidrs_map: dict[str, str] = Field(default_factory=dict, alias="globalCIDRsMap")
+    autodetection_method: str = ""
+
+    @field_validator("global_cidrs_map")
+    @classmethod
+    def _global_map(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for real, glob in value.items():
+            r, g = normalize_cidr(real), normalize_cidr(glob)
+            nr, ng = ipaddress.ip_network(r), ipaddress.ip_network(g)
+            if nr.version != ng.version:
+                raise ValueError(
+                    f"{real} -> {glob}: real and global CIDRs are of different families"
+                )
+            if nr.prefixlen != ng.prefixlen:
+                raise ValueError(
+                    f"{real} -> {glob}: a global CIDR must have the size of its real CIDR "
+                    f"(/{nr.prefixlen} vs /{ng.prefixlen})"
+                )
+            if r in out:
+                raise ValueError(f"{real}: listed twice")
+            out[r] = g
+        return dict(sorted(out.items()))
+
+    @field_validator("autodetection_method")
+    @classmethod
+    def _autodetect(cls, value: str) -> str:
+        if value and (not value.startswith("can-reach=") or not value.removeprefix("can-reach=")):
+            raise ValueError(f"{value!r}: only `can-reach=<IP or host>` is supported")
+        return value
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return families_of(self.ip_family)
+
+
+class ClusterSpec(Model):
+    kubeconfig: str | None = None
+    namespace: str = C.DEFAULT_NAMESPACE
+    image_repository: str | None = None
+    cluster_link_options: ClusterLinkOptions | None = None
+    cluster_tree_options: dict[str, Any] | None = None  # ClusterTree's; kept, never read
+
+
+class ClusterLinkStatus(Model):
+    pod_cidrs: list[str] = Field(default_factory=list, alias="podCIDRs")
+    service_cidrs: list[str] = Field(default_factory=list, alias="serviceCIDRs")
+
+    @field_validator("pod_cidrs", "service_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return sorted({normalize_cidr(c) for c in value}, key=cidr_sort_key)
+
+
+class ClusterStatus(Model):
+    cluster_link_status: ClusterLinkStatus = Field(default_factory=ClusterLinkStatus)
+    cluster_tree_status: dict[str, Any] | None = None
+
+
+class Cluster(Resource):
+    KIND: ClassVar[str] = "Cluster"
+    API_VERSION: ClassVar[str] = C.API_VERSION
+    PLURAL: ClassVar[str] = "clusters"
+
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+    status: ClusterStatus = Field(default_factory=ClusterStatus)
+
+    @property
+    def link(self) -> ClusterLinkOptions | None:
+        return self.spec.cluster_link_options

@@ -1,0 +1,66 @@
+"""The `ClusterNode` resource: one node of a member cluster as the planner sees it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from clusterlink import constants as C
+from clusterlink.api.meta import Model, Resource
+from clusterlink.api.net import cidr_sort_key, normalize_cidr, normalize_ip
+
+
+class ClusterNodeSpec(Model):
+    cluster_name: str = ""
+    node_name: str = ""
+    pod_cidrs: list[str] = Field(default_factory=list, alias="podCIDRs")
+    ip: str = ""
+    ip6: str = ""
+    roles: list[str] = Field(default_factory=list)
+    interface_name: str = ""
+    # Ours, optional: the underlay NIC's MTU as the agent saw it (vx device MTU is derived from it).
+    mtu: int | None = Field(default=None, ge=1280, le=65535)
+
+    @field_validator("pod_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return sorted({normalize_cidr(c) for c in value}, key=cidr_sort_key)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip4(cls, value: str) -> str:
+        if not value:
+            return ""
+        ip = normalize_ip(value)
+        if ":" in ip:
+            raise ValueError(f"{value!r} is an IPv6 address; `ip` takes IPv4 (use `ip6`)")
+        return ip
+
+    @field_validator("ip6")
+    @classmethod
+    def _ip6(cls, value: str) -> str:
+        if not value:
+            return ""
+        ip = normalize_ip(value)
+        if ":" not in ip:
+            raise ValueError(f"{value!r} is an IPv4 address; `ip6` takes IPv6 (use `ip`)")
+        return ip
+
+    @property
+    def is_gateway(self) -> bool:
+        return any(role.lower() == C.GATEWAY_ROLE for role in self.roles)
+
+
+class ClusterNode(Resource):
+    KIND: ClassVar[str] = "ClusterNode"
+    API_VERSION: ClassVar[str] = C.API_VERSION
+    PLURAL: ClassVar[str] = "clusternodes"
+
+    spec: ClusterNodeSpec = Field(default_factory=ClusterNodeSpec)
+    status: dict[str, str] = Field(default_factory=dict)  # Kosmos keeps it empty
+
+
+def cluster_node_name(cluster: str, node: str) -> str:
+    """Kosmos' naming rule: a ClusterNode (and its NodeConfig) is `<cluster>-<node>`."""
+    return f"{cluster}-{node}"

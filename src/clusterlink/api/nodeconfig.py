@@ -1,0 +1,133 @@
+"""The `NodeConfig` resource: the complete kernel state one node should have.
+
+Entries are frozen so the planner can share one instance among thousands of NodeConfigs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from clusterlink import constants as C
+from clusterlink.api.meta import Model, Resource
+from clusterlink.api.net import normalize_cidr, normalize_ip
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _mac(value: str) -> str:
+    mac = value.lower()
+    if not _MAC.match(mac):
+        raise ValueError(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    return mac
+
+
+class Entry(Model):
+    model_config = ConfigDict(frozen=True)
+
+
+class Device(Entry):
+    type: Literal["vxlan"] = "vxlan"
+    name: str
+    addr: str  # interface form: the device address with the pool's prefix, e.g. 220.168.1.11/8
+    mac: str
+    bind_dev: str
+    id: int = Field(ge=1, le=16777215)
+    port: int = Field(ge=1, le=65535)
+    mtu: int = Field(default=0, ge=0, le=65535)  # ours; 0 = agent derives from bindDev
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_interface(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ADDRESS/PREFIX") from None
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        return _mac(value)
+
+
+class Route(Entry):
+    cidr: str
+    gw: str
+    dev: str
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return normalize_cidr(value)
+
+    @field_validator("gw")
+    @classmethod
+    def _gw(cls, value: str) -> str:
+        return normalize_ip(value)
+
+
+class Iptables(Entry):
+    table: Literal["nat", "filter", "mangle", "raw"] = "nat"
+    chain: str
+    rule: str
+
+
+class Fdb(Entry):
+    ip: str
+    mac: str
+    dev: str
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        return normalize_ip(value)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        return _mac(value)
+
+
+class Arp(Fdb):
+    pass
+
+
+class NodeConfigSpec(Model):
+    devices: list[Device] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    iptables: list[Iptables] = Field(default_factory=list)
+    fdbs: list[Fdb] = Field(default_factory=list)
+    arps: list[Arp] = Field(default_factory=list)
+
+    def entry_count(self) -> int:
+        return (
+            len(self.devices)
+            + len(self.routes)
+            + len(self.iptables)
+            + len(self.fdbs)
+            + len(self.arps)
+        )
+
+
+Phase = Literal["", "Synced", "Error"]
+
+
+class NodeConfigStatus(Model):
+    phase: Phase = ""
+    message: str = ""
+    observed_generation: int | None = None
+    spec_hash: str = ""
+    last_sync_time: str | None = None
+    last_change_time: str | None = None
+
+
+class NodeConfig(Resource):
+    KIND: ClassVar[str] = "NodeConfig"
+    API_VERSION: ClassVar[str] = C.API_VERSION
+    PLURAL: ClassVar[str] = "nodeconfigs"
+
+    spec: NodeConfigSpec = Field(default_factory=NodeConfigSpec)
+    status: NodeConfigStatus = Field(default_factory=NodeConfigStatus)

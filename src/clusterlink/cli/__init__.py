@@ -1,0 +1,1 @@
+"""clusterlink.cli"""

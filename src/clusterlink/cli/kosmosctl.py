@@ -1,0 +1,241 @@
+"""`kosmosctl`: the user's command line (kubectl habits: get/apply/delete, -o json|yaml|wide)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Annotated
+
+import typer
+
+from clusterlink import __version__
+from clusterlink.api.cluster import Cluster
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.manifest import ManifestError, load_manifest, parse_documents
+from clusterlink.api.meta import Resource, parse_rfc3339
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.api.registry import kind_class
+from clusterlink.cli.common import (
+    OutputFormat,
+    StoreOption,
+    emit,
+    fail,
+    format_table,
+    user_errors,
+)
+from clusterlink.store.base import NotFound
+from clusterlink.store.url import open_store
+
+app = typer.Typer(
+    name="kosmosctl",
+    help="Join the pod and service networks of many Kubernetes clusters (Kosmos ClusterLink style).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kosmosctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """kosmosctl: manage a clusterlink federation."""
+
+
+def read_manifest(path: str) -> list[Resource]:
+    if path == "-":
+        return parse_documents(sys.stdin.read(), "<stdin>")
+    return load_manifest(path)
+
+
+@app.command()
+def apply(
+    filename: Annotated[
+        str,
+        typer.Option(
+            "-f", "--filename", help="Manifest file (YAML/JSON, multi-document; - for stdin)."
+        ),
+    ],
+    store: StoreOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table or json")
+    ] = OutputFormat.table,
+) -> None:
+    """Validate every object in FILE, then create or update them all (all or nothing)."""
+    with user_errors():
+        objects = read_manifest(filename)
+        if not objects:
+            raise ManifestError(f"{filename}: no objects")
+        st = open_store(store)
+        before: dict[tuple[str, str], Resource | None] = {}
+        for obj in objects:
+            try:
+                before[(obj.KIND, obj.key)] = st.get(
+                    type(obj), obj.metadata.name, obj.metadata.namespace
+                )
+            except NotFound:
+                before[(obj.KIND, obj.key)] = None
+        written = st.apply_all(objects)
+        results = []
+        for obj in written:
+            old = before[(obj.KIND, obj.key)]
+            if old is None:
+                verdict = "created"
+            elif old.metadata.resource_version == obj.metadata.resource_version:
+                verdict = "unchanged"
+            else:
+                verdict = "configured"
+            results.append({"kind": obj.KIND, "name": obj.key, "result": verdict})
+        if output == OutputFormat.json:
+            emit({"applied": results}, output)
+        else:
+            for r in results:
+                typer.echo(f"{r['kind'].lower()}.kosmos.io/{r['name']} {r['result']}")
+
+
+def _age(obj: Resource, now: dt.datetime) -> str:
+    stamp = obj.metadata.creation_timestamp
+    if not stamp:
+        return "<unknown>"
+    seconds = int((now - parse_rfc3339(stamp)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _row(obj: Resource, wide: bool, now: dt.datetime) -> list[str]:
+    if isinstance(obj, Cluster):
+        link = obj.link
+        row = [obj.name, link.network_type if link else "", link.ip_family if link else ""]
+        if wide:
+            status = obj.status.cluster_link_status
+            row += [
+                link.cni if link else "",
+                str(link.enable).lower() if link else "false",
+                ",".join(status.pod_cidrs) or "<none>",
+                ",".join(status.service_cidrs) or "<none>",
+                _age(obj, now),
+            ]
+        return row
+    if isinstance(obj, ClusterNode):
+        spec = obj.spec
+        row = [obj.name, ",".join(spec.roles) or "<none>", spec.interface_name, spec.ip]
+        if wide:
+            row += [
+                spec.ip6,
+                spec.cluster_name,
+                ",".join(spec.pod_cidrs) or "<none>",
+                _age(obj, now),
+            ]
+        return row
+    if isinstance(obj, NodeConfig):
+        row = [obj.name, _age(obj, now)]
+        if wide:
+            s = obj.spec
+            row += [
+                str(len(s.devices)),
+                str(len(s.routes)),
+                str(len(s.fdbs)),
+                str(len(s.arps)),
+                str(len(s.iptables)),
+                obj.status.phase or "<pending>",
+                obj.status.message,
+            ]
+        return row
+    return [obj.name, _age(obj, now)]
+
+
+_HEADERS = {
+    "Cluster": (
+        ["NAME", "NETWORK_TYPE", "IP_FAMILY"],
+        ["CNI", "ENABLE", "POD_CIDRS", "SERVICE_CIDRS", "AGE"],
+    ),
+    "ClusterNode": (["NAME", "ROLES", "INTERFACE", "IP"], ["IP6", "CLUSTER", "POD_CIDRS", "AGE"]),
+    "NodeConfig": (
+        ["NAME", "AGE"],
+        ["DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES", "PHASE", "MESSAGE"],
+    ),
+    "Lease": (["NAME", "AGE"], []),
+}
+
+
+@app.command()
+def get(
+    kind: Annotated[
+        str, typer.Argument(help="clusters | clusternodes | nodeconfigs (or cl, cn, nc)")
+    ],
+    name: Annotated[str | None, typer.Argument(help="One object by name.")] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table, wide, json or yaml")
+    ] = OutputFormat.table,
+    selector: Annotated[
+        str | None, typer.Option("-l", "--selector", help="Label selector k=v[,k=v].")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """List objects of a kind, or show one."""
+    with user_errors():
+        cls = kind_class(kind)
+        labels = _parse_selector(selector)
+        st = open_store(store)
+        if name is not None:
+            objects: list[Resource] = [st.get(cls, name)]
+        else:
+            objects = list(st.list(cls, labels))
+        if output in (OutputFormat.json, OutputFormat.yaml):
+            if name is not None:
+                emit(objects[0].to_dict(), output)
+            else:
+                emit(
+                    {"apiVersion": "v1", "kind": "List", "items": [o.to_dict() for o in objects]},
+                    output,
+                )
+            return
+        if not objects:
+            typer.echo("No resources found.", err=True)
+            return
+        wide = output == OutputFormat.wide
+        base, extra = _HEADERS[cls.KIND]
+        now = dt.datetime.now(dt.UTC)
+        typer.echo(
+            format_table(base + (extra if wide else []), [_row(o, wide, now) for o in objects])
+        )
+
+
+def _parse_selector(selector: str | None) -> dict[str, str] | None:
+    if not selector:
+        return None
+    labels = {}
+    for part in selector.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            fail(f"--selector {selector!r}: expected key=value[,key=value]")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@app.command()
+def delete(
+    kind: Annotated[str, typer.Argument(help="clusters | clusternodes | nodeconfigs")],
+    name: Annotated[str, typer.Argument(help="Object name.")],
+    store: StoreOption = None,
+) -> None:
+    """Delete one object."""
+    with user_errors():
+        cls = kind_class(kind)
+        open_store(store).delete(cls, name)
+        typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
+
+
+def main() -> None:
+    app()

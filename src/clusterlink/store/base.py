@@ -1,0 +1,94 @@
+"""The `Store` port: Kubernetes-like CRUD, optimistic concurrency and watch, over any backend."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, Protocol, TypeVar
+
+from clusterlink.api.meta import Resource
+
+R = TypeVar("R", bound=Resource)
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+class StoreError(Exception):
+    """Any store failure; the message is meant for a user."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The caller's resourceVersion is not the current one: re-read and retry."""
+
+
+class Expired(StoreError):
+    """A watch asked for a revision the change log no longer holds (Kubernetes' 410 Gone)."""
+
+
+@dataclass(frozen=True)
+class WatchEvent(Generic[R]):
+    type: EventType
+    object: R
+    resource_version: int
+
+
+class ResourceList(list[R]):
+    """A list of objects plus the store revision it was read at (watch from there)."""
+
+    resource_version: int = 0
+
+
+class Store(Protocol):
+    """What every component needs from the control plane. Backends: `sqlite`, later `kube`."""
+
+    def create(self, obj: R) -> R: ...
+
+    def get(self, cls: type[R], name: str, namespace: str | None = None) -> R: ...
+
+    def list(self, cls: type[R], labels: dict[str, str] | None = None) -> ResourceList[R]: ...
+
+    def update(self, obj: R) -> R:
+        """Replace metadata (labels, annotations, finalizers) and spec; status is kept.
+
+        Conflict unless obj.metadata.resourceVersion is current (None = unconditional).
+        A spec change bumps metadata.generation.
+        """
+        ...
+
+    def update_status(self, obj: R) -> R:
+        """Replace only the status; same resourceVersion check as `update`."""
+        ...
+
+    def delete(self, cls: type[R], name: str, namespace: str | None = None) -> R: ...
+
+    def apply_all(self, objects: Sequence[Resource]) -> builtins.list[Resource]:
+        """Create or update every object, all-or-nothing where the backend can."""
+        ...
+
+    def watch(
+        self,
+        cls: type[R],
+        since: int,
+        stop: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[WatchEvent[R]]:
+        """Every change of kind `cls` after revision `since`, in order; Expired if compacted."""
+        ...
+
+    def revision(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def selector_matches(labels: dict[str, str], selector: dict[str, str] | None) -> bool:
+    return not selector or all(labels.get(k) == v for k, v in selector.items())

@@ -1,0 +1,334 @@
+"""The embedded `sqlite` backend: one file, many processes (in any network namespace).
+
+Every write runs in one `BEGIN IMMEDIATE` transaction that bumps a global revision counter,
+rewrites the object and appends to a change log; the revision is the object's resourceVersion,
+so revisions strictly increase across kinds. Watchers poll the change log (cheaply: they first
+ask `PRAGMA data_version`, which changes only when another connection commits) and replay from
+any revision the log still holds. WAL mode lets readers run beside the single writer.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import copy
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from clusterlink.api.meta import Resource, now_rfc3339
+from clusterlink.store.base import (
+    AlreadyExists,
+    Conflict,
+    EventType,
+    Expired,
+    NotFound,
+    R,
+    ResourceList,
+    StoreError,
+    WatchEvent,
+    selector_matches,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, key TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (kind, rv);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0), ('compacted', 0);
+"""
+
+DEFAULT_KEEP_CHANGES = 200_000  # change-log entries kept for watchers that fall behind
+_COMPACT_EVERY = 1_000
+
+
+def _key(cls: type[Resource], name: str, namespace: str | None) -> str:
+    return f"{namespace}/{name}" if cls.NAMESPACED and namespace else name
+
+
+class SqliteStore:
+    """`Store` on one SQLite file. Thread-safe; open one per process."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        poll_interval: float = 0.005,
+        keep_changes: int = DEFAULT_KEEP_CHANGES,
+    ) -> None:
+        self.path = Path(path)
+        self.poll_interval = poll_interval
+        self.keep_changes = keep_changes
+        self._lock = threading.RLock()
+        self._writes = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"store {self.path}: cannot open: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot write: {exc}") from None
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StoreError(f"store {self.path}: cannot commit: {exc}") from None
+            self._writes += 1
+            if self._writes % _COMPACT_EVERY == 0:
+                self._compact()
+
+    def _next_revision(self, db: sqlite3.Connection) -> int:
+        db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
+        return int(db.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
+
+    def _compact(self) -> None:
+        with self._lock:
+            rev = self.revision()
+            floor = rev - self.keep_changes
+            if floor <= 0:
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM changes WHERE rv <= ?", (floor,))
+            self._db.execute("UPDATE meta SET v = max(v, ?) WHERE k = 'compacted'", (floor,))
+            self._db.execute("COMMIT")
+
+    def _load(self, db: sqlite3.Connection, kind: str, key: str) -> dict[str, Any] | None:
+        row = db.execute(
+            "SELECT data FROM objects WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return cast(dict[str, Any], json.loads(row[0])) if row else None
+
+    def _record(
+        self, db: sqlite3.Connection, kind: str, key: str, etype: EventType, data: dict[str, Any]
+    ) -> int:
+        rv = self._next_revision(db)
+        data["metadata"]["resourceVersion"] = str(rv)
+        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if etype == "DELETED":
+            db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
+        else:
+            db.execute(
+                "INSERT INTO objects (kind, key, rv, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET rv = excluded.rv, data = excluded.data",
+                (kind, key, rv, text),
+            )
+        db.execute(
+            "INSERT INTO changes (rv, kind, key, type, data) VALUES (?, ?, ?, ?, ?)",
+            (rv, kind, key, etype, text),
+        )
+        return rv
+
+    # -- Store ------------------------------------------------------------------------------
+
+    def create(self, obj: R) -> R:
+        with self._write() as db:
+            return self._create(db, obj)
+
+    def _create(self, db: sqlite3.Connection, obj: R) -> R:
+        cls = type(obj)
+        if self._load(db, cls.KIND, obj.key) is not None:
+            raise AlreadyExists(f"{cls.KIND} {obj.key} already exists")
+        data = obj.to_dict()
+        if cls.HAS_STATUS:
+            data = cls.model_validate({**data, "status": {}}).to_dict()  # as an API server does
+        meta = data["metadata"]
+        meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=now_rfc3339())
+        meta.pop("deletionTimestamp", None)
+        self._record(db, cls.KIND, obj.key, "ADDED", data)
+        return cls.model_validate(data)
+
+    def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
+        with self._lock:
+            data = self._load(self._db, cls.KIND, _key(cls, name, namespace))
+        if data is None:
+            raise NotFound(f"{cls.KIND} {name} not found")
+        return cls.model_validate(data)
+
+    def list(self, cls: type[R], labels: dict[str, str] | None = None) -> ResourceList[R]:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(
+                    "SELECT data FROM objects WHERE kind = ? ORDER BY key", (cls.KIND,)
+                ).fetchall()
+                rev = int(db.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
+            finally:
+                db.execute("COMMIT")
+        out: ResourceList[R] = ResourceList()
+        for (text,) in rows:
+            data = json.loads(text)
+            if selector_matches(data["metadata"].get("labels") or {}, labels):
+                out.append(cls.model_validate(data))
+        out.resource_version = rev
+        return out
+
+    def _replace(self, obj: R, *, status_only: bool) -> R:
+        with self._write() as db:
+            return self._replace_in(db, obj, status_only=status_only)
+
+    def _replace_in(self, db: sqlite3.Connection, obj: R, *, status_only: bool) -> R:
+        cls = type(obj)
+        current = self._load(db, cls.KIND, obj.key)
+        if current is None:
+            raise NotFound(f"{cls.KIND} {obj.key} not found")
+        want_rv = obj.metadata.resource_version
+        if want_rv is not None and want_rv != current["metadata"]["resourceVersion"]:
+            raise Conflict(
+                f"{cls.KIND} {obj.key} was changed by someone else "
+                f"(resourceVersion {want_rv} is stale, current is "
+                f"{current['metadata']['resourceVersion']})"
+            )
+        new = obj.to_dict()
+        if status_only:
+            if not cls.HAS_STATUS:
+                raise StoreError(f"{cls.KIND} has no status")
+            if new.get("status", {}) == current.get("status", {}):
+                return cls.model_validate(current)  # nothing changed: no new revision
+            data = copy.deepcopy(current)
+            data["status"] = new.get("status", {})
+        else:
+            data = new
+            meta, old_meta = data["metadata"], current["metadata"]
+            for field in ("uid", "creationTimestamp", "generation", "resourceVersion"):
+                if field in old_meta:
+                    meta[field] = old_meta[field]
+            if cls.HAS_STATUS:
+                data["status"] = current.get("status", {})
+            if data.get("spec") != current.get("spec"):
+                meta["generation"] = int(old_meta.get("generation", 1)) + 1
+            if data == current:
+                return cls.model_validate(current)  # nothing changed: no new revision
+        self._record(db, cls.KIND, obj.key, "MODIFIED", data)
+        return cls.model_validate(data)
+
+    def update(self, obj: R) -> R:
+        return self._replace(obj, status_only=False)
+
+    def update_status(self, obj: R) -> R:
+        return self._replace(obj, status_only=True)
+
+    def delete(self, cls: type[R], name: str, namespace: str | None = None) -> R:
+        key = _key(cls, name, namespace)
+        with self._write() as db:
+            data = self._load(db, cls.KIND, key)
+            if data is None:
+                raise NotFound(f"{cls.KIND} {name} not found")
+            data["metadata"]["deletionTimestamp"] = now_rfc3339()
+            self._record(db, cls.KIND, key, "DELETED", data)
+        return cls.model_validate(data)
+
+    def apply_all(self, objects: Sequence[Resource]) -> builtins.list[Resource]:
+        """One transaction: every object is created or updated, or none is."""
+        out: builtins.list[Resource] = []
+        with self._write() as db:
+            for obj in objects:
+                cls = type(obj)
+                current = self._load(db, cls.KIND, obj.key)
+                if current is None:
+                    written: Resource = self._create(db, obj)
+                else:
+                    unconditional = obj.model_copy(deep=True)
+                    unconditional.metadata.resource_version = None
+                    written = self._replace_in(db, unconditional, status_only=False)
+                if cls.HAS_STATUS and "status" in obj.model_fields_set:
+                    written = self._replace_in(db, _with_status(written, obj), status_only=True)
+                out.append(written)
+        return out
+
+    def revision(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
+
+    def watch(
+        self,
+        cls: type[R],
+        since: int,
+        stop: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[WatchEvent[R]]:
+        # A connection of its own: a watcher must not hold the writer's lock while it waits.
+        db = self._connect()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = since
+        seen_version = -1
+        try:
+            while True:
+                version = db.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen_version:
+                    seen_version = version
+                    db.execute("BEGIN")
+                    try:
+                        compacted = db.execute("SELECT v FROM meta WHERE k='compacted'").fetchone()[
+                            0
+                        ]
+                        if last < compacted:
+                            raise Expired(
+                                f"revision {last} is compacted (the log starts after {compacted}); "
+                                "list again and watch from the list's revision"
+                            )
+                        rows = db.execute(
+                            "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
+                            "ORDER BY rv",
+                            (cls.KIND, last),
+                        ).fetchall()
+                    finally:
+                        db.execute("COMMIT")
+                    for rv, etype, text in rows:
+                        last = rv
+                        yield WatchEvent(etype, cls.model_validate_json(text), rv)
+                    if rows:
+                        seen_version = -1  # more may have landed while we yielded
+                        continue
+                if stop is not None and stop.is_set():
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                if stop is not None:
+                    stop.wait(self.poll_interval)
+                else:
+                    time.sleep(self.poll_interval)
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _with_status(written: R, source: Resource) -> R:
+    return written.model_copy(update={"status": getattr(source, "status")})  # noqa: B009

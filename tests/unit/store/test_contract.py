@@ -1,0 +1,245 @@
+"""The Store contract: every backend must pass all of this."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from clusterlink.api import (
+    Cluster,
+    ClusterNode,
+    Lease,
+    NodeConfig,
+    NodeConfigSpec,
+    ObjectMeta,
+    Route,
+)
+from clusterlink.api.clusternode import ClusterNodeSpec
+from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, Store
+from clusterlink.store.lease import expired, release, try_acquire_or_renew
+from clusterlink.store.sqlite import SqliteStore
+from tests.unit.store import workers
+
+
+def cluster(name: str = "c1", **labels: str) -> Cluster:
+    return Cluster(metadata=ObjectMeta(name=name, labels=labels))
+
+
+def node(name: str, cluster_name: str) -> ClusterNode:
+    return ClusterNode(
+        metadata=ObjectMeta(name=name, labels={"kosmos.io/cluster": cluster_name}),
+        spec=ClusterNodeSpec(cluster_name=cluster_name, node_name=name, ip="10.0.0.1"),
+    )
+
+
+def test_create_get_list_and_server_fields(store: Store) -> None:
+    created = store.create(cluster("c1"))
+    meta = created.metadata
+    assert meta.uid and meta.creation_timestamp and meta.generation == 1
+    assert int(meta.resource_version or 0) > 0
+    assert store.get(Cluster, "c1") == created
+    with pytest.raises(AlreadyExists):
+        store.create(cluster("c1"))
+    store.create(node("c1-a", "c1"))
+    store.create(node("c2-a", "c2"))
+    assert [n.name for n in store.list(ClusterNode)] == ["c1-a", "c2-a"]
+    assert [n.name for n in store.list(ClusterNode, {"kosmos.io/cluster": "c2"})] == ["c2-a"]
+    listing = store.list(Cluster)
+    assert listing.resource_version >= int(meta.resource_version or 0)
+
+
+def test_revisions_strictly_increase_across_kinds(store: Store) -> None:
+    revs = [
+        int(store.create(cluster("a")).metadata.resource_version or 0),
+        int(store.create(node("a-n", "a")).metadata.resource_version or 0),
+        int(store.create(cluster("b")).metadata.resource_version or 0),
+    ]
+    assert revs == sorted(set(revs))
+
+
+def test_update_is_compare_and_swap(store: Store) -> None:
+    first = store.create(cluster("c1"))
+    a = first.model_copy(deep=True)
+    b = first.model_copy(deep=True)
+    a.metadata.labels["x"] = "1"
+    b.metadata.labels["x"] = "2"
+    store.update(a)
+    with pytest.raises(Conflict, match="stale"):
+        store.update(b)
+    assert store.get(Cluster, "c1").metadata.labels == {"x": "1"}
+
+
+def test_spec_change_bumps_generation_status_does_not(store: Store) -> None:
+    obj = store.create(NodeConfig(metadata=ObjectMeta(name="n1")))
+    assert obj.metadata.generation == 1
+    obj.metadata.labels["a"] = "b"
+    obj = store.update(obj)
+    assert obj.metadata.generation == 1  # metadata only
+    obj.status.phase = "Synced"
+    obj = store.update_status(obj)
+    assert obj.metadata.generation == 1 and obj.status.phase == "Synced"
+    route = Route(cidr="10.0.0.0/8", gw="1.1.1.1", dev="vx-bridge")
+    obj = store.update(obj.model_copy(update={"spec": NodeConfigSpec(routes=[route])}))
+    assert obj.metadata.generation == 2
+    assert obj.status.phase == "Synced"  # update() keeps status
+
+
+def test_update_ignores_status_and_update_status_ignores_spec(store: Store) -> None:
+    obj = store.create(NodeConfig(metadata=ObjectMeta(name="n1")))
+    with_status = obj.model_copy(deep=True)
+    with_status.status.phase = "Error"
+    stored = store.update(with_status)
+    assert stored.status.phase == ""
+    stored.status.phase = "Synced"
+    stored.metadata.labels["ignored"] = "yes"
+    after = store.update_status(stored)
+    assert after.status.phase == "Synced" and "ignored" not in after.metadata.labels
+
+
+def test_no_op_update_makes_no_revision(store: Store) -> None:
+    obj = store.create(cluster("c1"))
+    again = store.update(obj)
+    assert again.metadata.resource_version == obj.metadata.resource_version
+
+
+def test_delete(store: Store) -> None:
+    store.create(cluster("c1"))
+    gone = store.delete(Cluster, "c1")
+    assert gone.name == "c1"
+    with pytest.raises(NotFound):
+        store.get(Cluster, "c1")
+    with pytest.raises(NotFound):
+        store.delete(Cluster, "c1")
+    with pytest.raises(NotFound):
+        store.update(cluster("c1"))
+
+
+def test_apply_all_creates_and_updates(store: Store) -> None:
+    store.create(cluster("exists"))
+    written = store.apply_all([cluster("new"), cluster("exists", v="3")])
+    assert [w.name for w in written] == ["new", "exists"]
+    assert store.get(Cluster, "exists").metadata.labels == {"v": "3"}
+
+
+def test_watch_replays_exactly_the_missed_events_in_order(store: Store) -> None:
+    start = store.revision()
+    store.create(cluster("a"))
+    b = store.create(cluster("b"))
+    store.create(node("a-n", "a"))  # another kind: not in a Cluster watch
+    b.metadata.labels["x"] = "y"
+    store.update(b)
+    store.delete(Cluster, "a")
+    events = list(store.watch(Cluster, start, timeout=0.2))
+    assert [(e.type, e.object.name) for e in events] == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+        ("MODIFIED", "b"),
+        ("DELETED", "a"),
+    ]
+    revs = [e.resource_version for e in events]
+    assert revs == sorted(revs)
+    # From the middle: only what came after.
+    later = list(store.watch(Cluster, revs[1], timeout=0.2))
+    assert [(e.type, e.object.name) for e in later] == [("MODIFIED", "b"), ("DELETED", "a")]
+
+
+def test_watch_delivers_live_events_and_stops(store: Store) -> None:
+    stop = threading.Event()
+    got: list[str] = []
+
+    def run() -> None:
+        for event in store.watch(Cluster, store.revision(), stop=stop):
+            got.append(event.object.name)
+            if len(got) == 2:
+                stop.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    store.create(cluster("x"))
+    store.create(cluster("y"))
+    t.join(timeout=10)
+    assert not t.is_alive() and got == ["x", "y"]
+
+
+def test_watch_from_compacted_revision_is_expired(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "s.db", keep_changes=5)
+    for i in range(1_005):
+        st.create(cluster(f"c{i}"))
+    with pytest.raises(Expired):
+        next(iter(st.watch(Cluster, 1, timeout=0.1)))
+    recent = list(st.watch(Cluster, st.revision() - 3, timeout=0.1))
+    assert len(recent) == 3
+    st.close()
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_and_duplicate_nothing(
+    store_url: str, store: Store, tmp_path: Path
+) -> None:
+    """4 writer processes x 500 conflicting updates; a watcher in another process sees each once."""
+    writers, per_writer = 4, 500
+    store.create(cluster("hot"))
+    start = store.revision()
+    ctx = multiprocessing.get_context("spawn")
+    out = tmp_path / "seen.json"
+    watcher = ctx.Process(
+        target=workers.watch_counter, args=(store_url, start, writers * per_writer, str(out), 240.0)
+    )
+    watcher.start()
+    with ctx.Pool(writers) as pool:
+        conflicts = pool.starmap(workers.bump_counter, [(store_url, "hot", per_writer)] * writers)
+    watcher.join(timeout=240)
+    assert watcher.exitcode == 0
+    assert store.get(Cluster, "hot").metadata.annotations["n"] == str(writers * per_writer)
+    seen = json.loads(out.read_text())
+    assert [n for _, n in seen] == list(range(1, writers * per_writer + 1))  # none lost, none twice
+    assert [r for r, _ in seen] == sorted({r for r, _ in seen})
+    assert sum(conflicts) > 0, "the writers never collided: the test proved nothing"
+
+
+def test_lease_acquire_renew_expire_takeover(store: Store) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    sec = dt.timedelta(seconds=1)
+    a = try_acquire_or_renew(store, "gw", "node-a", 3, t0)
+    assert a.held and a.acquired and a.lease is not None
+    assert a.lease.spec.lease_transitions == 0
+    b = try_acquire_or_renew(store, "gw", "node-b", 3, t0 + sec)
+    assert not b.held  # a holds it and it is fresh
+    renewed = try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 2 * sec)
+    assert renewed.held and not renewed.acquired
+    assert not try_acquire_or_renew(store, "gw", "node-b", 3, t0 + 4 * sec).held  # renewed at +2
+    lease = store.get(Lease, "gw", "kosmos-system")
+    assert not expired(lease, t0 + 4 * sec) and expired(lease, t0 + 5 * sec)
+    took = try_acquire_or_renew(store, "gw", "node-b", 3, t0 + 5 * sec)
+    assert took.held and took.acquired and took.lease is not None
+    assert took.lease.spec.holder_identity == "node-b"
+    assert took.lease.spec.lease_transitions == 1
+    assert not try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 6 * sec).held
+    assert release(store, "gw", "node-b")
+    back = try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 6 * sec)
+    assert back.held and back.acquired and back.lease is not None
+    assert back.lease.spec.lease_transitions == 2
+
+
+def test_lease_race_has_exactly_one_winner(store: Store) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    try_acquire_or_renew(store, "gw", "old", 1, t0)
+    later = t0 + dt.timedelta(seconds=10)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def contend(i: int) -> None:
+        barrier.wait()
+        results.append(try_acquire_or_renew(store, "gw", f"n{i}", 5, later).held)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
