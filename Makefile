@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := iproute2 iptables nftables iputils-ping iperf3 procps
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit deps venv demo bench crds clean
+.PHONY: test lint fmt unit deps venv demo bench crds clean
 
 test: deps venv lint ## everything CI runs: lint, type check, every test (root tests included)
 	$(BIN)/pytest -q
@@ -15,6 +15,10 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+fmt: venv ## format and auto-fix
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 unit: venv ## fast tests that need no root
 	$(BIN)/pytest -q -m "not netns"

@@ -106,10 +106,18 @@ def main() -> int:
     p50 = statistics.median(lat)
     p99 = lat[int(len(lat) * 0.99) - 1]
 
-    print(f"store updates/s, 1 process:              {one:8.0f}   (raw sqlite floor {base:.0f}/s, ratio {one / base:.2f})")
-    print(f"store updates/s, 4 processes, 4 objects:  {four_distinct:8.0f}   (ratio to 1 process {four_distinct / one:.2f})")
-    print(f"store updates/s, 4 processes, 1 object:   {four_hot:8.0f}   ({conflicts} CAS conflicts retried)")
-    print(f"watch latency commit->other process: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(lat)} events (goal p50 <= 50 ms)")
+    print(
+        f"store updates/s, 1 process:              {one:8.0f}   (raw sqlite floor {base:.0f}/s, ratio {one / base:.2f})"
+    )
+    print(
+        f"store updates/s, 4 processes, 4 objects:  {four_distinct:8.0f}   (ratio to 1 process {four_distinct / one:.2f})"
+    )
+    print(
+        f"store updates/s, 4 processes, 1 object:   {four_hot:8.0f}   ({conflicts} CAS conflicts retried)"
+    )
+    print(
+        f"watch latency commit->other process: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(lat)} events (goal p50 <= 50 ms)"
+    )
     return 0 if p50 <= 50 and len(lat) == LATENCY_SAMPLES else 1
 
 

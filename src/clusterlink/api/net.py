@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from typing import Literal
-
-Family = Literal[4, 6]
 
 
 def normalize_cidr(text: str) -> str:
@@ -26,11 +24,11 @@ def normalize_ip(text: str) -> str:
         raise ValueError(f"{text!r} is not a valid IP address") from None
 
 
-def cidr_family(cidr: str) -> Family:
+def cidr_family(cidr: str) -> int:
     return 6 if ":" in cidr else 4
 
 
-def ip_family(ip: str) -> Family:
+def ip_family(ip: str) -> int:
     return 6 if ":" in ip else 4
 
 
@@ -40,12 +38,14 @@ def cidrs_overlap(a: str, b: str) -> bool:
     return na.version == nb.version and (na.subnet_of(nb) or nb.subnet_of(na))  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
     """Numeric order: family, then network address, then prefix length."""
     net = ipaddress.ip_network(cidr)
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def ip_sort_key(ip: str) -> tuple[int, int]:
     addr = ipaddress.ip_address(ip)
     return (addr.version, int(addr))

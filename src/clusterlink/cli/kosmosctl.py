@@ -11,18 +11,21 @@ import typer
 from clusterlink import __version__
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
-from clusterlink.api.manifest import ManifestError, load_manifest, parse_documents
-from clusterlink.api.meta import Resource, parse_rfc3339
+from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, parse_documents
+from clusterlink.api.meta import ObjectMeta, Resource, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.api.registry import kind_class
 from clusterlink.cli.common import (
+    EXIT_FAILURE,
     OutputFormat,
     StoreOption,
     emit,
+    err_console,
     fail,
     format_table,
     user_errors,
 )
+from clusterlink.planner import plan
 from clusterlink.store.base import NotFound
 from clusterlink.store.url import open_store
 
@@ -235,6 +238,63 @@ def delete(
         cls = kind_class(kind)
         open_store(store).delete(cls, name)
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
+
+
+@app.command("plan")
+def plan_command(
+    filename: Annotated[
+        str,
+        typer.Option(
+            "-f", "--filename", help="Clusters and ClusterNodes (apply format; - for stdin)."
+        ),
+    ],
+    node: Annotated[str | None, typer.Option("--node", help="Only this node's NodeConfig.")] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table (summary), yaml or json")
+    ] = OutputFormat.table,
+) -> None:
+    """Offline what-if: print the NodeConfigs the network-manager would write, and why.
+
+    Findings (what was left out or adjusted) go to stderr, or under `findings` with -o json.
+    """
+    with user_errors():
+        objects = read_manifest(filename)
+        clusters = [o for o in objects if isinstance(o, Cluster)]
+        nodes = [o for o in objects if isinstance(o, ClusterNode)]
+        result = plan(clusters, nodes)
+        names = result.names
+        if node is not None:
+            if node not in result:
+                why = [f.message for f in result.findings if f.object == f"ClusterNode/{node}"]
+                reason = f": {'; '.join(why)}" if why else " (no such ClusterNode)"
+                fail(f"node {node} gets no NodeConfig{reason}", EXIT_FAILURE)
+            names = [node]
+        configs = [
+            NodeConfig(metadata=ObjectMeta(name=n), spec=result.spec(n)).model_dump(
+                mode="json", by_alias=True, exclude={"status"}, exclude_none=True
+            )
+            for n in names
+        ]
+        for c in configs:
+            meta = c["metadata"]
+            c["metadata"] = {"name": meta["name"]}
+        findings = [f.to_dict() for f in result.findings]
+        if output == OutputFormat.json:
+            emit({"nodeConfigs": configs, "findings": findings}, output)
+            return
+        for f in result.findings:
+            err_console.print(f"{f.level}: {f.object}: {f.message}", markup=False, highlight=False)
+        if output == OutputFormat.yaml:
+            typer.echo(dump_yaml(configs), nl=False)
+            return
+        rows = []
+        for c in configs:
+            spec = c["spec"]
+            rows.append(
+                [c["metadata"]["name"]]
+                + [str(len(spec[k])) for k in ("devices", "routes", "fdbs", "arps", "iptables")]
+            )
+        typer.echo(format_table(["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"], rows))
 
 
 def main() -> None:

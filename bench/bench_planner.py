@@ -1,0 +1,177 @@
+"""Planner benchmark (issue 3).
+
+Scenarios, each in a fresh process (for an honest peak RSS):
+  p2p-10x100     10 P2P clusters x 100 nodes, one /26 block per node (Kosmos: 86 s, 511 MiB)
+  gw-1000x3      1,000 gateway clusters x 3 nodes, pod + service CIDR each (Kosmos: 265 s, 1.37 GiB)
+  gw-5000x3      5,000 gateway clusters x 3 nodes
+
+Figures: plan() (the O(N) structure: everything but the per-node lists), fingerprints of every
+node, materialising NodeConfigs (all of them, or a sample with the rest extrapolated - said so),
+the largest NodeConfig as JSON (etcd's object limit is 1.5 MB), and a re-plan after one node
+changed (plan + diff) as a ratio to the full plan (the baseline, same run).
+Goals: p2p full plan <= 5 s, one-node change <= 0.2 s; gateway 1,000 x 3 <= 10 s.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+from clusterlink.api import (
+    Cluster,
+    ClusterLinkOptions,
+    ClusterLinkStatus,
+    ClusterNode,
+    ClusterNodeSpec,
+    ClusterSpec,
+    ClusterStatus,
+    ObjectMeta,
+)
+from clusterlink.planner import plan
+
+
+def federation(clusters: int, nodes: int, mode: str) -> tuple[list[Cluster], list[ClusterNode]]:
+    cs, ns = [], []
+    for c in range(clusters):
+        a, b = divmod(c, 250)
+        pods, svc = f"10.{a}.{b}.0/24", f"11.{a}.{b}.0/24"
+        if mode == "p2p":
+            pods, svc = f"10.{c}.0.0/16", f"11.{c}.0.0/16"
+        cs.append(
+            Cluster(
+                metadata=ObjectMeta(name=f"c{c}"),
+                spec=ClusterSpec(
+                    cluster_link_options=ClusterLinkOptions(network_type=mode, ip_family="ipv4")  # type: ignore[arg-type]
+                ),
+                status=ClusterStatus(
+                    cluster_link_status=ClusterLinkStatus(pod_cidrs=[pods], service_cidrs=[svc])
+                ),
+            )
+        )
+        for n in range(nodes):
+            block = [f"10.{c}.{n}.0/26"] if mode == "p2p" else []
+            ns.append(
+                ClusterNode(
+                    metadata=ObjectMeta(name=f"c{c}-n{n}"),
+                    spec=ClusterNodeSpec(
+                        cluster_name=f"c{c}",
+                        node_name=f"n{n}",
+                        ip=f"172.{16 + (c * nodes + n) // 65536}.{(c * nodes + n) // 256 % 256}.{(c * nodes + n) % 256}",
+                        interface_name="eth0",
+                        roles=["gateway"] if n == 0 else [],
+                        pod_cidrs=block,
+                    ),
+                )
+            )
+    return cs, ns
+
+
+def run(name: str, clusters: int, nodes: int, mode: str, sample: int | None) -> dict[str, Any]:
+    cs, ns = federation(clusters, nodes, mode)
+    t = time.perf_counter()
+    p = plan(cs, ns)
+    t_plan = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for n in p.names:
+        p.fingerprint(n)
+    t_fp = time.perf_counter() - t
+
+    # A contiguous block when sampling: nodes of one cluster share their lists, as in a full run.
+    names = p.names if sample is None else p.names[:sample]
+    t = time.perf_counter()
+    entries = 0
+    for n in names:
+        entries += p.spec(n).entry_count()
+    t_mat = time.perf_counter() - t
+    scale = len(p.names) / len(names)
+    t = time.perf_counter()
+    json_bytes = 0
+    for n in names:
+        json_bytes += len(p.spec(n).model_dump_json(by_alias=True))
+    t_json_all = time.perf_counter() - t
+
+    largest = max(
+        [*p.names[:: max(1, len(p.names) // 50)], p.names[0]], key=lambda n: p.spec(n).entry_count()
+    )
+    t = time.perf_counter()
+    size = len(p.spec(largest).model_dump_json(by_alias=True))
+    t_json = time.perf_counter() - t
+
+    # One node changes (a non-gateway node gets a new IP): plan again + diff.
+    changed = [n.model_copy(deep=True) for n in ns]
+    changed[1].spec.ip = "172.31.255.254"
+    t = time.perf_counter()
+    p2 = plan(cs, changed)
+    diff = p2.changed_since(p)
+    t_replan = time.perf_counter() - t
+
+    return {
+        "name": name,
+        "nodes": len(p.names),
+        "plan_s": t_plan,
+        "fingerprints_s": t_fp,
+        "materialise_s": t_mat * scale,
+        "materialised": "all"
+        if sample is None
+        else f"first {len(names)}, extrapolated x{scale:.0f}",
+        "json_all_s": t_json_all * scale,
+        "json_all_mb": json_bytes * scale / 1e6,
+        "entries": int(entries * scale),
+        "largest_kb": size / 1000,
+        "largest_json_s": t_json,
+        "replan_s": t_replan,
+        "replan_changed": len(diff.changed),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+SCENARIOS = [
+    ("p2p-10x100", 10, 100, "p2p", None),
+    ("gw-1000x3", 1000, 3, "gateway", None),
+    ("gw-5000x3", 5000, 3, "gateway", 300),
+]
+
+
+def main() -> int:
+    ctx = mp.get_context("spawn")
+    ok = True
+    for scenario in SCENARIOS:
+        results = []
+        for _ in range(3):
+            with ctx.Pool(1) as pool:
+                results.append(pool.apply(run, scenario))
+        med = dict(results[0])
+        for key in (
+            "plan_s",
+            "fingerprints_s",
+            "materialise_s",
+            "replan_s",
+            "peak_rss_mib",
+            "json_all_s",
+        ):
+            med[key] = statistics.median(r[key] for r in results)
+        print(
+            f"{med['name']:<12} nodes {med['nodes']:>6}  plan {med['plan_s']:6.2f} s  "
+            f"fingerprints {med['fingerprints_s']:5.2f} s  materialise {med['materialise_s']:6.2f} s "
+            f"({med['materialised']}, {med['entries']:,} entries; as JSON {med['json_all_mb']:,.0f} MB "
+            f"in {med['json_all_s']:.1f} s)  largest NodeConfig "
+            f"{med['largest_kb']:.0f} kB  one-node re-plan {med['replan_s']:5.2f} s "
+            f"({med['replan_s'] / med['plan_s']:.2f}x full plan; {med['replan_changed']} NodeConfigs "
+            f"changed)  peak RSS {med['peak_rss_mib']:.0f} MiB  (median of 3)"
+        )
+        if med["name"] == "p2p-10x100":
+            ok &= med["plan_s"] + med["materialise_s"] <= 5 and med["replan_s"] <= 0.2
+        if med["name"] == "gw-1000x3":
+            ok &= med["plan_s"] + med["materialise_s"] <= 10
+        if med["name"] == "gw-5000x3":
+            ok &= med["largest_kb"] < 1500
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

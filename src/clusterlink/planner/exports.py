@@ -1,0 +1,149 @@
+"""Advertised CIDRs: who announces which CIDR, and which receivers must skip which ones.
+
+A P2P cluster's node advertises its own pod blocks; a gateway-mode cluster advertises its pod
+CIDRs at its gateway; every cluster advertises its service CIDRs at its gateway. A CIDR listed
+in the owner's globalCIDRsMap is advertised under its global CIDR.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+from clusterlink.api.net import cidr_family, cidr_sort_key
+from clusterlink.api.nodeconfig import Route
+from clusterlink.planner.devices import BRIDGE_DEV, DeviceMap, device_ip
+from clusterlink.planner.findings import Finding
+from clusterlink.planner.topology import ClusterView, Topology
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    cidr: str
+    owner: str  # cluster
+    target: str  # node that receives the traffic (owns the vx-bridge the route points at)
+    route: Route  # the route a bridge-set node of another cluster installs
+
+
+@dataclass(frozen=True, slots=True)
+class ExportTable:
+    """Per family: exports sorted by CIDR (one per CIDR), and each cluster's skipped indices."""
+
+    by_family: dict[int, list[Export]]
+    skipped: dict[tuple[str, int], frozenset[int]]  # (receiver cluster, family) -> indices
+
+
+def advertised(topo: Topology, cluster: ClusterView) -> list[tuple[str, str]]:
+    """(cidr, target node) pairs the cluster announces, before the global map."""
+    out: list[tuple[str, str]] = []
+    gateway = topo.gateway.get(cluster.name)
+    if cluster.mode == "p2p":
+        for name in topo.members[cluster.name]:
+            out.extend((cidr, name) for cidr in topo.nodes[name].pod_cidrs)
+    elif gateway is not None:
+        pods = cluster.pod_cidrs or tuple(
+            sorted(
+                {c for n in topo.members[cluster.name] for c in topo.nodes[n].pod_cidrs},
+                key=cidr_sort_key,
+            )
+        )
+        out.extend((cidr, gateway) for cidr in pods)
+    if gateway is not None:
+        out.extend((cidr, gateway) for cidr in cluster.service_cidrs)
+    return out
+
+
+def build_exports(topo: Topology, devices: DeviceMap) -> tuple[ExportTable, list[Finding]]:
+    findings: list[Finding] = []
+    raw: dict[int, list[Export]] = {4: [], 6: []}
+    for cluster in topo.clusters.values():
+        if cluster.mode == "gateway" and not cluster.pod_cidrs and cluster.name in topo.gateway:
+            findings.append(
+                Finding(
+                    "info",
+                    f"Cluster/{cluster.name}",
+                    "status.clusterLinkStatus.podCIDRs is empty: advertising its nodes' podCIDRs",
+                )
+            )
+        for real, target in advertised(topo, cluster):
+            family = cidr_family(real)
+            dev = BRIDGE_DEV[family]
+            device = devices[target].get(dev)
+            if device is None:
+                findings.append(
+                    Finding(
+                        "warning",
+                        f"ClusterNode/{target}",
+                        f"{real} is IPv{family} but the node has no {dev}: not advertised",
+                    )
+                )
+                continue
+            cidr = cluster.global_map.get(real, real)
+            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev)
+            raw[family].append(Export(cidr, cluster.name, target, route))
+
+    by_family: dict[int, list[Export]] = {}
+    for family, exports in raw.items():
+        exports.sort(key=lambda e: (cidr_sort_key(e.cidr), e.owner, e.target))
+        unique: list[Export] = []
+        for export in exports:
+            if unique and unique[-1].cidr == export.cidr:
+                kept = unique[-1]
+                findings.append(
+                    Finding(
+                        "warning",
+                        f"ClusterNode/{export.target}",
+                        f"{export.cidr} is also advertised by {kept.target} (cluster "
+                        f"{kept.owner}); only that one is routed",
+                    )
+                )
+                continue
+            unique.append(export)
+        by_family[family] = unique
+
+    skipped: dict[tuple[str, int], frozenset[int]] = {}
+    indexes = {family: _Index(exports) for family, exports in by_family.items()}
+    for cluster in topo.clusters.values():
+        for family, exports in by_family.items():
+            hits = indexes[family].overlapping(cluster, family)
+            skipped[(cluster.name, family)] = frozenset(hits)
+            for i in sorted(hits):
+                export = exports[i]
+                findings.append(
+                    Finding(
+                        "warning",
+                        f"Cluster/{cluster.name}",
+                        f"{export.cidr} of cluster {export.owner} overlaps this cluster's own "
+                        "CIDRs: not routed here (use globalCIDRsMap)",
+                    )
+                )
+    return ExportTable(by_family, skipped), findings
+
+
+class _Index:
+    """Exports by start address and by CIDR, for overlap queries in O(log n) each."""
+
+    def __init__(self, exports: list[Export]) -> None:
+        self.exports = exports
+        self.starts = [cidr_sort_key(e.cidr)[1] for e in exports]
+        self.by_cidr = {e.cidr: i for i, e in enumerate(exports)}
+
+    def overlapping(self, cluster: ClusterView, family: int) -> set[int]:
+        """Indices of other clusters' exports that overlap the cluster's local CIDRs.
+
+        CIDRs are nested or disjoint, so an export overlaps a local CIDR when it lies inside
+        it (its start falls in the local range) or contains it (it is one of its supernets).
+        """
+        hits: set[int] = set()
+        for local in cluster.local_cidrs:
+            if cidr_family(local) != family:
+                continue
+            net = ipaddress.ip_network(local)
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            hits.update(range(bisect_left(self.starts, lo), bisect_right(self.starts, hi)))
+            for plen in range(net.prefixlen - 1, -1, -1):
+                supernet = str(net.supernet(new_prefix=plen))
+                if supernet in self.by_cidr:
+                    hits.add(self.by_cidr[supernet])
+        return {i for i in hits if self.exports[i].owner != cluster.name}

@@ -1,0 +1,180 @@
+"""The planner's view of its input: enabled clusters, usable nodes, gateways - and findings
+for everything left out or adjusted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster, NetworkType
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.net import cidr_family, cidr_sort_key
+from clusterlink.planner.findings import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    name: str
+    mode: NetworkType
+    families: tuple[int, ...]
+    bridge_pool: dict[int, str]  # family -> CIDR ("" = that family's device is disabled)
+    local_pool: dict[int, str]
+    pod_cidrs: tuple[str, ...]  # what a gateway-mode cluster advertises
+    service_cidrs: tuple[str, ...]
+    global_map: dict[str, str]  # real -> global
+    # Everything routed inside the cluster: remote CIDRs overlapping it are skipped.
+    local_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str  # ClusterNode name = NodeConfig name
+    cluster: str
+    node: str
+    ips: dict[int, str]  # family -> underlay address, only families the node takes part in
+    interface: str
+    mtu: int
+    pod_cidrs: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Topology:
+    clusters: dict[str, ClusterView]
+    nodes: dict[str, NodeView]  # sorted by name
+    gateway: dict[str, str]  # cluster -> its gateway node's name
+    members: dict[str, list[str]]  # cluster -> node names, sorted
+    findings: list[Finding] = field(default_factory=list)
+
+    def in_bridge_set(self, node: NodeView) -> bool:
+        """Gateways of every cluster and every node of a P2P cluster own vx-bridge."""
+        cluster = self.clusters[node.cluster]
+        return cluster.mode == "p2p" or self.gateway.get(node.cluster) == node.name
+
+
+def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
+    link = cluster.link
+    assert link is not None
+    status = cluster.status.cluster_link_status
+    node_blocks = {c for n in nodes for c in n.spec.pod_cidrs}
+    local = set(status.pod_cidrs) | set(status.service_cidrs) | node_blocks
+    local |= set(link.global_cidrs_map.values())
+    return ClusterView(
+        name=cluster.name,
+        mode=link.network_type,
+        families=link.families,
+        bridge_pool={4: link.bridge_cidrs.ip, 6: link.bridge_cidrs.ip6},
+        local_pool={4: link.local_cidrs.ip, 6: link.local_cidrs.ip6},
+        pod_cidrs=tuple(status.pod_cidrs),
+        service_cidrs=tuple(status.service_cidrs),
+        global_map=dict(link.global_cidrs_map),
+        local_cidrs=tuple(sorted(local, key=cidr_sort_key)),
+    )
+
+
+def build_topology(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> Topology:
+    findings: list[Finding] = []
+    by_cluster: dict[str, list[ClusterNode]] = {}
+    for cn in sorted(cluster_nodes, key=lambda n: n.name):
+        by_cluster.setdefault(cn.spec.cluster_name, []).append(cn)
+
+    views: dict[str, ClusterView] = {}
+    for cluster in sorted(clusters, key=lambda c: c.name):
+        obj = f"Cluster/{cluster.name}"
+        if cluster.link is None:
+            findings.append(Finding("info", obj, "no clusterLinkOptions: not linked"))
+        elif not cluster.link.enable:
+            findings.append(Finding("info", obj, "clusterLinkOptions.enable is false: not linked"))
+        else:
+            views[cluster.name] = _cluster_view(cluster, by_cluster.get(cluster.name, []))
+
+    nodes: dict[str, NodeView] = {}
+    gateway_candidates: dict[str, list[str]] = {}
+    for cluster_name, members in sorted(by_cluster.items()):
+        for cn in members:
+            node = _node_view(cn, views.get(cluster_name), findings)
+            if node is None:
+                continue
+            nodes[node.name] = node
+            if cn.spec.is_gateway:
+                gateway_candidates.setdefault(cluster_name, []).append(node.name)
+
+    gateway: dict[str, str] = {}
+    for name, candidates in sorted(gateway_candidates.items()):
+        gateway[name] = candidates[0]
+        if len(candidates) > 1:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"Cluster/{name}",
+                    f"{len(candidates)} nodes have role gateway ({', '.join(candidates)}); "
+                    f"using {candidates[0]}",
+                )
+            )
+    members_of: dict[str, list[str]] = {name: [] for name in views}
+    for node in nodes.values():
+        members_of[node.cluster].append(node.name)
+    for name, view in views.items():
+        if name in gateway:
+            continue
+        if view.mode == "gateway" and members_of[name]:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"Cluster/{name}",
+                    "gateway mode but no node has role gateway: the cluster is not connected",
+                )
+            )
+        elif view.service_cidrs and members_of[name]:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"Cluster/{name}",
+                    "no node has role gateway: its service CIDRs are not advertised",
+                )
+            )
+    return Topology(views, nodes, gateway, members_of, findings)
+
+
+def _node_view(
+    cn: ClusterNode, cluster: ClusterView | None, findings: list[Finding]
+) -> NodeView | None:
+    obj = f"ClusterNode/{cn.name}"
+    spec = cn.spec
+    if not spec.cluster_name:
+        findings.append(Finding("warning", obj, "spec.clusterName is empty: left out"))
+        return None
+    if cluster is None:
+        findings.append(
+            Finding("info", obj, f"cluster {spec.cluster_name} is missing or not linked: left out")
+        )
+        return None
+    if not spec.interface_name:
+        findings.append(
+            Finding("warning", obj, "spec.interfaceName is empty (not detected yet): left out")
+        )
+        return None
+    have = {4: spec.ip, 6: spec.ip6}
+    ips = {f: have[f] for f in cluster.families if have[f]}
+    missing = [f for f in cluster.families if not have[f]]
+    if not ips:
+        wanted = " and ".join("ip" if f == 4 else "ip6" for f in cluster.families)
+        findings.append(
+            Finding("warning", obj, f"no {wanted} for ipFamily of the cluster: left out")
+        )
+        return None
+    if missing:
+        lacking = ", ".join(f"IPv{f}" for f in missing)
+        findings.append(
+            Finding("warning", obj, f"has no {lacking} address: planned for the families it has")
+        )
+    pod_cidrs = tuple(c for c in spec.pod_cidrs if cidr_family(c) in ips)
+    return NodeView(
+        name=cn.name,
+        cluster=spec.cluster_name,
+        node=spec.node_name or cn.name,
+        ips=ips,
+        interface=spec.interface_name,
+        mtu=spec.mtu or C.DEFAULT_UNDERLAY_MTU,
+        pod_cidrs=pod_cidrs,
+    )

@@ -1,0 +1,148 @@
+"""Builders for planner inputs, and a packet walker that follows NodeConfigs hop by hop."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from clusterlink.api import (
+    Cluster,
+    ClusterLinkOptions,
+    ClusterLinkStatus,
+    ClusterNode,
+    ClusterNodeSpec,
+    ClusterSpec,
+    ClusterStatus,
+    NodeConfigSpec,
+    ObjectMeta,
+)
+from clusterlink.planner import Plan
+
+
+def cluster(
+    name: str,
+    mode: str = "p2p",
+    family: str = "ipv4",
+    pods: tuple[str, ...] = (),
+    services: tuple[str, ...] = (),
+    enable: bool = True,
+    global_map: dict[str, str] | None = None,
+) -> Cluster:
+    return Cluster(
+        metadata=ObjectMeta(name=name),
+        spec=ClusterSpec(
+            cluster_link_options=ClusterLinkOptions(
+                enable=enable,
+                network_type=mode,  # type: ignore[arg-type]
+                ip_family=family,  # type: ignore[arg-type]
+                global_cidrs_map=global_map or {},
+            )
+        ),
+        status=ClusterStatus(
+            cluster_link_status=ClusterLinkStatus(
+                pod_cidrs=list(pods), service_cidrs=list(services)
+            )
+        ),
+    )
+
+
+def node(
+    cluster_name: str,
+    name: str,
+    ip: str = "",
+    ip6: str = "",
+    gateway: bool = False,
+    pods: tuple[str, ...] = (),
+    iface: str = "eth0",
+    mtu: int | None = None,
+) -> ClusterNode:
+    return ClusterNode(
+        metadata=ObjectMeta(
+            name=f"{cluster_name}-{name}", labels={"kosmos.io/cluster": cluster_name}
+        ),
+        spec=ClusterNodeSpec(
+            cluster_name=cluster_name,
+            node_name=name,
+            ip=ip,
+            ip6=ip6,
+            roles=["gateway"] if gateway else [],
+            pod_cidrs=list(pods),
+            interface_name=iface,
+            mtu=mtu,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Hop:
+    node: str
+    dev: str
+    to: str
+
+
+class WalkError(AssertionError):
+    pass
+
+
+def next_hop(plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dst: str) -> Hop | None:
+    """Where `here` sends a packet for `dst` per its NodeConfig (longest prefix), resolved via
+    its neighbour and FDB entries to the node owning that underlay IP and device; None if no
+    route matches. Raises WalkError, naming the hop, when resolution breaks."""
+    spec = specs[here]
+    addr = ipaddress.ip_address(dst)
+    best = None
+    for route in spec.routes:
+        net = ipaddress.ip_network(route.cidr)
+        if (
+            addr.version == net.version
+            and addr in net
+            and (best is None or net.prefixlen > best[0])
+        ):
+            best = (net.prefixlen, route)
+    if best is None:
+        return None
+    route = best[1]
+    if route.dev not in {d.name for d in spec.devices}:
+        raise WalkError(f"{here}: route {route.cidr} uses {route.dev}, which the node does not own")
+    arps = [a for a in spec.arps if a.dev == route.dev and a.ip == route.gw]
+    if len(arps) != 1:
+        raise WalkError(
+            f"{here}: {len(arps)} neighbour entries for next hop {route.gw} on {route.dev}"
+        )
+    mac = arps[0].mac
+    fdbs = [f for f in spec.fdbs if f.dev == route.dev and f.mac == mac]
+    if len(fdbs) != 1:
+        raise WalkError(f"{here}: {len(fdbs)} FDB entries for {mac} on {route.dev}")
+    underlay = fdbs[0].ip
+    flood = any(
+        f.dev == route.dev and f.ip == underlay and f.mac == "00:00:00:00:00:00" for f in spec.fdbs
+    )
+    if route.dev.startswith("vx-local") and not flood:
+        raise WalkError(f"{here}: no flood (zero-MAC) FDB entry toward {underlay} on {route.dev}")
+    owners = []
+    for name, other in specs.items():
+        view = plan.topology.nodes[name]
+        if underlay not in view.ips.values():
+            continue
+        for dev in other.devices:
+            if dev.name == route.dev and dev.mac == mac and dev.addr.split("/")[0] == route.gw:
+                owners.append(name)
+    if len(owners) != 1:
+        raise WalkError(f"{here}: next hop {route.gw} ({mac} at {underlay}) is owned by {owners}")
+    return Hop(here, route.dev, owners[0])
+
+
+def walk(
+    plan: Plan, specs: dict[str, NodeConfigSpec], start: str, dst: str, max_hops: int = 2
+) -> list[Hop]:
+    """Follow routes from `start` until no route matches (delivered locally)."""
+    hops: list[Hop] = []
+    here = start
+    while True:
+        hop = next_hop(plan, specs, here, dst)
+        if hop is None:
+            return hops
+        hops.append(hop)
+        if len(hops) > max_hops:
+            raise WalkError(f"{start} -> {dst}: more than {max_hops} VXLAN hops: {hops}")
+        here = hop.to
