@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint fmt unit deps venv demo bench crds clean
 
 test: deps venv lint ## everything CI runs: lint, type check, every test (root tests included)
-	$(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from clusterlink import __version__
+from clusterlink.agent.firewall import IptablesFirewall
+from clusterlink.agent.kernel import KernelError
+from clusterlink.agent.linux import LinuxKernel
+from clusterlink.agent.service import Agent
 from clusterlink.api.crds import stale_crds, write_crds
-from clusterlink.cli.common import EXIT_FAILURE, fail
+from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
+from clusterlink.store.url import open_store
 
 app = typer.Typer(
     name="clusterlink",
@@ -45,6 +53,70 @@ def gen_crds(
         return
     for path in write_crds(directory):
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def agent(
+    node: Annotated[
+        str, typer.Option("--node", help="This node's ClusterNode (= NodeConfig) name.")
+    ],
+    store: StoreOption = None,
+    netns_name: Annotated[
+        str | None, typer.Option("--netns", help="Act inside this network namespace (lab, tests).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One reconcile, print what changed, exit.")
+    ] = False,
+    resync: Annotated[
+        float, typer.Option("--resync", help="Seconds between full resyncs.", min=0.1)
+    ] = 30.0,
+    detect_nic: Annotated[
+        bool,
+        typer.Option(
+            "--detect-nic/--no-detect-nic", help="Fill interfaceName/ip/ip6 of the ClusterNode."
+        ),
+    ] = True,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="With --once: table or json.")
+    ] = OutputFormat.table,
+) -> None:
+    """Make this node's kernel match its NodeConfig, and keep it so.
+
+    Exits 0 on SIGTERM without touching the kernel (a restart must not disturb traffic);
+    a deleted NodeConfig tears our state down. With --once, exits 1 if the pass had errors.
+    """
+    with user_errors():
+        st = open_store(store)
+        try:
+            kernel = LinuxKernel(netns_name)
+        except (KernelError, OSError) as exc:
+            fail(f"agent: {exc}")
+        worker = Agent(
+            st,
+            node,
+            kernel,
+            IptablesFirewall(netns_name),
+            netns_name=netns_name,
+            resync=resync,
+            detect_nic=detect_nic,
+        )
+        if once:
+            report = worker.sync()
+            if output == OutputFormat.json:
+                emit(report.to_dict(), output)
+            else:
+                typer.echo(f"{node}: {report.changes} kernel changes")
+                for error in report.errors:
+                    typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(EXIT_FAILURE if report.errors else 0)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
+        signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
+        worker.run(stop)
+        kernel.close()
 
 
 def main() -> None:

@@ -1,0 +1,73 @@
+"""What the kernel should hold for a NodeConfig: devices (with facts only the node knows -
+its bind NIC's MTU and tunnel source address), entries, rules, sysctls, firewall rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clusterlink import constants as C
+from clusterlink.agent.firewall import Rule
+from clusterlink.agent.kernel import Entries, Link, VxlanSpec
+from clusterlink.api.nodeconfig import NodeConfigSpec
+
+
+@dataclass(slots=True)
+class Desired:
+    devices: dict[str, VxlanSpec] = field(default_factory=dict)
+    entries: Entries = field(default_factory=Entries)
+    rule_families: set[int] = field(default_factory=set)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    firewall: dict[int, set[Rule]] = field(default_factory=lambda: {4: set(), 6: set()})
+
+
+def family_of_device(name: str) -> int:
+    return 6 if name.endswith("-6") else 4
+
+
+def desired_state(spec: NodeConfigSpec, links: dict[str, Link]) -> tuple[Desired, list[str]]:
+    """Desired state, plus errors for devices that cannot be built here (and are left out,
+    with everything that hangs on them)."""
+    out = Desired()
+    errors: list[str] = []
+    for dev in spec.devices:
+        family = family_of_device(dev.name)
+        bind = links.get(dev.bind_dev)
+        if bind is None:
+            errors.append(f"{dev.name}: bind device {dev.bind_dev} not found")
+            continue
+        local = next((a.split("/")[0] for a in bind.addrs if (":" in a) == (family == 6)), None)
+        if local is None:
+            errors.append(f"{dev.name}: {dev.bind_dev} has no IPv{family} address for the tunnel")
+            continue
+        out.devices[dev.name] = VxlanSpec(
+            name=dev.name,
+            addr=dev.addr,
+            mac=dev.mac,
+            bind_dev=dev.bind_dev,
+            vni=dev.id,
+            port=dev.port,
+            mtu=dev.mtu or bind.mtu - C.VXLAN_OVERHEAD[family],
+            local=local,
+        )
+        out.rule_families.add(family)
+        if family == 4:
+            out.sysctls["net/ipv4/ip_forward"] = "1"
+            # Loose reverse-path filtering: replies may arrive on another device than the
+            # route back (pod traffic enters over vx, leaves over the CNI, and vice versa).
+            out.sysctls[f"net/ipv4/conf/{dev.name}/rp_filter"] = "2"
+            out.sysctls[f"net/ipv4/conf/{dev.bind_dev}/rp_filter"] = "2"
+        else:
+            out.sysctls["net/ipv6/conf/all/forwarding"] = "1"
+            out.sysctls[f"net/ipv6/conf/{dev.name}/disable_ipv6"] = "0"
+        for direction in ("-i", "-o"):
+            out.firewall[family].add(
+                Rule(family, "filter", "FORWARD", f"{direction} {dev.name} -j ACCEPT")
+            )
+    kept = set(out.devices)
+    out.entries = Entries(frozenset(spec.routes), frozenset(spec.fdbs), frozenset(spec.arps)).on(
+        kept
+    )
+    for r in spec.iptables:
+        family = 6 if ":" in r.rule else 4
+        out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))
+    return out, errors

@@ -1,0 +1,99 @@
+"""The `Kernel` port: everything the agent reads from or writes to a host's network stack.
+
+Two adapters: `LinuxKernel` (pyroute2 + a lean netlink reader + `ip -batch`) and
+`FakeKernel` (dicts; refuses what the kernel would refuse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clusterlink.api.nodeconfig import Arp, Fdb, Route
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    name: str
+    index: int
+    kind: str  # "vxlan", "veth", ... ("" when the kernel reports none)
+    mtu: int
+    up: bool
+    mac: str
+    addrs: tuple[str, ...] = ()  # global-scope "ip/prefix", in kernel order
+    vxlan: VxlanSpec | None = None  # how a vxlan link is configured
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanSpec:
+    """A vx device exactly as we compare it: desired (from NodeConfig + the bind NIC) or
+    observed (read back from the kernel)."""
+
+    name: str
+    addr: str  # "ip/prefix" ("" = none)
+    mac: str
+    bind_dev: str
+    vni: int
+    port: int
+    mtu: int
+    local: str  # our underlay address on bind_dev (the tunnel source)
+    learning: bool = False
+    up: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    routes: frozenset[Route] = field(default_factory=frozenset)
+    fdbs: frozenset[Fdb] = field(default_factory=frozenset)
+    arps: frozenset[Arp] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return len(self.routes) + len(self.fdbs) + len(self.arps)
+
+    def __sub__(self, other: Entries) -> Entries:
+        return Entries(self.routes - other.routes, self.fdbs - other.fdbs, self.arps - other.arps)
+
+    def on(self, devices: set[str]) -> Entries:
+        return Entries(
+            frozenset(r for r in self.routes if r.dev in devices),
+            frozenset(f for f in self.fdbs if f.dev in devices),
+            frozenset(a for a in self.arps if a.dev in devices),
+        )
+
+
+class KernelError(Exception):
+    """The kernel refused an operation; the message says which and why."""
+
+
+class Kernel(Protocol):
+    def links(self) -> dict[str, Link]: ...
+
+    def create_vxlan(self, spec: VxlanSpec) -> None:
+        """Create the device with its MAC, MTU and address, learning off, and bring it up."""
+        ...
+
+    def delete_link(self, name: str) -> None: ...
+
+    def entries(self, devices: Mapping[str, int]) -> Entries:
+        """Table-200 routes, FDB entries with a remote address, and permanent neighbours on
+        these devices (name -> ifindex)."""
+        ...
+
+    def change_entries(self, remove: Entries, add: Entries) -> list[str]:
+        """Remove, then add (routes after neighbours and FDB). Returns errors, one per entry."""
+        ...
+
+    def rule_families(self) -> set[int]:
+        """Families (4, 6) that have our `lookup 200` rule at priority 200."""
+        ...
+
+    def add_rule(self, family: int) -> None: ...
+
+    def delete_rule(self, family: int) -> None: ...
+
+    def get_sysctl(self, key: str) -> str | None: ...
+
+    def set_sysctl(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,241 @@
+"""`LinuxKernel`: the real adapter.
+
+- links, addresses, rules: pyroute2 (a handful of objects, small diffs);
+- routes, neighbours, FDB: read with the lean netlink reader (`netlink.py`) and written in
+  one `ip -batch` and one `bridge -batch` run per change set (-force: one refused entry does
+  not stop the rest; its error is reported). At 15,000 entries that is ~1x the kernel floor,
+  where one pyroute2 call per entry is ~11x (reference/machine-probe.md §1);
+- sysctls: /proc/sys, read and written from a thread inside the namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from pyroute2 import IPRoute, NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+
+from clusterlink import constants as C
+from clusterlink.agent import netns
+from clusterlink.agent.kernel import Entries, KernelError, Link, VxlanSpec
+from clusterlink.agent.netlink import AF_BRIDGE, AF_INET, AF_INET6, NUD_PERMANENT, Reader
+from clusterlink.api.nodeconfig import Arp, Fdb, Route
+
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
+
+
+class LinuxKernel:
+    def __init__(self, netns_name: str | None = None) -> None:
+        if netns_name is not None and not netns.exists(netns_name):
+            raise KernelError(f"network namespace {netns_name!r} does not exist")
+        self.netns = netns_name
+        # IPRoute(netns=...) and not IPRoute() inside setns: pyroute2 0.9 opens a new socket
+        # for each calling thread, and one made under setns in thread A answers from the
+        # *root* namespace when called from thread B (found the hard way). flags=0: never
+        # create a missing namespace.
+        self.ipr = IPRoute(netns=netns_name, flags=0) if netns_name else IPRoute()
+        self.reader = Reader(netns_name)
+
+    def close(self) -> None:
+        self.ipr.close()
+        self.reader.close()
+
+    # -- links --------------------------------------------------------------------------------
+
+    def links(self) -> dict[str, Link]:
+        addrs: dict[int, list[str]] = {}
+        for a in self.ipr.get_addr():
+            if a["scope"] == 0:  # global
+                addrs.setdefault(a["index"], []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+        raw = list(self.ipr.get_links())
+        names = {link["index"]: link.get("IFLA_IFNAME") for link in raw}
+        out: dict[str, Link] = {}
+        for link in raw:
+            name = link.get("IFLA_IFNAME")
+            info = link.get("IFLA_LINKINFO")
+            kind = (info.get("IFLA_INFO_KIND") if info else None) or ""
+            index = link["index"]
+            up = bool(link["flags"] & 1)
+            mtu = int(link.get("IFLA_MTU") or 0)
+            mac = str(link.get("IFLA_ADDRESS") or "")
+            vx = None
+            if kind == "vxlan" and name in C.OWNED_DEVICES:
+                data = info.get("IFLA_INFO_DATA")
+                family_addrs = [
+                    x for x in addrs.get(index, []) if (":" in x) == name.endswith("-6")
+                ]
+                vx = VxlanSpec(
+                    name=name,
+                    addr=family_addrs[0] if family_addrs else "",
+                    mac=mac,
+                    bind_dev=names.get(data.get("IFLA_VXLAN_LINK") or 0, ""),
+                    vni=int(data.get("IFLA_VXLAN_ID") or 0),
+                    port=int(data.get("IFLA_VXLAN_PORT") or 0),
+                    mtu=mtu,
+                    local=str(data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6") or ""),
+                    learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+                    up=up,
+                )
+            out[name] = Link(name, index, kind, mtu, up, mac, tuple(addrs.get(index, [])), vx)
+        return out
+
+    def create_vxlan(self, spec: VxlanSpec) -> None:
+        bind = self.ipr.link_lookup(ifname=spec.bind_dev)
+        if not bind:
+            raise KernelError(f"{spec.name}: bind device {spec.bind_dev} does not exist")
+        v6 = ":" in spec.local
+        args: dict[str, Any] = {
+            "ifname": spec.name,
+            "kind": "vxlan",
+            "vxlan_id": spec.vni,
+            "vxlan_port": spec.port,
+            "vxlan_learning": 0,
+            "vxlan_link": bind[0],
+            ("vxlan_local6" if v6 else "vxlan_local"): spec.local,
+        }
+        try:
+            self.ipr.link("add", **args)
+            index = self.ipr.link_lookup(ifname=spec.name)[0]
+            # Up before any route: the kernel refuses routes through a down device.
+            self.ipr.link("set", index=index, address=spec.mac, mtu=spec.mtu, state="up")
+            if spec.addr:
+                ip, prefix = spec.addr.split("/")
+                flags = IFA_F_NODAD if ":" in ip else 0  # no DAD: the address is ours by plan
+                self.ipr.addr("add", index=index, address=ip, prefixlen=int(prefix), flags=flags)
+        except NetlinkError as exc:
+            raise KernelError(f"{spec.name}: cannot create: {os.strerror(exc.code)}") from None
+
+    def delete_link(self, name: str) -> None:
+        try:
+            self.ipr.link("del", ifname=name)
+        except NetlinkError as exc:
+            if exc.code not in _ABSENT:
+                raise KernelError(f"{name}: cannot delete: {os.strerror(exc.code)}") from None
+
+    # -- routes, neighbours, FDB --------------------------------------------------------------
+
+    def entries(self, devices: Mapping[str, int]) -> Entries:
+        by_index = {index: name for name, index in devices.items()}
+        if not by_index:
+            return Entries()
+        routes = frozenset(
+            Route.trusted(cidr=r.dst, gw=r.gateway, dev=by_index[r.oif])
+            for family in (AF_INET, AF_INET6)
+            for r in self.reader.routes(family, C.ROUTE_TABLE)
+            if r.oif in by_index
+        )
+        arps = frozenset(
+            Arp.trusted(ip=n.ip, mac=n.lladdr, dev=by_index[n.ifindex])
+            for family in (AF_INET, AF_INET6)
+            for n in self.reader.neighbours(family)
+            if n.ifindex in by_index and n.state & NUD_PERMANENT
+        )
+        fdbs = frozenset(
+            Fdb.trusted(ip=n.ip, mac=n.lladdr, dev=by_index[n.ifindex])
+            for n in self.reader.neighbours(AF_BRIDGE)
+            if n.ifindex in by_index
+        )
+        return Entries(routes, fdbs, arps)
+
+    def change_entries(self, remove: Entries, add: Entries) -> list[str]:
+        ip_lines = [
+            f"route del {r.cidr} via {r.gw} dev {r.dev} table {C.ROUTE_TABLE}"
+            for r in remove.routes
+        ]
+        ip_lines += [f"neigh del {a.ip} dev {a.dev}" for a in remove.arps]
+        ip_lines += [
+            f"neigh replace {a.ip} lladdr {a.mac} dev {a.dev} nud permanent" for a in add.arps
+        ]
+        bridge_lines = [f"fdb del {f.mac} dev {f.dev} dst {f.ip} self" for f in remove.fdbs]
+        bridge_lines += [
+            f"fdb append {f.mac} dev {f.dev} dst {f.ip} self permanent" for f in add.fdbs
+        ]
+        route_lines = [
+            f"route replace {r.cidr} via {r.gw} dev {r.dev} onlink table {C.ROUTE_TABLE} "
+            f"proto {C.ROUTE_PROTO}"
+            for r in add.routes
+        ]
+        errors = self._batch("ip", ip_lines) + self._batch("bridge", bridge_lines)
+        return errors + self._batch("ip", route_lines)
+
+    def _batch(self, tool: str, lines: list[str]) -> list[str]:
+        if not lines:
+            return []
+        argv = [tool, "-force", "-batch", "-"]
+        if self.netns is not None:
+            argv = [tool, "-n", self.netns, "-force", "-batch", "-"]
+        proc = subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True)
+        return _batch_errors(proc.stderr, lines)
+
+    # -- policy rule --------------------------------------------------------------------------
+
+    def rule_families(self) -> set[int]:
+        out = set()
+        for family, af in _FAMILY.items():
+            for rule in self.ipr.get_rules(family=af):
+                table = rule.get("FRA_TABLE") or rule["table"]
+                if table == C.ROUTE_TABLE and rule.get("FRA_PRIORITY") == C.RULE_PRIORITY:
+                    out.add(family)
+        return out
+
+    def add_rule(self, family: int) -> None:
+        try:
+            self.ipr.rule(
+                "add", table=C.ROUTE_TABLE, priority=C.RULE_PRIORITY, family=_FAMILY[family]
+            )
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise KernelError(f"rule IPv{family}: {os.strerror(exc.code)}") from None
+
+    def delete_rule(self, family: int) -> None:
+        try:
+            self.ipr.rule(
+                "del", table=C.ROUTE_TABLE, priority=C.RULE_PRIORITY, family=_FAMILY[family]
+            )
+        except NetlinkError as exc:
+            if exc.code not in _ABSENT:
+                raise KernelError(f"rule IPv{family}: {os.strerror(exc.code)}") from None
+
+    # -- sysctls ------------------------------------------------------------------------------
+
+    def get_sysctl(self, key: str) -> str | None:
+        path = "/proc/sys/" + key  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
+        try:
+            with netns.entered(self.netns), open(path) as fh:
+                return fh.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def set_sysctl(self, key: str, value: str) -> None:
+        path = "/proc/sys/" + key  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
+        try:
+            with netns.entered(self.netns), open(path, "w") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise KernelError(f"sysctl {key}={value}: {exc.strerror}") from None
+
+
+def _batch_errors(stderr: str, lines: list[str]) -> list[str]:
+    """`ip -force -batch` prints 'Command failed -:N' after each refused line's message."""
+    errors: list[str] = []
+    pending: list[str] = []
+    for text in stderr.splitlines():
+        if text.startswith("Command failed -:"):
+            try:
+                line = lines[int(text.rsplit(":", 1)[1]) - 1]
+            except (ValueError, IndexError):
+                line = "?"
+            reason = "; ".join(pending) or "failed"
+            errors.append(f"{line}: {reason}")
+            pending = []
+        elif text.strip():
+            pending.append(text.strip())
+    if pending:
+        errors.append("; ".join(pending))
+    return errors

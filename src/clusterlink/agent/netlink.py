@@ -1,0 +1,162 @@
+"""A lean rtnetlink reader for the bulk of our state: routes, neighbours and FDB entries.
+
+Why not pyroute2 here: reading back 5,000 routes through pyroute2 takes ~220 ms (and as much
+again for neighbours and FDB), more than programming them with `ip -batch`; a no-op resync
+must cost a few percent of an apply. The kernel dumps 5,000 entries in ~3 ms; this module
+asks for the dump on a plain netlink socket and decodes only the attributes we compare.
+pyroute2 still does everything else (links, addresses, rules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from clusterlink.agent import netns
+
+AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
+SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
+
+_HDR = struct.Struct("=LHHLL")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_NDMSG = struct.Struct("=BxxxiHBB")
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+
+
+class NetlinkError(OSError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    family: int
+    dst: str  # CIDR
+    gateway: str
+    oif: int
+    table: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawNeigh:
+    family: int
+    ip: str
+    lladdr: str
+    ifindex: int
+    state: int
+
+
+def _ip(family: int, raw: bytes) -> str:
+    return socket.inet_ntop(AF_INET6 if len(raw) == 16 else AF_INET, raw)
+
+
+def _mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+class Reader:
+    """One netlink socket, opened inside `netns_name` and bound there for its lifetime."""
+
+    def __init__(self, netns_name: str | None) -> None:
+        with netns.entered(netns_name):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        with contextlib.suppress(OSError):  # kernel-side filtering where it can; we filter too
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _dump(self, msg_type: int, body: bytes) -> Iterator[tuple[int, bytes, int]]:
+        """Yield (type, buffer, offset of the payload) for every message of the dump."""
+        self.seq += 1
+        self.sock.send(
+            _HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0)
+            + body
+        )
+        while True:
+            data = self.sock.recv(1 << 20)
+            off = 0
+            while off < len(data):
+                length, mtype, _flags, seq, _pid = _HDR.unpack_from(data, off)
+                if seq != self.seq:
+                    off += (length + 3) & ~3
+                    continue
+                if mtype == NLMSG_DONE:
+                    return
+                if mtype == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, off + _HDR.size)
+                    if code:
+                        raise NetlinkError(-code, f"netlink dump failed: {os.strerror(-code)}")
+                    return
+                yield mtype, data[off : off + length], _HDR.size
+                off += (length + 3) & ~3
+
+    def routes(self, family: int, table: int) -> list[RawRoute]:
+        out = []
+        body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
+        for mtype, msg, off in self._dump(RTM_GETROUTE, body):
+            if mtype != RTM_NEWROUTE:
+                continue
+            fam, dst_len, _s, _t, tbl, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg, off)
+            pos = off + _RTMSG.size
+            dst = gateway = b""
+            oif = 0
+            end = len(msg)
+            while pos + 4 <= end:
+                alen, atype = _ATTR.unpack_from(msg, pos)
+                if alen < 4:
+                    break
+                atype &= 0x3FFF
+                if atype == RTA_DST:
+                    dst = msg[pos + 4 : pos + alen]
+                elif atype == RTA_GATEWAY:
+                    gateway = msg[pos + 4 : pos + alen]
+                elif atype == RTA_OIF:
+                    (oif,) = _U32.unpack_from(msg, pos + 4)
+                elif atype == RTA_TABLE:
+                    (tbl,) = _U32.unpack_from(msg, pos + 4)
+                pos += (alen + 3) & ~3
+            if tbl != table or not gateway:
+                continue
+            prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
+            out.append(RawRoute(fam, f"{prefix}/{dst_len}", _ip(fam, gateway), oif, tbl))
+        return out
+
+    def neighbours(self, family: int) -> list[RawNeigh]:
+        """IPv4/IPv6 neighbours (family AF_INET/AF_INET6) or FDB entries (AF_BRIDGE: `ip` is the
+        remote underlay address; entries without one are skipped)."""
+        out = []
+        for mtype, msg, off in self._dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
+            if mtype != RTM_NEWNEIGH:
+                continue
+            fam, ifindex, state, _flags, _ty = _NDMSG.unpack_from(msg, off)
+            pos = off + _NDMSG.size
+            dst = lladdr = b""
+            end = len(msg)
+            while pos + 4 <= end:
+                alen, atype = _ATTR.unpack_from(msg, pos)
+                if alen < 4:
+                    break
+                atype &= 0x3FFF
+                if atype == NDA_DST:
+                    dst = msg[pos + 4 : pos + alen]
+                elif atype == NDA_LLADDR:
+                    lladdr = msg[pos + 4 : pos + alen]
+                pos += (alen + 3) & ~3
+            if not dst or len(lladdr) != 6:
+                continue
+            out.append(RawNeigh(fam, _ip(fam, dst), _mac(lladdr), ifindex, state))
+        return out

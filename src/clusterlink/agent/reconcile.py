@@ -1,0 +1,158 @@
+"""Reconcile: observe what we own, diff against the desired state, delete then add.
+
+Order: stale entries on devices that stay -> devices to replace or remove -> devices to
+create -> (re-observe, since a replaced device lost its routes, FDB and neighbours; Kosmos
+waits 30 s for its next pass here) -> missing entries -> policy rules -> sysctls -> firewall.
+A pass with nothing to do makes no kernel change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clusterlink import constants as C
+from clusterlink.agent.desired import Desired, desired_state, family_of_device
+from clusterlink.agent.firewall import Firewall, FirewallError, in_sync
+from clusterlink.agent.kernel import Entries, Kernel, KernelError, Link
+from clusterlink.api.nodeconfig import NodeConfigSpec
+
+
+@dataclass(slots=True)
+class Report:
+    devices_deleted: list[str] = field(default_factory=list)
+    devices_created: list[str] = field(default_factory=list)
+    entries_removed: int = 0
+    entries_added: int = 0
+    rules_changed: int = 0
+    sysctls_changed: int = 0
+    firewall_changed: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return (
+            len(self.devices_deleted)
+            + len(self.devices_created)
+            + self.entries_removed
+            + self.entries_added
+            + self.rules_changed
+            + self.sysctls_changed
+            + len(self.firewall_changed)
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "changes": self.changes,
+            "devicesDeleted": self.devices_deleted,
+            "devicesCreated": self.devices_created,
+            "entriesRemoved": self.entries_removed,
+            "entriesAdded": self.entries_added,
+            "rulesChanged": self.rules_changed,
+            "sysctlsChanged": self.sysctls_changed,
+            "firewallFamiliesWritten": self.firewall_changed,
+            "errors": self.errors,
+        }
+
+
+def _ours(links: dict[str, Link], report: Report) -> dict[str, Link]:
+    owned = {}
+    for name in C.OWNED_DEVICES:
+        link = links.get(name)
+        if link is None:
+            continue
+        if link.vxlan is None:
+            report.errors.append(
+                f"{name}: a {link.kind or 'non-vxlan'} link has our name; left alone"
+            )
+            continue
+        owned[name] = link
+    return owned
+
+
+def reconcile(kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec | None) -> Report:
+    """Make the kernel match `spec`; None (NodeConfig deleted) tears all our state down."""
+    report = Report()
+    links = kernel.links()
+    desired, errors = desired_state(spec or NodeConfigSpec(), links)
+    report.errors += errors
+    owned = _ours(links, report)
+
+    replace = sorted(
+        name for name, link in owned.items() if desired.devices.get(name) != link.vxlan
+    )
+    kept = {name: link.index for name, link in owned.items() if name not in replace}
+    observed = kernel.entries(kept)
+    stale = observed - desired.entries
+    if len(stale):
+        report.errors += kernel.change_entries(stale, Entries())
+        report.entries_removed += len(stale)
+        observed = observed - stale
+
+    for name in replace:
+        _try(report, lambda n=name: kernel.delete_link(n))
+        report.devices_deleted.append(name)
+    for name in sorted(desired.devices):
+        if name in kept:
+            continue
+        if _try(report, lambda n=name: kernel.create_vxlan(desired.devices[n])):
+            report.devices_created.append(name)
+
+    if report.devices_created or report.devices_deleted:
+        links = kernel.links()  # re-observe: new indices, and what the new devices hold
+        present = {n: links[n].index for n in desired.devices if n in links}
+        observed = kernel.entries(present)
+    missing = desired.entries.on(set(links) & set(desired.devices)) - observed
+    if len(missing):
+        report.errors += kernel.change_entries(Entries(), missing)
+        report.entries_added += len(missing)
+
+    _rules(kernel, desired, report)
+    _sysctls(kernel, desired, report)
+    _firewall(firewall, desired, report)
+    return report
+
+
+def _try(report: Report, action: object) -> bool:
+    try:
+        action()  # type: ignore[operator]
+    except KernelError as exc:
+        report.errors.append(str(exc))
+        return False
+    return True
+
+
+def _rules(kernel: Kernel, desired: Desired, report: Report) -> None:
+    have = kernel.rule_families()
+    for family in sorted(desired.rule_families - have):
+        if _try(report, lambda f=family: kernel.add_rule(f)):
+            report.rules_changed += 1
+    for family in sorted(have - desired.rule_families):
+        if _try(report, lambda f=family: kernel.delete_rule(f)):
+            report.rules_changed += 1
+
+
+def _sysctls(kernel: Kernel, desired: Desired, report: Report) -> None:
+    for key, value in sorted(desired.sysctls.items()):
+        if kernel.get_sysctl(key) != value and _try(
+            report, lambda k=key, v=value: kernel.set_sysctl(k, v)
+        ):
+            report.sysctls_changed += 1
+
+
+def _firewall(firewall: Firewall, desired: Desired, report: Report) -> None:
+    try:
+        state = firewall.observe()
+        for family in (4, 6):
+            rules = desired.firewall[family]
+            current = state[family]
+            if rules and not in_sync(current, rules):
+                firewall.write(family, rules)
+                report.firewall_changed.append(family)
+            elif not rules and (current.chains or current.good_jumps):
+                firewall.teardown(family)
+                report.firewall_changed.append(family)
+    except FirewallError as exc:
+        report.errors.append(f"firewall: {exc}")
+
+
+__all__ = ["Report", "family_of_device", "reconcile"]

@@ -1,0 +1,173 @@
+"""The agent process: watch the node's NodeConfig, reconcile, resync, report status.
+
+Reconcile, don't react: every pass reads the NodeConfig and the kernel afresh; watch events
+only make the next pass sooner (bursts coalesced within `coalesce` seconds), and a timer runs
+one every `resync` seconds to repair drift. Stopping (SIGTERM) leaves the kernel as it is, so a
+restart does not disturb traffic; only a deleted NodeConfig tears our state down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import threading
+import time
+
+from clusterlink.agent.detect import detect, merged, source_address
+from clusterlink.agent.firewall import Firewall
+from clusterlink.agent.kernel import Kernel
+from clusterlink.agent.reconcile import Report, reconcile
+from clusterlink.api.cluster import Cluster
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.meta import now_rfc3339, parse_rfc3339
+from clusterlink.api.nodeconfig import NodeConfig, NodeConfigStatus
+from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError
+
+log = logging.getLogger("clusterlink.agent")
+
+STATUS_REFRESH = dt.timedelta(minutes=5)  # lastSyncTime is rewritten at least this often
+
+
+def spec_hash(nc: NodeConfig) -> str:
+    return hashlib.sha256(nc.spec.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+
+class Agent:
+    def __init__(
+        self,
+        store: Store,
+        node: str,
+        kernel: Kernel,
+        firewall: Firewall,
+        *,
+        netns_name: str | None = None,
+        resync: float = 30.0,
+        coalesce: float = 0.1,
+        detect_nic: bool = True,
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.kernel = kernel
+        self.firewall = firewall
+        self.netns = netns_name
+        self.resync = resync
+        self.coalesce = coalesce
+        self.detect_nic = detect_nic
+        self.passes = 0
+        self.last: Report | None = None
+        self.synced_generation: int | None = None
+        self.wake = threading.Event()  # set by watch events (and by stop) to run a pass now
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def sync(self) -> Report:
+        if self.detect_nic:
+            self.update_cluster_node()
+        try:
+            nc: NodeConfig | None = self.store.get(NodeConfig, self.node)
+        except NotFound:
+            nc = None
+        report = reconcile(self.kernel, self.firewall, nc.spec if nc else None)
+        self.passes += 1
+        self.last = report
+        if report.changes or report.errors:
+            log.info("%s: %s", self.node, report.to_dict())
+        self.synced_generation = nc.metadata.generation if nc else None
+        if nc is not None:
+            self.write_status(nc, report)
+        return report
+
+    def write_status(self, nc: NodeConfig, report: Report) -> None:
+        now = dt.datetime.now(dt.UTC)
+        old = nc.status
+        status = NodeConfigStatus(
+            phase="Error" if report.errors else "Synced",
+            message="; ".join(report.errors)[:2000],
+            observed_generation=nc.metadata.generation,
+            spec_hash=spec_hash(nc),
+            last_sync_time=now_rfc3339(now) if not report.errors else old.last_sync_time,
+            last_change_time=now_rfc3339(now) if report.changes else old.last_change_time,
+        )
+        fresh = old.last_sync_time and now - parse_rfc3339(old.last_sync_time) < STATUS_REFRESH
+        same = status.model_copy(update={"last_sync_time": old.last_sync_time}) == old
+        if same and fresh:
+            return
+        try:
+            self.store.update_status(nc.model_copy(update={"status": status}))
+        except (Conflict, NotFound):
+            pass  # the NodeConfig moved on; the next pass reports on the new one
+        except StoreError as exc:
+            log.warning("%s: cannot write status: %s", self.node, exc)
+
+    def update_cluster_node(self) -> None:
+        try:
+            cn = self.store.get(ClusterNode, self.node)
+            cluster = self.store.get(Cluster, cn.spec.cluster_name)
+        except NotFound:
+            return
+        found, why = detect(
+            cluster, cn.spec, self.kernel.links(), lambda t: source_address(t, self.netns)
+        )
+        if found is None:
+            log.warning(
+                "%s: NIC detection failed: %s (keeping %r)", self.node, why, cn.spec.interface_name
+            )
+            return
+        spec = merged(cn.spec, found)
+        if spec != cn.spec:
+            with contextlib.suppress(Conflict, NotFound):  # retried on the next pass
+                self.store.update(cn.model_copy(update={"spec": spec}))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def stop(self, stop: threading.Event) -> None:
+        """Ask `run` to return (signal-handler safe)."""
+        stop.set()
+        self.wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        wake = self.wake
+        watcher = threading.Thread(
+            target=self._watch, args=(stop, wake), daemon=True, name=f"watch-{self.node}"
+        )
+        watcher.start()
+        next_resync = 0.0
+        while not stop.is_set():
+            timeout = max(0.0, next_resync - time.monotonic())
+            if wake.wait(timeout):
+                stop.wait(self.coalesce)  # let a burst of events land, then act once
+                wake.clear()
+            if stop.is_set():
+                break
+            try:
+                self.sync()
+            except StoreError as exc:
+                log.warning("%s: store: %s", self.node, exc)
+            except Exception:
+                log.exception("%s: reconcile failed", self.node)
+            next_resync = time.monotonic() + self.resync
+        watcher.join(timeout=2)
+
+    def _watch(self, stop: threading.Event, wake: threading.Event) -> None:
+        since = self.store.revision()
+        while not stop.is_set():
+            try:
+                for event in self.store.watch(NodeConfig, since, stop=stop):
+                    since = event.resource_version
+                    if event.object.name != self.node:
+                        continue
+                    status_only = (
+                        event.type == "MODIFIED"
+                        and event.object.metadata.generation == self.synced_generation
+                    )
+                    if not status_only:  # our own status writes need no pass
+                        wake.set()
+                return
+            except Expired:
+                since = self.store.revision()
+                wake.set()
+            except StoreError as exc:
+                log.warning("%s: watch: %s", self.node, exc)
+                stop.wait(1.0)
