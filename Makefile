@@ -47,7 +47,8 @@ demo: deps venv ## the lab demo (arrives with the lab issue)
 	@exit 2
 
 bench: venv ## benchmarks; each prints its figures and ratios to its baseline
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "goals missed in:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

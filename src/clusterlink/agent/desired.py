@@ -24,9 +24,11 @@ def family_of_device(name: str) -> int:
     return 6 if name.endswith("-6") else 4
 
 
-def desired_state(spec: NodeConfigSpec, links: dict[str, Link]) -> tuple[Desired, list[str]]:
+def desired_state(
+    spec: NodeConfigSpec, links: dict[str, Link], entries: Entries | None = None
+) -> tuple[Desired, list[str]]:
     """Desired state, plus errors for devices that cannot be built here (and are left out,
-    with everything that hangs on them)."""
+    with everything that hangs on them). `entries`: `Entries.of(spec)`, if the caller has it."""
     out = Desired()
     errors: list[str] = []
     for dev in spec.devices:
@@ -63,10 +65,9 @@ def desired_state(spec: NodeConfigSpec, links: dict[str, Link]) -> tuple[Desired
             out.firewall[family].add(
                 Rule(family, "filter", "FORWARD", f"{direction} {dev.name} -j ACCEPT")
             )
-    kept = set(out.devices)
-    out.entries = Entries(frozenset(spec.routes), frozenset(spec.fdbs), frozenset(spec.arps)).on(
-        kept
-    )
+    out.entries = entries if entries is not None else Entries.of(spec)
+    if len(out.devices) < len(spec.devices):  # a device was left out: so are its entries
+        out.entries = out.entries.on(set(out.devices))
     for r in spec.iptables:
         family = 6 if ":" in r.rule else 4
         out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))

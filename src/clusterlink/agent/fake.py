@@ -6,15 +6,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from clusterlink.agent.firewall import MANAGED, FamilyState, Rule
-from clusterlink.agent.kernel import Entries, KernelError, Link, VxlanSpec
+from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
 
 
 class FakeKernel:
     def __init__(self, links: dict[str, Link] | None = None) -> None:
         self._links: dict[str, Link] = dict(links or {})
-        self.routes: set = set()  # type: ignore[type-arg]
-        self.fdbs: set = set()  # type: ignore[type-arg]
-        self.arps: set = set()  # type: ignore[type-arg]
+        self.routes: set[RouteKey] = set()
+        self.fdbs: set[FdbKey] = set()
+        self.arps: set[ArpKey] = set()
         self.rules: set[int] = set()
         self.sysctls: dict[str, str] = {}
         self.calls: list[str] = []  # every mutating call, for assertions
@@ -45,9 +45,9 @@ class FakeKernel:
         self.calls.append(f"delete {name}")
         self._links.pop(name, None)
         # The kernel drops everything that hung on the device.
-        self.routes = {r for r in self.routes if r.dev != name}
-        self.fdbs = {f for f in self.fdbs if f.dev != name}
-        self.arps = {a for a in self.arps if a.dev != name}
+        self.routes = {r for r in self.routes if r[2] != name}
+        self.fdbs = {f for f in self.fdbs if f[2] != name}
+        self.arps = {a for a in self.arps if a[2] != name}
 
     def entries(self, devices: Mapping[str, int]) -> Entries:
         names = set(devices)
@@ -65,9 +65,9 @@ class FakeKernel:
             ("route", self.routes, add.routes),
         ):
             for item in items:
-                link = self._links.get(item.dev)
+                link = self._links.get(item[2])
                 if link is None or not link.up:
-                    errors.append(f"{kind} {item}: device {item.dev} missing or down")
+                    errors.append(f"{kind} {item}: device {item[2]} missing or down")
                     continue
                 store.add(item)
         return errors

@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from clusterlink.api.nodeconfig import Arp, Fdb, Route
+from clusterlink.api.nodeconfig import NodeConfigSpec
+
+# Entries are compared as plain tuples: a no-op resync hashes and compares ~15,000 of them,
+# and building a pydantic model (or even a NamedTuple) per entry costs more than the dump.
+RouteKey = tuple[str, str, str]  # (cidr, gw, dev)
+FdbKey = tuple[str, str, str]  # (peer underlay ip, mac, dev)
+ArpKey = tuple[str, str, str]  # (peer vx ip, mac, dev)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +50,17 @@ class VxlanSpec:
 
 @dataclass(frozen=True, slots=True)
 class Entries:
-    routes: frozenset[Route] = field(default_factory=frozenset)
-    fdbs: frozenset[Fdb] = field(default_factory=frozenset)
-    arps: frozenset[Arp] = field(default_factory=frozenset)
+    routes: frozenset[RouteKey] = field(default_factory=frozenset)
+    fdbs: frozenset[FdbKey] = field(default_factory=frozenset)
+    arps: frozenset[ArpKey] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, spec: NodeConfigSpec) -> Entries:
+        return cls(
+            frozenset((r.cidr, r.gw, r.dev) for r in spec.routes),
+            frozenset((f.ip, f.mac, f.dev) for f in spec.fdbs),
+            frozenset((a.ip, a.mac, a.dev) for a in spec.arps),
+        )
 
     def __len__(self) -> int:
         return len(self.routes) + len(self.fdbs) + len(self.arps)
@@ -55,10 +69,11 @@ class Entries:
         return Entries(self.routes - other.routes, self.fdbs - other.fdbs, self.arps - other.arps)
 
     def on(self, devices: set[str]) -> Entries:
+        """Only the entries on these devices."""
         return Entries(
-            frozenset(r for r in self.routes if r.dev in devices),
-            frozenset(f for f in self.fdbs if f.dev in devices),
-            frozenset(a for a in self.arps if a.dev in devices),
+            frozenset(r for r in self.routes if r[2] in devices),
+            frozenset(f for f in self.fdbs if f[2] in devices),
+            frozenset(a for a in self.arps if a[2] in devices),
         )
 
 

@@ -24,7 +24,6 @@ from clusterlink import constants as C
 from clusterlink.agent import netns
 from clusterlink.agent.kernel import Entries, KernelError, Link, VxlanSpec
 from clusterlink.agent.netlink import AF_BRIDGE, AF_INET, AF_INET6, NUD_PERMANENT, Reader
-from clusterlink.api.nodeconfig import Arp, Fdb, Route
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
@@ -124,42 +123,44 @@ class LinuxKernel:
         by_index = {index: name for name, index in devices.items()}
         if not by_index:
             return Entries()
+        # Only dump the families we have devices of (IPv6 devices end in -6).
+        families = sorted({AF_INET6 if n.endswith("-6") else AF_INET for n in devices})
         routes = frozenset(
-            Route.trusted(cidr=r.dst, gw=r.gateway, dev=by_index[r.oif])
-            for family in (AF_INET, AF_INET6)
-            for r in self.reader.routes(family, C.ROUTE_TABLE)
-            if r.oif in by_index
+            (dst, gw, by_index[oif])
+            for family in families
+            for dst, gw, oif in self.reader.routes(family, C.ROUTE_TABLE)
+            if oif in by_index
         )
         arps = frozenset(
-            Arp.trusted(ip=n.ip, mac=n.lladdr, dev=by_index[n.ifindex])
-            for family in (AF_INET, AF_INET6)
-            for n in self.reader.neighbours(family)
-            if n.ifindex in by_index and n.state & NUD_PERMANENT
+            (ip, mac, by_index[index])
+            for family in families
+            for ip, mac, index, state in self.reader.neighbours(family)
+            if index in by_index and state & NUD_PERMANENT
         )
         fdbs = frozenset(
-            Fdb.trusted(ip=n.ip, mac=n.lladdr, dev=by_index[n.ifindex])
-            for n in self.reader.neighbours(AF_BRIDGE)
-            if n.ifindex in by_index
+            (ip, mac, by_index[index])
+            for ip, mac, index, _state in self.reader.neighbours(AF_BRIDGE)
+            if index in by_index
         )
         return Entries(routes, fdbs, arps)
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:
         ip_lines = [
-            f"route del {r.cidr} via {r.gw} dev {r.dev} table {C.ROUTE_TABLE}"
-            for r in remove.routes
+            f"route del {cidr} via {gw} dev {dev} table {C.ROUTE_TABLE}"
+            for cidr, gw, dev in remove.routes
         ]
-        ip_lines += [f"neigh del {a.ip} dev {a.dev}" for a in remove.arps]
+        ip_lines += [f"neigh del {ip} dev {dev}" for ip, _mac, dev in remove.arps]
         ip_lines += [
-            f"neigh replace {a.ip} lladdr {a.mac} dev {a.dev} nud permanent" for a in add.arps
+            f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent" for ip, mac, dev in add.arps
         ]
-        bridge_lines = [f"fdb del {f.mac} dev {f.dev} dst {f.ip} self" for f in remove.fdbs]
+        bridge_lines = [f"fdb del {mac} dev {dev} dst {ip} self" for ip, mac, dev in remove.fdbs]
         bridge_lines += [
-            f"fdb append {f.mac} dev {f.dev} dst {f.ip} self permanent" for f in add.fdbs
+            f"fdb append {mac} dev {dev} dst {ip} self permanent" for ip, mac, dev in add.fdbs
         ]
         route_lines = [
-            f"route replace {r.cidr} via {r.gw} dev {r.dev} onlink table {C.ROUTE_TABLE} "
+            f"route replace {cidr} via {gw} dev {dev} onlink table {C.ROUTE_TABLE} "
             f"proto {C.ROUTE_PROTO}"
-            for r in add.routes
+            for cidr, gw, dev in add.routes
         ]
         errors = self._batch("ip", ip_lines) + self._batch("bridge", bridge_lines)
         return errors + self._batch("ip", route_lines)

@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from clusterlink.agent import netns
 
@@ -38,22 +37,9 @@ class NetlinkError(OSError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class RawRoute:
-    family: int
-    dst: str  # CIDR
-    gateway: str
-    oif: int
-    table: int
-
-
-@dataclass(frozen=True, slots=True)
-class RawNeigh:
-    family: int
-    ip: str
-    lladdr: str
-    ifindex: int
-    state: int
+# Records are plain tuples (a dataclass per entry costs more than the dump itself):
+RawRoute = tuple[str, str, int]  # (dst CIDR, gateway, oif)
+RawNeigh = tuple[str, str, int, int]  # (ip, lladdr, ifindex, state)
 
 
 def _ip(family: int, raw: bytes) -> str:
@@ -61,7 +47,7 @@ def _ip(family: int, raw: bytes) -> str:
 
 
 def _mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 class Reader:
@@ -132,7 +118,7 @@ class Reader:
             if tbl != table or not gateway:
                 continue
             prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
-            out.append(RawRoute(fam, f"{prefix}/{dst_len}", _ip(fam, gateway), oif, tbl))
+            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway), oif))
         return out
 
     def neighbours(self, family: int) -> list[RawNeigh]:
@@ -153,10 +139,14 @@ class Reader:
                 atype &= 0x3FFF
                 if atype == NDA_DST:
                     dst = msg[pos + 4 : pos + alen]
+                    if lladdr:
+                        break
                 elif atype == NDA_LLADDR:
                     lladdr = msg[pos + 4 : pos + alen]
+                    if dst:
+                        break
                 pos += (alen + 3) & ~3
             if not dst or len(lladdr) != 6:
                 continue
-            out.append(RawNeigh(fam, _ip(fam, dst), _mac(lladdr), ifindex, state))
+            out.append((_ip(fam, dst), _mac(lladdr), ifindex, state))
         return out

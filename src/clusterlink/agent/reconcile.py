@@ -69,11 +69,31 @@ def _ours(links: dict[str, Link], report: Report) -> dict[str, Link]:
     return owned
 
 
-def reconcile(kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec | None) -> Report:
+class Reconciler:
+    """`reconcile` that remembers the entry set of the last spec it saw: a resync of an
+    unchanged NodeConfig (the same object) skips rebuilding ~15,000 tuples."""
+
+    def __init__(self, kernel: Kernel, firewall: Firewall) -> None:
+        self.kernel = kernel
+        self.firewall = firewall
+        self._spec: NodeConfigSpec | None = None
+        self._entries = Entries()
+
+    def __call__(self, spec: NodeConfigSpec | None) -> Report:
+        if spec is not None and spec is not self._spec:
+            self._spec, self._entries = spec, Entries.of(spec)
+        return reconcile(
+            self.kernel, self.firewall, spec, self._entries if spec is not None else None
+        )
+
+
+def reconcile(
+    kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec | None, entries: Entries | None = None
+) -> Report:
     """Make the kernel match `spec`; None (NodeConfig deleted) tears all our state down."""
     report = Report()
     links = kernel.links()
-    desired, errors = desired_state(spec or NodeConfigSpec(), links)
+    desired, errors = desired_state(spec or NodeConfigSpec(), links, entries if spec else None)
     report.errors += errors
     owned = _ours(links, report)
 
@@ -101,7 +121,10 @@ def reconcile(kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec | None) -
         links = kernel.links()  # re-observe: new indices, and what the new devices hold
         present = {n: links[n].index for n in desired.devices if n in links}
         observed = kernel.entries(present)
-    missing = desired.entries.on(set(links) & set(desired.devices)) - observed
+    wanted = desired.entries
+    if not set(desired.devices) <= set(links):  # a device failed to come up
+        wanted = wanted.on(set(links) & set(desired.devices))
+    missing = wanted - observed
     if len(missing):
         report.errors += kernel.change_entries(Entries(), missing)
         report.entries_added += len(missing)
@@ -155,4 +178,4 @@ def _firewall(firewall: Firewall, desired: Desired, report: Report) -> None:
         report.errors.append(f"firewall: {exc}")
 
 
-__all__ = ["Report", "family_of_device", "reconcile"]
+__all__ = ["Reconciler", "Report", "family_of_device", "reconcile"]

@@ -18,7 +18,7 @@ import time
 from clusterlink.agent.detect import detect, merged, source_address
 from clusterlink.agent.firewall import Firewall
 from clusterlink.agent.kernel import Kernel
-from clusterlink.agent.reconcile import Report, reconcile
+from clusterlink.agent.reconcile import Reconciler, Report
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.meta import now_rfc3339, parse_rfc3339
@@ -59,17 +59,17 @@ class Agent:
         self.last: Report | None = None
         self.synced_generation: int | None = None
         self.wake = threading.Event()  # set by watch events (and by stop) to run a pass now
+        self.reconciler = Reconciler(kernel, firewall)
+        self._cached: NodeConfig | None = None  # reused by timer resyncs while no event came
+        self._changed = True  # a watch event (or a start) since we last read the NodeConfig
 
     # -- one pass -----------------------------------------------------------------------------
 
     def sync(self) -> Report:
         if self.detect_nic:
             self.update_cluster_node()
-        try:
-            nc: NodeConfig | None = self.store.get(NodeConfig, self.node)
-        except NotFound:
-            nc = None
-        report = reconcile(self.kernel, self.firewall, nc.spec if nc else None)
+        nc = self._nodeconfig()
+        report = self.reconciler(nc.spec if nc else None)
         self.passes += 1
         self.last = report
         if report.changes or report.errors:
@@ -78,6 +78,17 @@ class Agent:
         if nc is not None:
             self.write_status(nc, report)
         return report
+
+    def _nodeconfig(self) -> NodeConfig | None:
+        """The NodeConfig; re-read only when the watch saw a change (or never ran)."""
+        if self._changed or self._cached is None:
+            self._changed = False
+            try:
+                self._cached = self.store.get(NodeConfig, self.node)
+            except NotFound:
+                self._cached = None
+                self._changed = True  # keep looking until it appears
+        return self._cached
 
     def write_status(self, nc: NodeConfig, report: Report) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -163,10 +174,12 @@ class Agent:
                         and event.object.metadata.generation == self.synced_generation
                     )
                     if not status_only:  # our own status writes need no pass
+                        self._changed = True
                         wake.set()
                 return
             except Expired:
                 since = self.store.revision()
+                self._changed = True
                 wake.set()
             except StoreError as exc:
                 log.warning("%s: watch: %s", self.node, exc)

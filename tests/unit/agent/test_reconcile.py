@@ -26,6 +26,9 @@ BRIDGE6 = Device(
 ROUTE = Route(cidr="10.2.0.0/16", gw="220.0.0.2", dev="vx-bridge")
 FDB = Fdb(ip="192.168.0.2", mac="02:00:00:00:00:cc", dev="vx-bridge")
 ARP = Arp(ip="220.0.0.2", mac="02:00:00:00:00:cc", dev="vx-bridge")
+R = ("10.2.0.0/16", "220.0.0.2", "vx-bridge")
+F = ("192.168.0.2", "02:00:00:00:00:cc", "vx-bridge")
+A = ("220.0.0.2", "02:00:00:00:00:cc", "vx-bridge")
 MASQ = Iptables(table="nat", chain="POSTROUTING", rule="-s 210.0.0.0/8 -o vx-bridge -j MASQUERADE")
 
 
@@ -53,7 +56,7 @@ def test_first_pass_builds_everything_then_nothing_changes() -> None:
     assert report.errors == []
     assert report.devices_created == ["vx-bridge", "vx-bridge-6"]
     assert report.entries_added == 3 and report.rules_changed == 2
-    assert kernel.routes == {ROUTE} and kernel.fdbs == {FDB} and kernel.arps == {ARP}
+    assert kernel.routes == {R} and kernel.fdbs == {F} and kernel.arps == {A}
     vx6 = kernel.links()["vx-bridge-6"].vxlan
     assert vx6 is not None and vx6.mtu == 1430 and vx6.local == "fd00::1"  # mtu 0 -> NIC - 70
     assert kernel.sysctls["net/ipv4/conf/eth0/rp_filter"] == "2"
@@ -71,7 +74,7 @@ def test_stale_entries_removed_before_new_ones_added() -> None:
     moved = Route(cidr="10.2.0.0/16", gw="220.0.0.3", dev="vx-bridge")
     report = reconcile(kernel, fw, spec(BRIDGE, routes=(moved,)))
     assert (report.entries_removed, report.entries_added) == (1, 1)
-    assert kernel.routes == {moved}
+    assert kernel.routes == {(moved.cidr, moved.gw, moved.dev)}
     assert kernel.calls[-2:] == ["entries -1 +0", "entries -0 +1"]
 
 
@@ -81,7 +84,7 @@ def test_changed_device_is_replaced_and_its_entries_restored_in_the_same_pass() 
     new_mac = BRIDGE.model_copy(update={"mac": "02:00:00:00:00:dd"})
     report = reconcile(kernel, fw, spec(new_mac))
     assert report.devices_deleted == ["vx-bridge"] and report.devices_created == ["vx-bridge"]
-    assert kernel.routes == {ROUTE} and kernel.fdbs == {FDB} and kernel.arps == {ARP}
+    assert kernel.routes == {R} and kernel.fdbs == {F} and kernel.arps == {A}
     assert reconcile(kernel, fw, spec(new_mac)).changes == 0
 
 
@@ -96,12 +99,12 @@ def test_drift_is_repaired() -> None:
     report = reconcile(kernel, fw, spec(BRIDGE, iptables=(MASQ,)))
     assert report.entries_added == 2 and report.rules_changed == 1 and report.sysctls_changed == 1
     assert report.firewall_changed == [4]
-    assert kernel.routes == {ROUTE} and kernel.rules == {4}
+    assert kernel.routes == {R} and kernel.rules == {4}
 
 
 def test_foreign_entries_on_other_devices_are_never_touched() -> None:
     kernel, fw = host()
-    foreign = Route(cidr="10.9.0.0/16", gw="192.168.0.254", dev="eth0")
+    foreign = ("10.9.0.0/16", "192.168.0.254", "eth0")
     kernel.routes.add(foreign)
     reconcile(kernel, fw, spec(BRIDGE))
     reconcile(kernel, fw, None)
@@ -114,7 +117,7 @@ def test_missing_bind_device_is_an_error_for_that_device_only() -> None:
     report = reconcile(kernel, fw, spec(BRIDGE, other))
     assert report.errors == ["vx-bridge-6: bind device eth9 not found"]
     assert set(kernel.links()) == {"eth0", "vx-bridge"}
-    assert kernel.routes == {ROUTE}
+    assert kernel.routes == {R}
 
 
 def test_a_foreign_link_with_our_name_is_left_alone() -> None:
@@ -148,13 +151,13 @@ def test_entries_the_kernel_refuses_are_reported() -> None:
     class Refusing(FakeKernel):
         def change_entries(self, remove, add):
             errors = super().change_entries(remove, add)
-            bad = [r for r in add.routes if r.cidr == "10.3.0.0/16"]
+            bad = [r for r in add.routes if r[0] == "10.3.0.0/16"]
             self.routes -= set(bad)
-            return errors + [f"route replace {r.cidr}: Network is unreachable" for r in bad]
+            return errors + [f"route replace {r[0]}: Network is unreachable" for r in bad]
 
     kernel, fw = Refusing(), FakeFirewall()
     kernel.add_nic("eth0", ("192.168.0.1/24",))
     bad = Route(cidr="10.3.0.0/16", gw="220.0.0.9", dev="vx-bridge")
     report = reconcile(kernel, fw, spec(BRIDGE, routes=(ROUTE, bad)))
     assert report.errors == ["route replace 10.3.0.0/16: Network is unreachable"]
-    assert kernel.routes == {ROUTE}
+    assert kernel.routes == {R}
