@@ -394,3 +394,44 @@ def test_kernel_adapter_stays_in_its_namespace_from_any_thread(pair: Pair) -> No
         kernel.close()
     assert seen["links"] == {"lo", "eth0"}
     assert "vx-bridge" in sh(f"ip -n {pair.a} link show")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"default_nic_name": "eth0"}, {"autodetection_method": "can-reach=192.168.77.2"}],
+    ids=["default-nic", "can-reach"],
+)
+def test_agent_fills_its_clusternode(pair: Pair, tmp_path: Path, options: dict[str, str]) -> None:
+    from clusterlink.api import (
+        Cluster,
+        ClusterLinkOptions,
+        ClusterNode,
+        ClusterNodeSpec,
+        ClusterSpec,
+    )
+
+    store = SqliteStore(tmp_path / "store.db")
+    store.create(
+        Cluster(
+            metadata=ObjectMeta(name="a"),
+            spec=ClusterSpec(cluster_link_options=ClusterLinkOptions(**options)),
+        )
+    )
+    store.create(
+        ClusterNode(
+            metadata=ObjectMeta(name="a-n"),
+            spec=ClusterNodeSpec(cluster_name="a", node_name="n", ip6="fd99::1"),  # a stale ip6
+        )
+    )
+    kernel = LinuxKernel(pair.a)
+    try:
+        Agent(store, "a-n", kernel, IptablesFirewall(pair.a), netns_name=pair.a).sync()
+    finally:
+        kernel.close()
+    spec = store.get(ClusterNode, "a-n").spec
+    assert (spec.interface_name, spec.ip, spec.ip6, spec.mtu) == (
+        "eth0",
+        "192.168.77.1",
+        "fd77::1",
+        1500,
+    )
