@@ -20,7 +20,7 @@ from clusterlink.agent.service import Agent
 from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta
 from clusterlink.planner import plan
 from clusterlink.store.sqlite import SqliteStore
-from tests.netns.conftest import CLUSTERLINK, sh
+from tests.conftest import CLUSTERLINK, sh
 from tests.unit.planner.federation import cluster, node
 
 

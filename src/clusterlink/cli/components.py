@@ -119,5 +119,26 @@ def agent(
         kernel.close()
 
 
+@app.command("lab-supervisor")
+def lab_supervisor(
+    lab: Annotated[str, typer.Option("--lab", help="The lab whose components to keep running.")],
+) -> None:
+    """Keep a lab's components running (started by `kosmosctl lab up`; stopped by `lab down`)."""
+    from clusterlink.lab.state import state_dir
+    from clusterlink.lab.supervisor import Supervisor
+
+    d = state_dir(lab)
+    if not (d / "lab.json").exists():
+        fail(f"no lab {lab!r} in {d}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Supervisor(d).run(stop)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

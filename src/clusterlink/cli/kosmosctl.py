@@ -25,6 +25,7 @@ from clusterlink.cli.common import (
     format_table,
     user_errors,
 )
+from clusterlink.cli.lab import app as lab_app
 from clusterlink.planner import plan
 from clusterlink.store.base import NotFound
 from clusterlink.store.url import open_store
@@ -295,6 +296,9 @@ def plan_command(
                 + [str(len(spec[k])) for k in ("devices", "routes", "fdbs", "arps", "iptables")]
             )
         typer.echo(format_table(["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"], rows))
+
+
+app.add_typer(lab_app, name="lab")
 
 
 def main() -> None:

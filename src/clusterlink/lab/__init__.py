@@ -1,0 +1,1 @@
+"""The lab: emulated Kubernetes clusters made of network namespaces on one host."""

@@ -1,0 +1,227 @@
+"""Building and removing a lab's namespaces. Nothing here touches the host namespace, except
+raising the shared neighbour-table limits (ARCHITECTURE §5): veths are created inside the
+fabric or a node and their peer moved straight into the target namespace."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from clusterlink.agent import netns
+from clusterlink.lab.state import LabError
+from clusterlink.lab.supervisor import alive
+from clusterlink.lab.topology import ClusterPlan, LabPlan, NodePlan
+
+GC_THRESH = {"gc_thresh1": 8192, "gc_thresh2": 32768, "gc_thresh3": 65536}
+
+
+def _run(argv: list[str], stdin: str | None = None) -> None:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv[:4])}: {proc.stderr.strip() or f'exit {proc.returncode}'}")
+
+
+def batch(ns: str, lines: list[str]) -> None:
+    if lines:
+        _run(["ip", "-n", ns, "-batch", "-"], "\n".join(lines) + "\n")
+
+
+def sysctls(ns: str, values: dict[str, str]) -> None:
+    with netns.entered(ns):
+        for key, value in values.items():
+            with open(f"/proc/sys/{key}", "w") as fh:
+                fh.write(value)
+
+
+def raise_neighbour_limits() -> None:
+    """The neighbour table is shared by all namespaces and overflows at ~1,000 entries by
+    default; only raise, never lower (the one host change the lab may make)."""
+    for family in ("ipv4", "ipv6"):
+        for key, value in GC_THRESH.items():
+            path = f"/proc/sys/net/{family}/neigh/default/{key}"
+            with open(path) as fh:
+                current = int(fh.read())
+            if current < value:
+                with open(path, "w") as fh:
+                    fh.write(str(value))
+
+
+def lab_namespaces(lab: str) -> list[str]:
+    """Namespaces that belong to a lab (lab names contain no '-', so the prefix is exact)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.startswith(f"cl-{lab}-"))
+
+
+def _prefix(cidr: str) -> int:
+    return ipaddress.ip_network(cidr).prefixlen
+
+
+def _first(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr)[1])
+
+
+def fabric_lines(plan: LabPlan) -> list[str]:
+    lines = ["link set lo up"]
+    for c in plan.clusters:
+        lines += [f"link add {c.bridge} type bridge", f"link set {c.bridge} mtu {c.mtu} up"]
+        for fam, router in sorted(c.router.items()):
+            nodad = " nodad" if fam == "6" else ""
+            lines.append(f"addr add {router}/{_prefix(c.segment[fam])} dev {c.bridge}{nodad}")
+        for n in c.nodes:
+            lines += [
+                f"link add {n.fabric_port} type veth peer name eth0 netns {n.netns}",
+                f"link set {n.fabric_port} master {c.bridge} mtu {c.mtu} up",
+            ]
+    return lines
+
+
+def isolation_rules(plan: LabPlan, family: int) -> str:
+    """Isolated clusters: only gateway candidates are routed to and from other segments.
+    Matches routed traffic only (-i s ! -o s): bridged traffic inside a segment also passes
+    FORWARD here, because br_netfilter is loaded on this kernel."""
+    lines = ["*filter", ":CLAB-ISOLATION - [0:0]", "-A FORWARD -j CLAB-ISOLATION"]
+    for c in plan.clusters:
+        if not c.isolated:
+            continue
+        for n in c.nodes:
+            ip = n.ip if family == 4 else n.ip6
+            if n.gateway_candidate or ip is None:
+                continue
+            lines += [
+                f"-A CLAB-ISOLATION -i {c.bridge} ! -o {c.bridge} -s {ip} -j DROP",
+                f"-A CLAB-ISOLATION -o {c.bridge} ! -i {c.bridge} -d {ip} -j DROP",
+            ]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def node_lines(c: ClusterPlan, n: NodePlan) -> list[str]:
+    lines = ["link set lo up", f"link set eth0 mtu {c.mtu} up"]
+    for fam, ip in (("4", n.ip), ("6", n.ip6)):
+        if ip is None:
+            continue
+        nodad = " nodad" if fam == "6" else ""
+        lines += [
+            f"addr add {ip}/{_prefix(c.segment[fam])} dev eth0{nodad}",
+            f"route add default via {c.router[fam]} dev eth0",
+        ]
+    # The cluster's own pod network, as a simple CNI would make it: a bridge per node with
+    # the block's first address, and host-gw routes to the other nodes' blocks.
+    lines += ["link add cni0 type bridge", f"link set cni0 mtu {c.mtu} up"]
+    for block in n.pod_cidrs:
+        nodad = " nodad" if ":" in block else ""
+        lines.append(f"addr add {_first(block)}/{_prefix(block)} dev cni0{nodad}")
+    for k, pod in enumerate((p for p in c.pods if p.node == n.name), start=1):
+        lines += [
+            f"link add veth{k} type veth peer name eth0 netns {pod.netns}",
+            f"link set veth{k} master cni0 mtu {c.mtu} up",
+        ]
+    for other in c.nodes:
+        if other.name == n.name:
+            continue
+        for block in other.pod_cidrs:
+            via = other.ip6 if ":" in block else other.ip
+            lines.append(f"route add {block} via {via} dev eth0")
+    return lines
+
+
+def pod_lines(c: ClusterPlan, node: NodePlan, ip: str | None, ip6: str | None) -> list[str]:
+    lines = ["link set lo up", f"link set eth0 mtu {c.mtu} up"]
+    for addr, block in ((ip, b) for b in node.pod_cidrs if ":" not in b):
+        if addr:
+            lines += [
+                f"addr add {addr}/{_prefix(block)} dev eth0",
+                f"route add default via {_first(block)}",
+            ]
+    for addr, block in ((ip6, b) for b in node.pod_cidrs if ":" in b):
+        if addr:
+            lines += [
+                f"addr add {addr}/{_prefix(block)} dev eth0 nodad",
+                f"route add default via {_first(block)}",
+            ]
+    return lines
+
+
+def _parallel(jobs: list[Callable[[], None]]) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+
+
+def build(plan: LabPlan, progress: Callable[[str], None] = lambda _: None) -> None:
+    raise_neighbour_limits()
+    progress(f"creating {len(plan.namespaces())} namespaces")
+    _run(["ip", "-batch", "-"], "".join(f"netns add {ns}\n" for ns in plan.namespaces()))
+    # No duplicate address detection: every address is planned, and a link-local address
+    # stays "tentative" (unusable for neighbour discovery) for a second or two after a link
+    # comes up. Set before any link exists, so every interface inherits it.
+    no_dad = {
+        f"net/ipv6/conf/{c}/{k}": "0"
+        for c in ("all", "default")
+        for k in ("accept_dad", "dad_transmits")
+    }
+    for ns in plan.namespaces():
+        sysctls(ns, no_dad)
+    progress("wiring the fabric")
+    batch(plan.fabric_netns, fabric_lines(plan))
+    sysctls(plan.fabric_netns, {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"})
+    for family, tool in ((4, "iptables-restore"), (6, "ip6tables-restore")):
+        _run(netns.command(plan.fabric_netns, [tool, "-w", "5"]), isolation_rules(plan, family))
+    progress("configuring nodes")
+    jobs: list[Callable[[], None]] = []
+    for c in plan.clusters:
+        for n in c.nodes:
+
+            def node_job(c: ClusterPlan = c, n: NodePlan = n) -> None:
+                batch(n.netns, node_lines(c, n))
+                sysctls(n.netns, {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"})
+
+            jobs.append(node_job)
+    _parallel(jobs)
+    progress("configuring pods")
+    pod_jobs: list[Callable[[], None]] = []
+    for c in plan.clusters:
+        nodes = {n.name: n for n in c.nodes}
+        for p in c.pods:
+            lines = pod_lines(c, nodes[p.node], p.ip, p.ip6)
+            pod_jobs.append(functools.partial(batch, p.netns, lines))
+    _parallel(pod_jobs)
+
+
+def kill_processes(namespaces: list[str], grace: float = 3.0) -> int:
+    """Stop every process living in these namespaces (TERM, then KILL)."""
+    pids: set[int] = set()
+    for ns in namespaces:
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        pids |= {int(p) for p in out.split()}
+    pids.discard(os.getpid())
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = {p for p in pids if alive(p)}
+        time.sleep(0.05)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def destroy(namespaces: list[str]) -> None:
+    if namespaces:
+        subprocess.run(
+            ["ip", "-force", "-batch", "-"],
+            input="".join(f"netns del {ns}\n" for ns in namespaces),
+            capture_output=True,
+            text=True,
+        )

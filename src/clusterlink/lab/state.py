@@ -1,0 +1,125 @@
+"""Where a lab lives on disk: its state directory, plan, handle files and logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterlink.lab.topology import ClusterPlan, LabPlan
+
+ENV_LAB_DIR = "CLUSTERLINK_LAB_DIR"
+DEFAULT_LAB_DIR = "/var/lib/clusterlink/labs"
+HANDLE_KIND = "LabClusterHandle"
+HANDLE_API = "lab.clusterlink.io/v1"
+
+
+class LabError(Exception):
+    """Bad input or a lab in the wrong state; the message is for a user."""
+
+
+def labs_root() -> Path:
+    return Path(os.environ.get(ENV_LAB_DIR) or DEFAULT_LAB_DIR)
+
+
+def state_dir(name: str) -> Path:
+    return labs_root() / name
+
+
+def plan_path(name: str) -> Path:
+    return state_dir(name) / "lab.json"
+
+
+def store_url(name: str) -> str:
+    return f"sqlite://{state_dir(name)}/store.db"
+
+
+def handle_path(lab: str, cluster: str) -> Path:
+    return state_dir(lab) / "handles" / f"{cluster}.yaml"
+
+
+def existing_labs() -> list[str]:
+    root = labs_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "lab.json").exists())
+
+
+def save_plan(plan: LabPlan) -> None:
+    d = state_dir(plan.name)
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    (d / "handles").mkdir(exist_ok=True)
+    tmp = d / "lab.json.tmp"
+    tmp.write_text(json.dumps(plan.model_dump(mode="json", by_alias=True), indent=1))
+    tmp.replace(d / "lab.json")
+    for cluster in plan.clusters:
+        handle_path(plan.name, cluster.name).write_text(
+            yaml.safe_dump(handle(plan, cluster), sort_keys=False)
+        )
+
+
+def load_plan(name: str) -> LabPlan:
+    path = plan_path(name)
+    try:
+        return LabPlan.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab {name!r} (no {path})") from None
+
+
+def resolve_lab(name: str | None) -> str:
+    """The lab a command means: the one named, or the only one there is."""
+    if name:
+        return name
+    labs = existing_labs()
+    if len(labs) == 1:
+        return labs[0]
+    if not labs:
+        raise LabError(f"no lab is up (none in {labs_root()})")
+    raise LabError(f"several labs are up ({', '.join(labs)}): name one")
+
+
+def remove_state(name: str) -> None:
+    shutil.rmtree(state_dir(name), ignore_errors=True)
+
+
+def handle(plan: LabPlan, cluster: ClusterPlan) -> dict[str, Any]:
+    """The lab's stand-in for a member kubeconfig: what the member API would tell."""
+    return {
+        "apiVersion": HANDLE_API,
+        "kind": HANDLE_KIND,
+        "lab": plan.name,
+        "cluster": cluster.name,
+        "stateDir": str(state_dir(plan.name)),
+        "store": store_url(plan.name),
+        "ipFamily": cluster.ip_family,
+        "podCIDRs": cluster.pod_cidrs,
+        "serviceCIDRs": cluster.service_cidrs,
+        "nodes": [
+            {
+                "name": n.name,
+                "netns": n.netns,
+                "internalIP": n.ip,
+                "internalIPv6": n.ip6,
+                "podCIDRs": n.pod_cidrs,
+                "gatewayCandidate": n.gateway_candidate,
+            }
+            for n in cluster.nodes
+        ],
+    }
+
+
+def load_handle(path: str | Path) -> dict[str, Any]:
+    """Read a handle file; LabError if it is not one."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise LabError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise LabError(f"{path}: not YAML: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind") != HANDLE_KIND:
+        raise LabError(f"{path}: not a lab cluster handle (kind {HANDLE_KIND})")
+    return data

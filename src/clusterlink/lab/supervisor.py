@@ -1,0 +1,218 @@
+"""The lab supervisor: keeps component processes running inside node namespaces.
+
+Desired components live in `<stateDir>/components.json` ({name: {netns, argv}}), written by
+`register`/`unregister` (under a file lock) - from `kosmosctl lab run` or from install/join.
+The supervisor (one process per lab, `clusterlink lab-supervisor --lab NAME`, started by
+`lab up`) converges on that file: starts what is missing, stops what was removed, restarts
+what exited with exponential backoff (0.5 s doubling to 30 s; reset after 30 s of health), logs
+each component to `<stateDir>/logs/<name>.log`, and reports in `<stateDir>/supervisor.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterlink.agent import netns
+
+BACKOFF_MIN, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 30.0
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    with open(state_dir / "components.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def read_components(state_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data: dict[str, dict[str, Any]] = json.loads((state_dir / "components.json").read_text())
+    except FileNotFoundError:
+        return {}
+    return data
+
+
+def _write_components(state_dir: Path, components: dict[str, dict[str, Any]]) -> None:
+    tmp = state_dir / "components.json.tmp"
+    tmp.write_text(json.dumps(components, indent=1, sort_keys=True))
+    tmp.replace(state_dir / "components.json")
+
+
+def register(state_dir: Path, name: str, netns_name: str | None, argv: list[str]) -> None:
+    with _locked(state_dir):
+        components = read_components(state_dir)
+        components[name] = {"netns": netns_name, "argv": argv}
+        _write_components(state_dir, components)
+
+
+def unregister(state_dir: Path, names: list[str]) -> list[str]:
+    with _locked(state_dir):
+        components = read_components(state_dir)
+        gone = [n for n in names if components.pop(n, None) is not None]
+        _write_components(state_dir, components)
+    return gone
+
+
+def read_status(state_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data: dict[str, dict[str, Any]] = json.loads((state_dir / "supervisor.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data
+
+
+@dataclass
+class _Child:
+    spec: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = 0.0
+    next_start: float = 0.0
+    failures: int = 0
+    last_exit: int | None = None
+    log: Any = field(default=None, repr=False)
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path, poll: float = 0.2) -> None:
+        self.state_dir = state_dir
+        self.poll = poll
+        self.children: dict[str, _Child] = {}
+        self._mtime = -1.0
+
+    def _start(self, name: str, child: _Child) -> None:
+        if child.log is None:
+            child.log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+        argv = netns.command(child.spec.get("netns"), list(child.spec["argv"]))
+        child.log.write(
+            f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(argv)}\n".encode()
+        )
+        child.log.flush()
+        try:
+            child.proc = subprocess.Popen(
+                argv, stdout=child.log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError as exc:
+            child.log.write(f"cannot start: {exc}\n".encode())
+            child.proc = None
+            self._backoff(child)
+            return
+        child.started = time.monotonic()
+
+    def _backoff(self, child: _Child) -> None:
+        child.failures += 1
+        child.next_start = time.monotonic() + min(
+            BACKOFF_MAX, BACKOFF_MIN * 2 ** (child.failures - 1)
+        )
+
+    def _stop(self, child: _Child, grace: float = 5.0) -> None:
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.terminate()
+            try:
+                child.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+        if child.log is not None:
+            child.log.close()
+            child.log = None
+
+    def step(self) -> None:
+        path = self.state_dir / "components.json"
+        mtime = path.stat().st_mtime if path.exists() else 0.0
+        if mtime != self._mtime:
+            self._mtime = mtime
+            wanted = read_components(self.state_dir)
+            for name in [
+                n for n in self.children if n not in wanted or self.children[n].spec != wanted[n]
+            ]:
+                self._stop(self.children.pop(name))
+            for name, spec in wanted.items():
+                if name not in self.children:
+                    self.children[name] = _Child(spec)
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if child.proc is not None and child.proc.poll() is not None:
+                child.last_exit = child.proc.returncode
+                child.proc = None
+                child.restarts += 1
+                if now - child.started >= HEALTHY_AFTER:
+                    child.failures = 0
+                self._backoff(child)
+                assert child.log is not None
+                child.log.write(f"--- exited with {child.last_exit}; restarting\n".encode())
+                child.log.flush()
+            if child.proc is None and now >= child.next_start:
+                self._start(name, child)
+        self._write_status()
+
+    def _write_status(self) -> None:
+        status = {
+            name: {
+                "pid": c.proc.pid if c.proc else None,
+                "state": "running" if c.proc else "backoff",
+                "restarts": c.restarts,
+                "lastExit": c.last_exit,
+                "netns": c.spec.get("netns"),
+            }
+            for name, c in sorted(self.children.items())
+        }
+        tmp = self.state_dir / "supervisor.json.tmp"
+        tmp.write_text(json.dumps(status, indent=1))
+        tmp.replace(self.state_dir / "supervisor.json")
+
+    def run(self, stop: threading.Event) -> None:
+        (self.state_dir / "supervisor.pid").write_text(str(os.getpid()))
+        try:
+            while not stop.is_set():
+                self.step()
+                stop.wait(self.poll)
+        finally:
+            for child in self.children.values():
+                self._stop(child)
+            self.children.clear()
+            self._write_status()
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie (an exited process whose parent has not reaped it yet: our
+    detached processes are reparented to PID 1, which may reap late)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def supervisor_pid(state_dir: Path) -> int | None:
+    try:
+        pid = int((state_dir / "supervisor.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def stop_supervisor(state_dir: Path, grace: float = 10.0) -> None:
+    pid = supervisor_pid(state_dir)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

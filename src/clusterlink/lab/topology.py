@@ -1,0 +1,253 @@
+"""The topology file (`kosmosctl lab up -f`), and the lab's address plan derived from it.
+
+Everything here is pure: the same file gives the same namespaces and addresses.
+
+Address plan for the i-th cluster (1-based, file order), node j, pod k:
+- underlay segment 192.168.i.0/24 and fd00:i::/64 (hex i); node j is .j / ::j, the fabric
+  router .254 / ::fe;
+- pods (defaults) 10.i.0.0/16 and fd10:i::/48, one block per node (10.i.j.0/24,
+  fd10:i:j::/64) whose first address is the node's cni0 bridge and pod k gets the (k+1)-th;
+- services (defaults) 10.(100+i).0.0/16 and fd20:i::/108.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from clusterlink.api.cluster import IPFamily, NetworkType
+from clusterlink.api.meta import Model, validate_dns1123
+from clusterlink.api.net import normalize_cidr
+
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+MAX_CLUSTERS = 250
+MAX_NODES = 250
+
+
+class JoinOptions(Model):
+    """How `kosmosctl lab demo` joins this cluster."""
+
+    network_type: NetworkType = "p2p"
+    ip_family: IPFamily | None = None  # default: the cluster's ipFamily
+
+
+class ClusterTopology(Model):
+    name: str
+    nodes: int = Field(default=2, ge=1, le=MAX_NODES)
+    ip_family: IPFamily = "ipv4"
+    pod_cidrs: list[str] = Field(default_factory=list, alias="podCIDRs")
+    service_cidrs: list[str] = Field(default_factory=list, alias="serviceCIDRs")
+    gateway_candidates: int | None = Field(default=None, ge=1)
+    isolated: bool = False
+    pods_per_node: int = Field(default=1, ge=0, le=200)
+    mtu: int = Field(default=1500, ge=1280, le=9000)
+    join: JoinOptions = Field(default_factory=JoinOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        validate_dns1123(value)
+        if "." in value or len(value) > 30:
+            raise ValueError(
+                f"{value!r}: a lab cluster name is a DNS label of at most 30 characters"
+            )
+        return value
+
+    @field_validator("pod_cidrs", "service_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [normalize_cidr(c) for c in value]
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.gateway_candidates is not None and self.gateway_candidates > self.nodes:
+            raise ValueError(
+                f"gatewayCandidates ({self.gateway_candidates}) exceeds nodes ({self.nodes})"
+            )
+        return self
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return {"all": (4, 6), "ipv4": (4,), "ipv6": (6,)}[self.ip_family]
+
+    @property
+    def candidates(self) -> int:
+        return (
+            self.gateway_candidates if self.gateway_candidates is not None else min(2, self.nodes)
+        )
+
+
+class Topology(Model):
+    name: str
+    clusters: list[ClusterTopology] = Field(min_length=1, max_length=MAX_CLUSTERS)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _LAB_NAME.match(value):
+            raise ValueError(
+                f"{value!r}: a lab name is 1-12 lowercase letters and digits, starting with a "
+                "letter (it prefixes every namespace: cl-<lab>-...)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen: set[str] = set()
+        for c in self.clusters:
+            if c.name in seen:
+                raise ValueError(f"cluster {c.name!r} is listed twice")
+            if c.name == "fabric":
+                raise ValueError("'fabric' is reserved (the lab's router namespace)")
+            seen.add(c.name)
+        return self
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+class PodPlan(Model):
+    name: str
+    node: str
+    netns: str
+    ip: str | None
+    ip6: str | None
+
+
+class NodePlan(Model):
+    name: str
+    netns: str
+    ip: str | None
+    ip6: str | None
+    gateway_candidate: bool
+    pod_cidrs: list[str] = Field(alias="podCIDRs")
+    fabric_port: str  # the veth end in the fabric namespace
+
+
+class ClusterPlan(Model):
+    name: str
+    index: int
+    ip_family: IPFamily
+    families: list[int]
+    isolated: bool
+    mtu: int
+    segment: dict[str, str]  # "4"/"6" -> underlay CIDR
+    router: dict[str, str]  # "4"/"6" -> the fabric's address on the segment
+    bridge: str  # the segment's bridge in the fabric namespace
+    pod_cidrs: list[str] = Field(alias="podCIDRs")
+    service_cidrs: list[str] = Field(alias="serviceCIDRs")
+    join: JoinOptions
+    nodes: list[NodePlan]
+    pods: list[PodPlan]
+
+
+class LabPlan(Model):
+    name: str
+    fabric_netns: str
+    clusters: list[ClusterPlan]
+
+    def namespaces(self) -> list[str]:
+        out = [self.fabric_netns]
+        for c in self.clusters:
+            out += [n.netns for n in c.nodes] + [p.netns for p in c.pods]
+        return out
+
+    def cluster(self, name: str) -> ClusterPlan:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _blocks(cidr: str, count: int, family: int) -> list[str]:
+    net = ipaddress.ip_network(cidr)
+    want = 24 if family == 4 else 64
+    if net.prefixlen > want - 4:
+        want = net.prefixlen + (4 if family == 4 else 8)
+    if want > (30 if family == 4 else 120):
+        raise ValueError(f"{cidr} is too small to give each node a pod block")
+    subnets = net.subnets(new_prefix=want)
+    blocks = []
+    for _ in range(count + 1):  # block 0 is left unused, so node j gets block j
+        try:
+            blocks.append(str(next(subnets)))
+        except StopIteration:
+            raise ValueError(
+                f"{cidr} has room for fewer than {count} node blocks of /{want}"
+            ) from None
+    return blocks[1:]
+
+
+def plan_lab(topo: Topology) -> LabPlan:
+    clusters = []
+    for i, c in enumerate(topo.clusters, start=1):
+        fams = c.families
+        pods = c.pod_cidrs or [
+            p for f, p in ((4, f"10.{i}.0.0/16"), (6, f"fd10:{i:x}::/48")) if f in fams
+        ]
+        services = c.service_cidrs or [
+            s for f, s in ((4, f"10.{100 + i}.0.0/16"), (6, f"fd20:{i:x}::/108")) if f in fams
+        ]
+        for f in fams:
+            if not any((":" in p) == (f == 6) for p in pods):
+                raise ValueError(
+                    f"cluster {c.name}: ipFamily {c.ip_family} needs an IPv{f} pod CIDR"
+                )
+        per_family = {
+            f: _blocks(next(p for p in pods if (":" in p) == (f == 6)), c.nodes, f) for f in fams
+        }
+        segment = {
+            str(f): s for f, s in ((4, f"192.168.{i}.0/24"), (6, f"fd00:{i:x}::/64")) if f in fams
+        }
+        router = {
+            str(f): a for f, a in ((4, f"192.168.{i}.254"), (6, f"fd00:{i:x}::fe")) if f in fams
+        }
+        nodes, pod_plans = [], []
+        for j in range(1, c.nodes + 1):
+            name = f"n{j}"
+            netns = f"cl-{topo.name}-{c.name}-{name}"
+            blocks = [per_family[f][j - 1] for f in fams]
+            nodes.append(
+                NodePlan(
+                    name=name,
+                    netns=netns,
+                    ip=f"192.168.{i}.{j}" if 4 in fams else None,
+                    ip6=f"fd00:{i:x}::{j:x}" if 6 in fams else None,
+                    gateway_candidate=j <= c.candidates,
+                    pod_cidrs=blocks,
+                    fabric_port=f"c{i}n{j}",
+                )
+            )
+            for k in range(1, c.pods_per_node + 1):
+                addr = {f: str(ipaddress.ip_network(per_family[f][j - 1])[k + 1]) for f in fams}
+                pod_plans.append(
+                    PodPlan(
+                        name=f"{name}-p{k}",
+                        node=name,
+                        netns=f"{netns}-p{k}",
+                        ip=addr.get(4),
+                        ip6=addr.get(6),
+                    )
+                )
+        clusters.append(
+            ClusterPlan(
+                name=c.name,
+                index=i,
+                ip_family=c.ip_family,
+                families=list(fams),
+                isolated=c.isolated,
+                mtu=c.mtu,
+                segment=segment,
+                router=router,
+                bridge=f"s{i}",
+                pod_cidrs=pods,
+                service_cidrs=services,
+                join=c.join.model_copy(update={"ip_family": c.join.ip_family or c.ip_family}),
+                nodes=nodes,
+                pods=pod_plans,
+            )
+        )
+    return LabPlan(name=topo.name, fabric_netns=f"cl-{topo.name}-fabric", clusters=clusters)
