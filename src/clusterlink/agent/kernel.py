@@ -29,6 +29,7 @@ class Link:
     mac: str
     addrs: tuple[str, ...] = ()  # global-scope "ip/prefix", in kernel order
     vxlan: VxlanSpec | None = None  # how a vxlan link is configured
+    carrier: bool = True  # IFF_LOWER_UP: the link below is there (a cut cable clears it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,10 @@ class LinuxKernel:
                     learning=bool(data.get("IFLA_VXLAN_LEARNING")),
                     up=up,
                 )
-            out[name] = Link(name, index, kind, mtu, up, mac, tuple(addrs.get(index, [])), vx)
+            carrier = bool(link["flags"] & 0x10000)  # IFF_LOWER_UP
+            out[name] = Link(
+                name, index, kind, mtu, up, mac, tuple(addrs.get(index, [])), vx, carrier
+            )
         return out
 
     def create_vxlan(self, spec: VxlanSpec) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +18,15 @@ from clusterlink.agent.firewall import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.service import Agent
+from clusterlink.api.clusternode import ClusterNode, cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
 from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
+from clusterlink.controllers.elector import DEFAULT_TIMING, Elector
+from clusterlink.controllers.leader import LeaseTiming
+from clusterlink.controllers.member import MemberController
+from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.lab.state import LabError, load_handle
+from clusterlink.store.base import StoreError
 from clusterlink.store.url import open_store
 
 app = typer.Typer(
@@ -117,6 +127,109 @@ def agent(
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
         worker.run(stop)
         kernel.close()
+
+
+def _serve(name: str, run: Callable[[threading.Event], None]) -> None:
+    """Run a component loop until SIGTERM/SIGINT; log to stderr."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run(stop)
+
+
+Seconds = Annotated[float, typer.Option(min=0.01)]
+
+
+@app.command("network-manager")
+def network_manager(
+    store: StoreOption = None,
+    lease_duration: Annotated[float, typer.Option(help="Leader lease duration, seconds.")] = 15.0,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Stop leading after failing to renew this long.")
+    ] = 10.0,
+    retry_period: Annotated[float, typer.Option(help="Seconds between lease attempts.")] = 2.0,
+    resync: Annotated[
+        float, typer.Option(help="Seconds between full comparisons with stored NodeConfigs.")
+    ] = 60.0,
+) -> None:
+    """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
+    with user_errors():
+        timing = LeaseTiming(lease_duration, renew_deadline, retry_period)
+        try:
+            timing.check()
+        except ValueError as exc:
+            fail(str(exc))
+        manager = NetworkManager(
+            open_store(store), f"{socket.gethostname()}-{os.getpid()}", resync=resync
+        )
+        _serve("network-manager", lambda stop: manager.run(stop, timing))
+
+
+@app.command()
+def elector(
+    cluster: Annotated[str, typer.Option("--cluster", help="The Cluster this node belongs to.")],
+    node: Annotated[str, typer.Option("--node", help="This node's name in its cluster.")],
+    store: StoreOption = None,
+    netns_name: Annotated[
+        str | None, typer.Option("--netns", help="The node's namespace (lab).")
+    ] = None,
+    interface: Annotated[
+        str | None,
+        typer.Option(help="Underlay NIC to watch (default: the ClusterNode's interfaceName)."),
+    ] = None,
+    lease_duration: Annotated[
+        float, typer.Option(help="Gateway lease duration, seconds.")
+    ] = DEFAULT_TIMING.duration,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Stop leading after failing to renew this long.")
+    ] = DEFAULT_TIMING.renew_deadline,
+    retry_period: Annotated[
+        float, typer.Option(help="Seconds between lease attempts.")
+    ] = DEFAULT_TIMING.retry,
+) -> None:
+    """Elect this cluster's gateway among the candidates that run an elector."""
+    with user_errors():
+        timing = LeaseTiming(lease_duration, renew_deadline, retry_period)
+        try:
+            timing.check()
+        except ValueError as exc:
+            fail(str(exc))
+        st = open_store(store)
+        kernel = LinuxKernel(netns_name)
+
+        def underlay_up() -> bool:
+            nic = interface
+            if nic is None:
+                try:
+                    nic = (
+                        st.get(ClusterNode, cluster_node_name(cluster, node)).spec.interface_name
+                        or "eth0"
+                    )
+                except StoreError:
+                    nic = "eth0"
+            link = kernel.links().get(nic)
+            return link is not None and link.up and link.carrier
+
+        worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up)
+        _serve(f"elector[{cluster}/{node}]", worker.run)
+
+
+@app.command()
+def controller(
+    cluster: Annotated[str, typer.Option("--cluster", help="The member Cluster's name.")],
+    kubeconfig: Annotated[str, typer.Option("--kubeconfig", help="The member: a lab handle file.")],
+    store: StoreOption = None,
+    period: Annotated[float, typer.Option(help="Seconds between syncs.")] = 5.0,
+) -> None:
+    """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status."""
+    with user_errors():
+        try:
+            load_handle(kubeconfig)
+        except LabError as exc:
+            fail(f"{exc} (Kubernetes members arrive with the kube backend)")
+        worker = MemberController(open_store(store), cluster, kubeconfig, period=period)
+        _serve(f"controller[{cluster}]", worker.run)
 
 
 @app.command("lab-supervisor")

@@ -15,6 +15,7 @@ from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, pa
 from clusterlink.api.meta import ObjectMeta, Resource, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.api.registry import kind_class
+from clusterlink.cli import federation
 from clusterlink.cli.common import (
     EXIT_FAILURE,
     OutputFormat,
@@ -25,9 +26,10 @@ from clusterlink.cli.common import (
     format_table,
     user_errors,
 )
+from clusterlink.cli.federation import KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.planner import plan
-from clusterlink.store.base import NotFound
+from clusterlink.store.base import NotFound, Store
 from clusterlink.store.url import open_store
 
 app = typer.Typer(
@@ -70,6 +72,7 @@ def apply(
         ),
     ],
     store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="table or json")
     ] = OutputFormat.table,
@@ -79,7 +82,7 @@ def apply(
         objects = read_manifest(filename)
         if not objects:
             raise ManifestError(f"{filename}: no objects")
-        st = open_store(store)
+        st = store_for(kubeconfig, store)
         before: dict[tuple[str, str], Resource | None] = {}
         for obj in objects:
             try:
@@ -186,12 +189,13 @@ def get(
         str | None, typer.Option("-l", "--selector", help="Label selector k=v[,k=v].")
     ] = None,
     store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
 ) -> None:
     """List objects of a kind, or show one."""
     with user_errors():
         cls = kind_class(kind)
         labels = _parse_selector(selector)
-        st = open_store(store)
+        st = store_for(kubeconfig, store)
         if name is not None:
             objects: list[Resource] = [st.get(cls, name)]
         else:
@@ -233,11 +237,12 @@ def delete(
     kind: Annotated[str, typer.Argument(help="clusters | clusternodes | nodeconfigs")],
     name: Annotated[str, typer.Argument(help="Object name.")],
     store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
 ) -> None:
     """Delete one object."""
     with user_errors():
         cls = kind_class(kind)
-        open_store(store).delete(cls, name)
+        store_for(kubeconfig, store).delete(cls, name)
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
 
 
@@ -299,6 +304,17 @@ def plan_command(
 
 
 app.add_typer(lab_app, name="lab")
+app.command("install")(federation.install)
+app.command("uninstall")(federation.uninstall)
+app.add_typer(federation.join_app, name="join")
+app.add_typer(federation.unjoin_app, name="unjoin")
+
+
+def store_for(kubeconfig: str | None, store: str | None) -> Store:
+    """--store, else the store the control cluster's --kubeconfig names, else the default."""
+    if kubeconfig and not store:
+        return federation.control_store(kubeconfig, None)[0]
+    return open_store(store)
 
 
 def main() -> None:

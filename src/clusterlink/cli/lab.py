@@ -14,6 +14,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.registry import format_validation_error
 from clusterlink.cli.common import (
@@ -176,14 +177,24 @@ def down(
         typer.echo(f"lab {name}: {count} namespaces removed in {spent:.1f} s")
 
 
-def _roles(lab: str) -> dict[str, list[str]]:
+def _roles(lab: str) -> dict[tuple[str, str], list[str]]:
+    """(lab cluster, node) -> roles, through the Cluster that names the lab cluster's handle."""
     path = state_dir(lab) / "store.db"
     if not path.exists():
         return {}
     try:
         store = SqliteStore(path)
         try:
-            return {cn.name: cn.spec.roles for cn in store.list(ClusterNode)}
+            joined = {c.spec.kubeconfig: c.name for c in store.list(Cluster)}
+            plan = load_plan(lab)
+            names = {
+                joined.get(str(handle_path(lab, c.name).resolve())): c.name for c in plan.clusters
+            }
+            return {
+                (names[cn.spec.cluster_name], cn.spec.node_name): cn.spec.roles
+                for cn in store.list(ClusterNode)
+                if cn.spec.cluster_name in names
+            }
         finally:
             store.close()
     except StoreError:
@@ -210,7 +221,7 @@ def status_of(lab: str) -> dict[str, Any]:
                         "ip": n.ip,
                         "ip6": n.ip6,
                         "gatewayCandidate": n.gateway_candidate,
-                        "roles": roles.get(f"{c.name}-{n.name}", []),
+                        "roles": roles.get((c.name, n.name), []),
                     }
                     for n in c.nodes
                 ],
@@ -362,3 +373,68 @@ def ps(
                 ],
             )
         )
+
+
+@app.command()
+def demo(
+    filename: Annotated[
+        Path | None, typer.Option("-f", "--filename", help="Topology (default: the built-in demo).")
+    ] = None,
+    wait_time: Annotated[
+        float, typer.Option("--wait-time", help="Seconds to wait for the federation to connect.")
+    ] = 180.0,
+) -> None:
+    """Build a lab, install clusterlink, join every cluster, and prove pods reach each other."""
+    from clusterlink.cli.federation import progress, wait_connected
+    from clusterlink.lab import deploy
+    from clusterlink.lab.demo import DEFAULT_TOPOLOGY, check
+    from clusterlink.store.url import open_store
+
+    with lab_errors():
+        topology = (
+            read_topology(filename) if filename else Topology.model_validate(DEFAULT_TOPOLOGY)
+        )
+        try:
+            plan = plan_lab(topology)
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
+        typer.echo(f"1/4 lab {plan.name}: building {len(plan.clusters)} clusters")
+        lab_up(plan)
+        url = store_url(plan.name)
+        st = open_store(url)
+        names = []
+        for i, c in enumerate(plan.clusters):
+            handle = str(handle_path(plan.name, c.name))
+            options = deploy.LinkOptions(
+                c.join.network_type, c.join.ip_family or c.ip_family, "calico", "*"
+            )
+            if i == 0:
+                typer.echo(f"2/4 installing clusterlink; {c.name} joins as the control cluster")
+                deploy.install(st, url, handle, "kosmos-control-cluster", options, progress)
+                names.append("kosmos-control-cluster")
+            else:
+                typer.echo(f"    joining {c.name} ({options.network_type}, {options.ip_family})")
+                deploy.join(st, url, handle, c.name, options, progress)
+                names.append(c.name)
+        typer.echo("3/4 waiting until every node is planned, applied and synced")
+        took = wait_connected(st, names, wait_time)
+        typer.echo(f"    connected in {took:.1f} s")
+        typer.echo(
+            "4/4 checking every pod against every pod of the other clusters (ICMP, each family)"
+        )
+        probes = check(plan)
+        failed = [p for p in probes if not p.ok]
+        rows = [
+            [str(i), p.src, p.dst, p.target, "OK" if p.ok else "FAILED"]
+            for i, p in enumerate(sorted(probes, key=lambda p: p.ok), 1)
+        ]
+        typer.echo(format_table(["S/N", "SRC", "DST", "TARGET_IP", "RESULT"], rows))
+        typer.echo(
+            f"{len(probes) - len(failed)}/{len(probes)} pod pairs connected across {len(plan.clusters)} clusters"
+        )
+        first = handle_path(plan.name, plan.clusters[0].name)
+        typer.echo(
+            f"next: kosmosctl get clusters --kubeconfig {first} | kosmosctl lab status | kosmosctl lab down {plan.name}"
+        )
+        if failed:
+            raise typer.Exit(EXIT_FAILURE)

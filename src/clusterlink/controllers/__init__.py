@@ -1,0 +1,1 @@
+"""Control-plane loops: network-manager, member controller, elector."""

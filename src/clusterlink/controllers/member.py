@@ -1,0 +1,116 @@
+"""The member controller: a member cluster's Nodes -> ClusterNodes, and its pod and service
+CIDRs -> Cluster.status.clusterLinkStatus. Adapters read the member; this one reads a lab
+handle (the Kubernetes adapters come with the kube backend)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster, ClusterLinkStatus
+from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec, cluster_node_name
+from clusterlink.api.meta import ObjectMeta
+from clusterlink.lab.state import LabError, load_handle
+from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
+
+log = logging.getLogger("clusterlink.controller")
+
+
+@dataclass(frozen=True)
+class MemberNode:
+    name: str
+    pod_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    nodes: tuple[MemberNode, ...]
+    pod_cidrs: tuple[str, ...]
+    service_cidrs: tuple[str, ...]
+
+
+def lab_facts(handle: str | Path) -> MemberFacts:
+    data = load_handle(handle)
+    return MemberFacts(
+        nodes=tuple(MemberNode(n["name"], tuple(n.get("podCIDRs") or ())) for n in data["nodes"]),
+        pod_cidrs=tuple(data.get("podCIDRs") or ()),
+        service_cidrs=tuple(data.get("serviceCIDRs") or ()),
+    )
+
+
+def sync_member(store: Store, cluster: str, facts: MemberFacts) -> int:
+    """Create/update ClusterNodes (keeping what the agent and elector filled in), delete stale
+    ones, write the cluster's CIDRs. Returns the number of writes."""
+    writes = 0
+    existing = {cn.name: cn for cn in store.list(ClusterNode, {C.CLUSTER_LABEL: cluster})}
+    for node in facts.nodes:
+        name = cluster_node_name(cluster, node.name)
+        cn = existing.pop(name, None)
+        if cn is None:
+            try:
+                store.create(
+                    ClusterNode(
+                        metadata=ObjectMeta(name=name, labels={C.CLUSTER_LABEL: cluster}),
+                        spec=ClusterNodeSpec(
+                            cluster_name=cluster,
+                            node_name=node.name,
+                            pod_cidrs=list(node.pod_cidrs),
+                        ),
+                    )
+                )
+                writes += 1
+            except AlreadyExists:
+                pass
+            continue
+        want = cn.spec.model_copy(
+            update={
+                "cluster_name": cluster,
+                "node_name": node.name,
+                "pod_cidrs": sorted(node.pod_cidrs),
+            }
+        )
+        want = ClusterNodeSpec.model_validate(want.model_dump(by_alias=True))  # normalise CIDRs
+        if want != cn.spec:
+            try:
+                store.update(cn.model_copy(update={"spec": want}))
+                writes += 1
+            except (Conflict, NotFound):
+                pass
+    for stale in existing.values():
+        try:
+            store.delete(ClusterNode, stale.name)
+            writes += 1
+        except NotFound:
+            pass
+    obj = store.get(Cluster, cluster)
+    status = ClusterLinkStatus(
+        pod_cidrs=list(facts.pod_cidrs), service_cidrs=list(facts.service_cidrs)
+    )
+    if obj.status.cluster_link_status != status:
+        new = obj.status.model_copy(update={"cluster_link_status": status})
+        store.update_status(obj.model_copy(update={"status": new}))
+        writes += 1
+    return writes
+
+
+class MemberController:
+    def __init__(self, store: Store, cluster: str, handle: str, *, period: float = 5.0) -> None:
+        self.store, self.cluster, self.handle, self.period = store, cluster, handle, period
+
+    def step(self) -> int:
+        try:
+            return sync_member(self.store, self.cluster, lab_facts(self.handle))
+        except NotFound:
+            log.info("cluster %s is not there (yet)", self.cluster)
+        except (StoreError, LabError) as exc:
+            log.warning("cluster %s: %s", self.cluster, exc)
+        return 0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self.step():
+                log.info("cluster %s: member facts synced", self.cluster)
+            stop.wait(self.period)

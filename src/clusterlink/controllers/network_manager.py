@@ -1,0 +1,123 @@
+"""The network-manager: Clusters + ClusterNodes -> one NodeConfig per node, written only
+when its content changed. One active replica (Lease `network-manager`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from clusterlink.api.cluster import Cluster
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.meta import ObjectMeta
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.watch import Waker
+from clusterlink.planner import Plan, plan
+from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
+
+log = logging.getLogger("clusterlink.network-manager")
+
+LEASE = "network-manager"
+
+
+class NetworkManager:
+    def __init__(
+        self, store: Store, identity: str, *, coalesce: float = 0.05, resync: float = 60.0
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.coalesce = coalesce
+        self.resync = resync
+        self.previous: Plan | None = None
+        self.writes = 0
+
+    def sync(self, full: bool) -> tuple[int, int]:
+        """Plan and write. `full`: compare with the stored NodeConfigs (start, resync);
+        otherwise trust the previous plan's fingerprints. Returns (written, deleted)."""
+        clusters = self.store.list(Cluster)
+        nodes = self.store.list(ClusterNode)
+        current = plan(clusters, nodes)
+        written = deleted = 0
+        if full or self.previous is None:
+            stored = {nc.name: nc for nc in self.store.list(NodeConfig)}
+            for name in current.names:
+                spec = current.spec(name)
+                have = stored.get(name)
+                if have is None or have.spec != spec:
+                    written += self._write(name, current)
+            for name in sorted(set(stored) - set(current.names)):
+                deleted += self._delete(name)
+        else:
+            diff = current.changed_since(self.previous)
+            for name in diff.changed:
+                written += self._write(name, current)
+            for name in diff.removed:
+                deleted += self._delete(name)
+        self.previous = current
+        if written or deleted:
+            log.info(
+                "wrote %d NodeConfigs, deleted %d; %d findings",
+                written,
+                deleted,
+                len(current.findings),
+            )
+        return written, deleted
+
+    def _write(self, name: str, current: Plan) -> int:
+        spec = current.spec(name)
+        for _ in range(5):
+            try:
+                nc = self.store.get(NodeConfig, name)
+            except NotFound:
+                try:
+                    self.store.create(NodeConfig(metadata=ObjectMeta(name=name), spec=spec))
+                    return 1
+                except AlreadyExists:
+                    continue
+            if nc.spec == spec:
+                return 0
+            try:
+                self.store.update(nc.model_copy(update={"spec": spec}))
+                return 1
+            except Conflict:
+                continue
+        raise StoreError(f"NodeConfig {name}: kept conflicting")
+
+    def _delete(self, name: str) -> int:
+        try:
+            self.store.delete(NodeConfig, name)
+            return 1
+        except NotFound:
+            return 0
+
+    def run(self, stop: threading.Event, timing: LeaseTiming) -> None:
+        leadership = Leadership(self.store, LEASE, self.identity, timing)
+        waker = Waker(self.store, (Cluster, ClusterNode), stop)
+        waker.start()
+        lease_thread = threading.Thread(target=leadership.run, args=(stop,), daemon=True)
+        lease_thread.start()
+        led = False
+        next_full = 0.0
+        try:
+            while not stop.is_set():
+                woke = waker.wait(min(timing.retry, max(0.0, next_full - time.monotonic())))
+                if woke:
+                    stop.wait(self.coalesce)  # let a burst land, then plan once
+                if not leadership.is_leader:
+                    led = False
+                    continue
+                full = not led or time.monotonic() >= next_full
+                try:
+                    self.sync(full)
+                except StoreError as exc:
+                    log.warning("sync: %s", exc)
+                    waker.poke()
+                    stop.wait(1.0)
+                    continue
+                led = True
+                if full:
+                    next_full = time.monotonic() + self.resync
+        finally:
+            stop.set()
+            lease_thread.join(timeout=5)

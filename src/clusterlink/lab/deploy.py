@@ -1,0 +1,251 @@
+"""Control plane and member components in a lab: what `kosmosctl install/join/unjoin/
+uninstall` do when `--kubeconfig` is a lab handle.
+
+Components run as supervised processes inside node namespaces, as host-network pods would on
+Kubernetes: the network-manager on the control cluster's first node; per member cluster a
+controller (first node), an elector on each gateway candidate, an agent on every node.
+Component names: `network-manager`, `<cluster>.controller`, `<cluster>.elector.<node>`,
+`<cluster>.agent.<node>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, IPFamily, NetworkType
+from clusterlink.api.clusternode import ClusterNode, cluster_node_name
+from clusterlink.api.lease import Lease
+from clusterlink.api.meta import ObjectMeta
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.controllers.elector import lease_name
+from clusterlink.lab import supervisor
+from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
+from clusterlink.lab.topology import ClusterPlan
+from clusterlink.planner import plan
+from clusterlink.store.base import NotFound, Store
+
+COMPONENT = [sys.executable, "-m", "clusterlink.cli.components"]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    network_type: NetworkType = "gateway"  # kosmosctl's default (the CRD's is p2p)
+    ip_family: IPFamily = "ipv4"
+    cni: str = "calico"
+    default_nic: str = "*"
+
+
+def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan, dict[str, Any]]:
+    data = load_handle(handle)
+    plan = load_plan(data["lab"])
+    return data["lab"], plan.cluster(data["cluster"]), data
+
+
+def install(
+    store: Store, store_url: str, handle: str, name: str, options: LinkOptions, progress: Progress
+) -> None:
+    lab, cluster, _ = lab_cluster(handle)
+    supervisor.register(
+        state_dir(lab),
+        "network-manager",
+        cluster.nodes[0].netns,
+        [
+            *COMPONENT,
+            "network-manager",
+            "--store",
+            store_url,
+            "--lease-duration",
+            "4",
+            "--renew-deadline",
+            "3",
+            "--retry-period",
+            "0.5",
+        ],
+    )
+    progress(f"network-manager started on {cluster.name}/{cluster.nodes[0].name}")
+    join(store, store_url, handle, name, options, progress)
+
+
+def join(
+    store: Store, store_url: str, handle: str, name: str, options: LinkOptions, progress: Progress
+) -> None:
+    lab, cluster, _ = lab_cluster(handle)
+    handle = str(Path(handle).resolve())
+    for other in store.list(Cluster):
+        if other.spec.kubeconfig == handle and other.name != name:
+            raise LabError(f"{cluster.name} of lab {lab} is joined already, as {other.name}")
+    obj = Cluster(
+        metadata=ObjectMeta(name=name),
+        spec=ClusterSpec(
+            kubeconfig=handle,
+            cluster_link_options=ClusterLinkOptions(
+                network_type=options.network_type,
+                ip_family=options.ip_family,
+                cni=options.cni,
+                default_nic_name=options.default_nic,
+            ),
+        ),
+    )
+    store.apply_all([obj])
+    progress(f"Cluster {name} created ({options.network_type}, {options.ip_family})")
+    d = state_dir(lab)
+    supervisor.register(
+        d,
+        f"{name}.controller",
+        cluster.nodes[0].netns,
+        [
+            *COMPONENT,
+            "controller",
+            "--cluster",
+            name,
+            "--kubeconfig",
+            handle,
+            "--store",
+            store_url,
+            "--period",
+            "2",
+        ],
+    )
+    for node in cluster.nodes:
+        if node.gateway_candidate:
+            supervisor.register(
+                d,
+                f"{name}.elector.{node.name}",
+                node.netns,
+                [
+                    *COMPONENT,
+                    "elector",
+                    "--cluster",
+                    name,
+                    "--node",
+                    node.name,
+                    "--store",
+                    store_url,
+                ],
+            )
+        supervisor.register(
+            d,
+            f"{name}.agent.{node.name}",
+            node.netns,
+            [
+                *COMPONENT,
+                "agent",
+                "--node",
+                cluster_node_name(name, node.name),
+                "--store",
+                store_url,
+                "--resync",
+                "10",
+            ],
+        )
+    progress(
+        f"{name}: controller, {sum(n.gateway_candidate for n in cluster.nodes)} electors, {len(cluster.nodes)} agents started"
+    )
+
+
+def _components_of(lab: str, name: str) -> list[str]:
+    return [c for c in supervisor.read_components(state_dir(lab)) if c.startswith(f"{name}.")]
+
+
+def no_state_left(netns_names: list[str]) -> bool:
+    for ns in netns_names:
+        out = subprocess.run(
+            ["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True
+        ).stdout
+        if any(f": {dev}" in out or f": {dev}@" in out for dev in C.OWNED_DEVICES):
+            return False
+    return True
+
+
+def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -> None:
+    try:
+        obj = store.get(Cluster, name)
+    except NotFound:
+        raise LabError(f"no Cluster {name}") from None
+    lab, cluster, _ = lab_cluster(obj.spec.kubeconfig or "")
+    d = state_dir(lab)
+    keep_agents = [c for c in _components_of(lab, name) if ".agent." not in c]
+    supervisor.unregister(d, keep_agents)  # controller and electors first: they would recreate
+    store.delete(Cluster, name)
+    with_label = store.list(ClusterNode, {C.CLUSTER_LABEL: name})
+    for cn in with_label:
+        with contextlib.suppress(NotFound):
+            store.delete(ClusterNode, cn.name)
+    with contextlib.suppress(NotFound):
+        store.delete(Lease, lease_name(name), C.DEFAULT_NAMESPACE)
+    progress(
+        f"{name}: Cluster and {len(with_label)} ClusterNodes deleted; waiting for agents to tear down"
+    )
+    names = [cluster_node_name(name, n.name) for n in cluster.nodes]
+    wait_until(
+        lambda: (
+            not any(nc.name in names for nc in store.list(NodeConfig))
+            and no_state_left([n.netns for n in cluster.nodes])
+        ),
+        timeout,
+        f"{name}: NodeConfigs removed and no vx device left on its nodes",
+    )
+    supervisor.unregister(d, _components_of(lab, name))
+    progress(f"{name}: unjoined; its nodes hold no clusterlink state")
+
+
+def uninstall(store: Store, lab: str, progress: Progress) -> None:
+    for cluster in store.list(Cluster):
+        unjoin(store, cluster.name, progress)
+    supervisor.unregister(state_dir(lab), ["network-manager"])
+    for lease in store.list(Lease):
+        store.delete(Lease, lease.metadata.name, lease.metadata.namespace)
+    progress("control plane removed")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise LabError(f"timed out after {timeout:.0f} s waiting for: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def connected(store: Store, names: list[str]) -> tuple[bool, str]:
+    """Every node of these clusters is planned, applied and Synced at its current spec."""
+    clusters = {c.name: c for c in store.list(Cluster)}
+    nodes = store.list(ClusterNode)
+    configs = {nc.name: nc for nc in store.list(NodeConfig)}
+    expected = plan(list(clusters.values()), nodes)  # what the network-manager must have written
+    for name in names:
+        c = clusters.get(name)
+        if c is None:
+            return False, f"Cluster {name}"
+        if not c.status.cluster_link_status.pod_cidrs:
+            return False, f"{name}: pod CIDRs from its controller"
+        mine = [n for n in nodes if n.spec.cluster_name == name]
+        if not mine:
+            return False, f"{name}: ClusterNodes from its controller"
+        for n in mine:
+            if not n.spec.interface_name:
+                return False, f"{n.name}: NIC detection by its agent"
+        link = c.link
+        if link and link.network_type == "gateway" and not any(n.spec.is_gateway for n in mine):
+            return False, f"{name}: a gateway elected"
+        for n in mine:
+            nc = configs.get(n.name)
+            if nc is None:
+                return False, f"{n.name}: its NodeConfig"
+            if n.name in expected and expected.spec(n.name) != nc.spec:
+                return False, f"{n.name}: the network-manager to plan the latest facts"
+            if (
+                nc.status.phase != "Synced"
+                or nc.status.observed_generation != nc.metadata.generation
+            ):
+                return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
+    return True, ""
