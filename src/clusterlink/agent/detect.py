@@ -17,7 +17,8 @@ from clusterlink.agent.kernel import Link
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNodeSpec
 
-DEFAULT_CAN_REACH = "8.8.8.8"
+# Without an autodetectionMethod: IPv4 first (as Kosmos), then IPv6 for IPv6-only nodes.
+DEFAULT_CAN_REACH = ("8.8.8.8", "2001:4860:4860::8888")
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,16 @@ def detect(
     """The detected values, or None and why not."""
     nic = choose_nic(cluster, spec)
     if nic == "*":
-        method = (
-            cluster.link.autodetection_method if cluster.link else ""
-        ) or f"can-reach={DEFAULT_CAN_REACH}"
-        target = method.removeprefix("can-reach=")
-        source = find_source(target)
+        method = cluster.link.autodetection_method if cluster.link else ""
+        targets = (method.removeprefix("can-reach="),) if method else DEFAULT_CAN_REACH
+        source = target = None
+        for target in targets:
+            source = find_source(target)
+            if source is not None:
+                break
         if source is None:
-            return None, f"no route to {target} ({method})"
+            tried = method or ", ".join(f"can-reach={t}" for t in targets)
+            return None, f"no route to {' or '.join(targets)} ({tried})"
         owner = next(
             (lnk for lnk in links.values() if any(a.split("/")[0] == source for a in lnk.addrs)),
             None,

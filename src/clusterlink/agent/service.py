@@ -14,6 +14,7 @@ import hashlib
 import logging
 import threading
 import time
+from typing import Any
 
 from clusterlink.agent.detect import detect, merged, source_address
 from clusterlink.agent.firewall import Firewall
@@ -21,9 +22,9 @@ from clusterlink.agent.kernel import Kernel
 from clusterlink.agent.reconcile import Reconciler, Report
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
-from clusterlink.api.meta import now_rfc3339, parse_rfc3339
+from clusterlink.api.meta import Resource, now_rfc3339, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig, NodeConfigStatus
-from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError
+from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError, WatchEvent
 
 log = logging.getLogger("clusterlink.agent")
 
@@ -140,10 +141,14 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         wake = self.wake
-        watcher = threading.Thread(
-            target=self._watch, args=(stop, wake), daemon=True, name=f"watch-{self.node}"
-        )
-        watcher.start()
+        watchers = [
+            threading.Thread(
+                target=self._watch, args=(kind, stop, wake), daemon=True, name=f"watch-{kind.KIND}"
+            )
+            for kind in ((NodeConfig, ClusterNode, Cluster) if self.detect_nic else (NodeConfig,))
+        ]
+        for watcher in watchers:
+            watcher.start()
         next_resync = 0.0
         while not stop.is_set():
             timeout = max(0.0, next_resync - time.monotonic())
@@ -159,22 +164,33 @@ class Agent:
             except Exception:
                 log.exception("%s: reconcile failed", self.node)
             next_resync = time.monotonic() + self.resync
-        watcher.join(timeout=2)
+        for watcher in watchers:
+            watcher.join(timeout=2)
 
-    def _watch(self, stop: threading.Event, wake: threading.Event) -> None:
+    def _relevant(self, event: WatchEvent[Any]) -> bool:
+        """Events that call for a pass: our NodeConfig's spec (not our own status writes),
+        our ClusterNode (NIC detection as soon as it exists), and Cluster options."""
+        obj = event.object
+        if isinstance(obj, NodeConfig):
+            if obj.name != self.node:
+                return False
+            status_only = (
+                event.type == "MODIFIED" and obj.metadata.generation == self.synced_generation
+            )
+            if not status_only:
+                self._changed = True
+            return not status_only
+        if isinstance(obj, ClusterNode):
+            return obj.name == self.node and event.type == "ADDED"
+        return isinstance(obj, Cluster)
+
+    def _watch(self, kind: type[Resource], stop: threading.Event, wake: threading.Event) -> None:
         since = self.store.revision()
         while not stop.is_set():
             try:
-                for event in self.store.watch(NodeConfig, since, stop=stop):
+                for event in self.store.watch(kind, since, stop=stop):
                     since = event.resource_version
-                    if event.object.name != self.node:
-                        continue
-                    status_only = (
-                        event.type == "MODIFIED"
-                        and event.object.metadata.generation == self.synced_generation
-                    )
-                    if not status_only:  # our own status writes need no pass
-                        self._changed = True
+                    if self._relevant(event):
                         wake.set()
                 return
             except Expired:

@@ -68,6 +68,11 @@ def test_choice_order(options: dict[str, object], source: str | None, expected: 
         assert targets == ["8.8.8.8"]
 
 
+def test_ipv6_only_node_falls_back_to_an_ipv6_target() -> None:
+    found, _ = detect(cluster(), NODE, LINKS, lambda t: "fd00::5" if ":" in t else None)
+    assert found is not None and found.interface == "eth0"
+
+
 def test_failures_say_why() -> None:
     assert detect(cluster(default_nic_name="eth7"), NODE, LINKS, lambda t: None) == (
         None,
@@ -75,7 +80,7 @@ def test_failures_say_why() -> None:
     )
     assert (
         detect(cluster(), NODE, LINKS, lambda t: None)[1]
-        == "no route to 8.8.8.8 (can-reach=8.8.8.8)"
+        == "no route to 8.8.8.8 or 2001:4860:4860::8888 (can-reach=8.8.8.8, can-reach=2001:4860:4860::8888)"
     )
     assert (
         "no interface holds 172.16.0.1" in detect(cluster(), NODE, LINKS, lambda t: "172.16.0.1")[1]
