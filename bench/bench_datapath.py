@@ -1,0 +1,184 @@
+"""Datapath benchmark (issue 6): iperf3 TCP, the paths alternating within one run, medians.
+
+- same-cluster: pod -> pod on another node of one cluster (the lab's host-gw CNI);
+- p2p: pod -> pod in another P2P cluster (one VXLAN hop, node to node);
+- gateway: pod on an internal node -> pod on an internal node of another gateway-mode
+  cluster (vx-local -> gateway -> vx-bridge -> gateway -> vx-local: three VXLAN hops);
+- hand-built: pod -> node -> VXLAN -> node -> pod made with `ip` alone, no clusterlink, no
+  fabric (the kernel's floor for this shape, ~13 Gbit/s here per reference/machine-probe.md);
+- fabric-vxlan: a VXLAN made with `ip` alone between the same two nodes as `p2p`, across the
+  lab's fabric router (node -> node): the floor of the lab's own underlay for tunnel traffic.
+  Found while measuring: the kernel forwards VXLAN between these veth-backed bridges at a
+  fraction of the rate it bridges it (TCP is not affected), so cross-cluster lab paths are
+  bounded by the lab's routed underlay, not by clusterlink.
+Goals: p2p >= 0.95x hand-built and >= 0.90x same-cluster; gateway >= 0.60x same-cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from clusterlink.cli.federation import wait_connected
+from clusterlink.cli.lab import lab_down, lab_up
+from clusterlink.lab import deploy
+from clusterlink.lab.state import handle_path, store_url
+from clusterlink.lab.topology import Topology, plan_lab
+from clusterlink.store.url import open_store
+
+RUNS = int(os.environ.get("DATAPATH_RUNS", "5"))
+SECONDS = 3
+TOPOLOGY = {
+    "name": "benchdp",
+    "clusters": [
+        {"name": "p1", "nodes": 2, "podsPerNode": 1},
+        {"name": "p2", "nodes": 2, "podsPerNode": 1},
+        {"name": "g1", "nodes": 2, "gatewayCandidates": 1, "podsPerNode": 1},
+        {"name": "g2", "nodes": 2, "gatewayCandidates": 1, "podsPerNode": 1},
+    ],
+}
+HB = ["cl-benchhb-pa", "cl-benchhb-na", "cl-benchhb-nb", "cl-benchhb-pb"]
+
+
+def sh(cmd: str) -> None:
+    subprocess.run(cmd, shell=True, check=True, capture_output=True)
+
+
+def hand_built() -> tuple[str, str]:
+    """pod a -- node a ==vxlan over veth== node b -- pod b, static L2, like the probe's."""
+    pa, na, nb, pb = HB
+    for ns in HB:
+        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
+    sh(f"ip -n {na} link add eth0 type veth peer name eth0 netns {nb}")
+    sh(f"ip -n {na} link add veth1 type veth peer name eth0 netns {pa}")
+    sh(f"ip -n {nb} link add veth1 type veth peer name eth0 netns {pb}")
+    for ns, i in ((na, 1), (nb, 2)):
+        sh(f"ip -n {ns} addr add 192.168.90.{i}/24 dev eth0 && ip -n {ns} link set eth0 up")
+        sh(
+            f"ip -n {ns} link add vx0 type vxlan id 54 local 192.168.90.{i} dev eth0 dstport 4876 nolearning"
+        )
+        sh(
+            f"ip -n {ns} link set vx0 address 02:00:00:00:90:0{i} mtu 1450 up && ip -n {ns} addr add 220.90.0.{i}/8 dev vx0"
+        )
+        sh(f"ip -n {ns} link set veth1 up && ip -n {ns} addr add 10.9{i}.0.1/24 dev veth1")
+        sh(f"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1")
+    for pod, i in ((pa, 1), (pb, 2)):
+        sh(
+            f"ip -n {pod} addr add 10.9{i}.0.2/24 dev eth0 && ip -n {pod} link set eth0 up && ip -n {pod} route add default via 10.9{i}.0.1"
+        )
+    for ns, peer, j in ((na, 2, 2), (nb, 1, 1)):
+        sh(
+            f"bridge -n {ns} fdb append 02:00:00:00:90:0{peer} dev vx0 dst 192.168.90.{peer} self permanent"
+        )
+        sh(
+            f"ip -n {ns} neigh add 220.90.0.{peer} lladdr 02:00:00:00:90:0{peer} dev vx0 nud permanent"
+        )
+        sh(f"ip -n {ns} route add 10.9{j}.0.0/24 via 220.90.0.{peer} dev vx0 onlink")
+    return pa, "10.92.0.2"
+
+
+def fabric_vxlan(a: str, a_ip: str, b: str, b_ip: str) -> None:
+    """A bare VXLAN (VNI 99) between two lab nodes, over the fabric, addresses 99.0.0.1/.2."""
+    for ns, local, i in ((a, a_ip, 1), (b, b_ip, 2)):
+        sh(
+            f"ip -n {ns} link add vxt type vxlan id 99 local {local} dev eth0 dstport 4999 nolearning"
+        )
+        sh(
+            f"ip -n {ns} link set vxt address 02:00:00:00:99:0{i} mtu 1450 up && ip -n {ns} addr add 99.0.0.{i}/24 dev vxt"
+        )
+    for ns, peer, peer_ip in ((a, 2, b_ip), (b, 1, a_ip)):
+        sh(
+            f"ip -n {ns} neigh add 99.0.0.{peer} lladdr 02:00:00:00:99:0{peer} dev vxt nud permanent"
+        )
+        sh(f"bridge -n {ns} fdb append 02:00:00:00:99:0{peer} dev vxt dst {peer_ip} self permanent")
+
+
+def iperf(src: str, dst_ns: str, dst_ip: str) -> float:
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
+    )
+    time.sleep(0.3)
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", src, "iperf3", "-c", dst_ip, "-t", str(SECONDS), "-J"],
+            capture_output=True,
+            text=True,
+            timeout=SECONDS + 20,
+        )
+        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main() -> int:
+    os.environ["CLUSTERLINK_LAB_DIR"] = tempfile.mkdtemp(prefix="cl-bench-dp-")
+    plan = plan_lab(Topology.model_validate(TOPOLOGY))
+    lab_up(plan, quiet=True)
+    try:
+        url = store_url(plan.name)
+        store = open_store(url)
+        for i, (name, mode) in enumerate(
+            (("p1", "p2p"), ("p2", "p2p"), ("g1", "gateway"), ("g2", "gateway"))
+        ):
+            fn = deploy.install if i == 0 else deploy.join
+            fn(
+                store,
+                url,
+                str(handle_path(plan.name, name)),
+                name,
+                deploy.LinkOptions(mode, "ipv4"),
+                lambda _: None,
+            )  # type: ignore[arg-type]
+        wait_connected(store, ["p1", "p2", "g1", "g2"], 60)
+        hb_src, hb_dst = hand_built()
+        fabric_vxlan(
+            plan.cluster("p1").nodes[0].netns,
+            "192.168.1.1",
+            plan.cluster("p2").nodes[1].netns,
+            "192.168.2.2",
+        )
+        p1, p2, g1, g2 = (plan.cluster(c) for c in ("p1", "p2", "g1", "g2"))
+        paths = {
+            "same-cluster": (p1.pods[0].netns, p1.pods[1].netns, p1.pods[1].ip),
+            "p2p": (p1.pods[0].netns, p2.pods[1].netns, p2.pods[1].ip),
+            "gateway": (g1.pods[1].netns, g2.pods[1].netns, g2.pods[1].ip),  # n2: internal nodes
+            "hand-built": (hb_src, HB[3], hb_dst),
+            "fabric-vxlan": (p1.nodes[0].netns, p2.nodes[1].netns, "99.0.0.2"),
+        }
+        results: dict[str, list[float]] = {k: [] for k in paths}
+        for _ in range(RUNS):
+            for name, (src, dst_ns, dst_ip) in paths.items():
+                results[name].append(iperf(src, dst_ns, dst_ip or ""))
+        med = {k: statistics.median(v) for k, v in results.items()}
+        for k, v in results.items():
+            print(f"{k:<13} median {med[k]:5.2f} Gbit/s   runs {[round(x, 2) for x in v]}")
+        p2p_hb, p2p_same, gw_same = (
+            med["p2p"] / med["hand-built"],
+            med["p2p"] / med["same-cluster"],
+            med["gateway"] / med["same-cluster"],
+        )
+        print(
+            f"p2p / hand-built {p2p_hb:.2f} (goal >= 0.95); p2p / same-cluster {p2p_same:.2f} (goal >= 0.90); gateway / same-cluster {gw_same:.2f} (goal >= 0.60)"
+        )
+        print(
+            f"p2p / fabric-vxlan {med['p2p'] / med['fabric-vxlan']:.2f} (the lab underlay's own VXLAN floor)"
+        )
+        return 0 if p2p_hb >= 0.95 and p2p_same >= 0.90 and gw_same >= 0.60 else 1
+    finally:
+        lab_down(plan.name, quiet=True)
+        subprocess.run(
+            ["ip", "-force", "-batch", "-"],
+            input="".join(f"netns del {n}\n" for n in HB),
+            text=True,
+            capture_output=True,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Network-manager, elector and member controller against a real (sqlite) store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
+from clusterlink.controllers.elector import Elector, set_gateway
+from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.member import lab_facts, sync_member
+from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.store.sqlite import SqliteStore
+from tests.unit.planner.federation import cluster, node
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "s.db")
+
+
+def seed(store: SqliteStore) -> None:
+    for c in (cluster("a", pods=("10.1.0.0/16",)), cluster("b", "gateway", pods=("10.2.0.0/16",))):
+        created = store.create(c)
+        store.update_status(created.model_copy(update={"status": c.status}))
+    for n in (
+        node("a", "n1", "192.168.1.1", pods=("10.1.1.0/24",)),
+        node("b", "g", "192.168.2.1", gateway=True),
+        node("b", "i", "192.168.2.2"),
+    ):
+        store.create(n)
+
+
+def test_network_manager_writes_only_what_changed(store: SqliteStore) -> None:
+    seed(store)
+    nm = NetworkManager(store, "me")
+    assert nm.sync(full=True) == (3, 0)
+    assert nm.sync(full=False) == (0, 0)
+    assert nm.sync(full=True) == (0, 0)  # stored specs equal the plan: nothing rewritten
+    rev = store.revision()
+    moved = store.get(ClusterNode, "a-n1")
+    moved.spec.pod_cidrs = ["10.1.9.0/24"]
+    store.update(moved)
+    assert nm.sync(full=False) == (2, 0)  # b-g and b-i route the new block; a-n1 itself unchanged
+    assert store.revision() > rev
+    store.delete(ClusterNode, "b-i")
+    assert nm.sync(full=False) == (1, 1)  # b-g loses its vx-local peer; b-i's NodeConfig goes
+    assert sorted(nc.name for nc in store.list(NodeConfig)) == ["a-n1", "b-g"]
+
+
+def test_network_manager_repairs_an_edited_nodeconfig_on_full_sync(store: SqliteStore) -> None:
+    seed(store)
+    nm = NetworkManager(store, "me")
+    nm.sync(full=True)
+    nc = store.get(NodeConfig, "a-n1")
+    store.update(nc.model_copy(update={"spec": nc.spec.model_copy(update={"routes": []})}))
+    assert nm.sync(full=False) == (0, 0)  # the plan did not change...
+    assert nm.sync(full=True) == (1, 0)  # ...the periodic full comparison finds the edit
+    store.create(NodeConfig(metadata=ObjectMeta(name="stray")))
+    assert nm.sync(full=True) == (0, 1)
+
+
+def test_set_gateway_moves_the_role_within_the_cluster_only(store: SqliteStore) -> None:
+    seed(store)
+    assert set_gateway(store, "b", "b-i") == 2
+    roles = {cn.name: cn.spec.roles for cn in store.list(ClusterNode)}
+    assert roles == {"a-n1": [], "b-g": [], "b-i": ["gateway"]}
+    assert set_gateway(store, "b", "b-i") == 0
+
+
+def test_elector_gives_up_when_its_underlay_is_down(store: SqliteStore) -> None:
+    seed(store)
+    timing = LeaseTiming(duration=2, renew_deadline=1.5, retry=0.25)
+    link = {"b-g": True}
+    g = Elector(store, "b", "g", timing=timing, underlay_up=lambda: link["b-g"])
+    i = Elector(store, "b", "i", timing=timing)
+    assert g.step() and not i.step()
+    link["b-g"] = False
+    assert not g.step()  # releases at once...
+    assert i.step()  # ...so the other candidate takes over without waiting for expiry
+    roles = {
+        cn.name: cn.spec.is_gateway for cn in store.list(ClusterNode) if cn.spec.cluster_name == "b"
+    }
+    assert roles == {"b-g": False, "b-i": True}
+    link["b-g"] = True
+    assert not g.step()  # the lease is held by b-i now
+
+
+def test_leadership_steps_down_when_another_holds_the_lease(store: SqliteStore) -> None:
+    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    timing = LeaseTiming(duration=2, renew_deadline=1.5, retry=0.25)
+    a = Leadership(store, "x", "a", timing, clock=lambda: now[0])
+    b = Leadership(store, "x", "b", timing, clock=lambda: now[0])
+    assert a.attempt() and not b.attempt()
+    now[0] += dt.timedelta(seconds=3)  # a froze: its lease expired
+    assert b.attempt()
+    assert not a.attempt()  # a wakes up, sees b holding: not leader any more
+
+
+def test_member_controller_syncs_nodes_and_cidrs(store: SqliteStore, tmp_path: Path) -> None:
+    store.create(Cluster(metadata=ObjectMeta(name="m")))
+    handle = tmp_path / "m.yaml"
+    data = {
+        "apiVersion": "lab.clusterlink.io/v1",
+        "kind": "LabClusterHandle",
+        "podCIDRs": ["10.5.0.0/16"],
+        "serviceCIDRs": ["10.105.0.0/16"],
+        "nodes": [
+            {"name": "n1", "podCIDRs": ["10.5.1.0/24"]},
+            {"name": "n2", "podCIDRs": ["10.5.2.0/24"]},
+        ],
+    }
+    handle.write_text(yaml.safe_dump(data))
+    assert sync_member(store, "m", lab_facts(handle)) == 3
+    n1 = store.get(ClusterNode, "m-n1")
+    assert n1.metadata.labels == {"kosmos.io/cluster": "m"} and n1.spec.pod_cidrs == ["10.5.1.0/24"]
+    n1.spec.interface_name, n1.spec.ip, n1.spec.roles = "eth0", "192.168.5.1", ["gateway"]
+    store.update(n1)
+    assert sync_member(store, "m", lab_facts(handle)) == 0  # keeps what the agent/elector set
+    assert store.get(ClusterNode, "m-n1").spec.roles == ["gateway"]
+    data["nodes"] = data["nodes"][:1]  # type: ignore[index]
+    handle.write_text(yaml.safe_dump(data))
+    assert sync_member(store, "m", lab_facts(handle)) == 1  # n2 is gone
+    assert [cn.name for cn in store.list(ClusterNode)] == ["m-n1"]
+    assert store.get(Cluster, "m").status.cluster_link_status.service_cidrs == ["10.105.0.0/16"]
