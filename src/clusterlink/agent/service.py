@@ -188,7 +188,9 @@ class Agent:
         since = self.store.revision()
         while not stop.is_set():
             try:
-                for event in self.store.watch(kind, since, stop=stop):
+                # Our own NodeConfig and ClusterNode only; every Cluster (options matter).
+                name = None if kind is Cluster else self.node
+                for event in self.store.watch(kind, since, stop=stop, name=name):
                     since = event.resource_version
                     if self._relevant(event):
                         wake.set()

@@ -49,10 +49,16 @@ def _write_components(state_dir: Path, components: dict[str, dict[str, Any]]) ->
     tmp.replace(state_dir / "components.json")
 
 
-def register(state_dir: Path, name: str, netns_name: str | None, argv: list[str]) -> None:
+def register(
+    state_dir: Path,
+    name: str,
+    netns_name: str | None,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+) -> None:
     with _locked(state_dir):
         components = read_components(state_dir)
-        components[name] = {"netns": netns_name, "argv": argv}
+        components[name] = {"netns": netns_name, "argv": argv, **({"env": env} if env else {})}
         _write_components(state_dir, components)
 
 
@@ -100,8 +106,9 @@ class Supervisor:
         )
         child.log.flush()
         try:
+            env = {**os.environ, **child.spec.get("env", {})}
             child.proc = subprocess.Popen(
-                argv, stdout=child.log, stderr=subprocess.STDOUT, start_new_session=True
+                argv, stdout=child.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         except OSError as exc:
             child.log.write(f"cannot start: {exc}\n".encode())

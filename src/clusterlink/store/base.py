@@ -81,8 +81,10 @@ class Store(Protocol):
         since: int,
         stop: threading.Event | None = None,
         timeout: float | None = None,
+        name: str | None = None,
     ) -> Iterator[WatchEvent[R]]:
-        """Every change of kind `cls` after revision `since`, in order; Expired if compacted."""
+        """Every change of kind `cls` after revision `since`, in order; Expired if compacted.
+        `name`: only that object's changes (Kubernetes' fieldSelector=metadata.name)."""
         ...
 
     def revision(self) -> int: ...

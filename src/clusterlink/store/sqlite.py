@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import copy
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0), ('compacted', 0);
 """
 
+ENV_WATCH_POLL = "CLUSTERLINK_WATCH_POLL"
 DEFAULT_KEEP_CHANGES = 200_000  # change-log entries kept for watchers that fall behind
 _COMPACT_EVERY = 1_000
 
@@ -64,11 +66,17 @@ class SqliteStore:
         self,
         path: str | Path,
         *,
-        poll_interval: float = 0.005,
+        poll_interval: float | None = None,
         keep_changes: int = DEFAULT_KEEP_CHANGES,
     ) -> None:
         self.path = Path(path)
-        self.poll_interval = poll_interval
+        # How often a watcher looks for news: 5 ms by default; many processes on one host
+        # (a large lab) set CLUSTERLINK_WATCH_POLL higher.
+        self.poll_interval = (
+            poll_interval
+            if poll_interval is not None
+            else float(os.environ.get(ENV_WATCH_POLL, "0.005"))
+        )
         self.keep_changes = keep_changes
         self._lock = threading.RLock()
         self._writes = 0
@@ -280,6 +288,7 @@ class SqliteStore:
         since: int,
         stop: threading.Event | None = None,
         timeout: float | None = None,
+        name: str | None = None,
     ) -> Iterator[WatchEvent[R]]:
         # A connection of its own: a watcher must not hold the writer's lock while it waits.
         db = self._connect()
@@ -301,11 +310,18 @@ class SqliteStore:
                                 f"revision {last} is compacted (the log starts after {compacted}); "
                                 "list again and watch from the list's revision"
                             )
-                        rows = db.execute(
-                            "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
-                            "ORDER BY rv",
-                            (cls.KIND, last),
-                        ).fetchall()
+                        if name is None:
+                            rows = db.execute(
+                                "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
+                                "ORDER BY rv",
+                                (cls.KIND, last),
+                            ).fetchall()
+                        else:
+                            rows = db.execute(
+                                "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
+                                "AND key = ? ORDER BY rv",
+                                (cls.KIND, last, name),
+                            ).fetchall()
                     finally:
                         db.execute("COMMIT")
                     for rv, etype, text in rows:

@@ -243,3 +243,14 @@ def test_lease_race_has_exactly_one_winner(store: Store) -> None:
     for t in threads:
         t.join()
     assert results.count(True) == 1
+
+
+def test_watch_by_name_sees_only_that_object(store: Store) -> None:
+    start = store.revision()
+    store.create(cluster("a"))
+    b = store.create(cluster("b"))
+    b.metadata.labels["x"] = "1"
+    store.update(b)
+    store.delete(Cluster, "a")
+    events = list(store.watch(Cluster, start, timeout=0.2, name="b"))
+    assert [(e.type, e.object.name) for e in events] == [("ADDED", "b"), ("MODIFIED", "b")]
