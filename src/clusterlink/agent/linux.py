@@ -87,6 +87,15 @@ class LinuxKernel:
             )
         return out
 
+    def link_state(self, name: str) -> tuple[bool, bool] | None:
+        """(admin up, carrier) of one link, or None if it does not exist: one netlink request."""
+        try:
+            (link,) = self.ipr.link("get", ifname=name)
+        except NetlinkError:
+            return None
+        flags = int(link["flags"])
+        return bool(flags & 1), bool(flags & 0x10000)
+
     def create_vxlan(self, spec: VxlanSpec) -> None:
         bind = self.ipr.link_lookup(ifname=spec.bind_dev)
         if not bind:

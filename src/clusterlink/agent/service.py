@@ -145,7 +145,9 @@ class Agent:
             threading.Thread(
                 target=self._watch, args=(kind, stop, wake), daemon=True, name=f"watch-{kind.KIND}"
             )
-            for kind in ((NodeConfig, ClusterNode, Cluster) if self.detect_nic else (NodeConfig,))
+            # Cluster option changes are picked up by the resync; the ClusterNode's creation
+            # starts NIC detection at once.
+            for kind in ((NodeConfig, ClusterNode) if self.detect_nic else (NodeConfig,))
         ]
         for watcher in watchers:
             watcher.start()

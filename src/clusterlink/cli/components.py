@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -198,18 +199,22 @@ def elector(
         st = open_store(store)
         kernel = LinuxKernel(netns_name)
 
+        nic_cache: dict[str, object] = {"name": interface, "at": 0.0}
+
         def underlay_up() -> bool:
+            """The NIC (from the ClusterNode, re-read every 10 s) is up and has carrier."""
             nic = interface
             if nic is None:
-                try:
-                    nic = (
-                        st.get(ClusterNode, cluster_node_name(cluster, node)).spec.interface_name
-                        or "eth0"
-                    )
-                except StoreError:
-                    nic = "eth0"
-            link = kernel.links().get(nic)
-            return link is not None and link.up and link.carrier
+                if time.monotonic() - float(nic_cache["at"]) > 10 or not nic_cache["name"]:  # type: ignore[arg-type]
+                    try:
+                        spec = st.get(ClusterNode, cluster_node_name(cluster, node)).spec
+                        nic_cache["name"] = spec.interface_name or "eth0"
+                    except StoreError:
+                        nic_cache["name"] = nic_cache["name"] or "eth0"
+                    nic_cache["at"] = time.monotonic()
+                nic = str(nic_cache["name"])
+            state = kernel.link_state(nic)
+            return state is not None and state[0] and state[1]
 
         worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up)
         _serve(f"elector[{cluster}/{node}]", worker.run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from clusterlink import constants as C
@@ -22,6 +23,7 @@ log = logging.getLogger("clusterlink.elector")
 # Fast by default: failover within ~3 s even when a gateway dies without giving the lease up
 # (Kosmos: 15 s / 10 s / 2 s).
 DEFAULT_TIMING = LeaseTiming(duration=2.0, renew_deadline=1.5, retry=0.25)
+ROLE_RECHECK = 5.0  # seconds between re-asserting the gateway role while leading
 
 
 def lease_name(cluster: str) -> str:
@@ -65,6 +67,7 @@ class Elector:
         self.leadership = Leadership(store, lease_name(cluster), self.me, timing)
         self.underlay_up = underlay_up
         self.timing = timing
+        self._roles_checked = 0.0
 
     def step(self) -> bool:
         """One round: returns whether we are the gateway now."""
@@ -73,12 +76,17 @@ class Elector:
                 log.warning("%s: underlay down; giving up the gateway lease", self.me)
             self.leadership.give_up()
             return False
+        was_leader = self.leadership.is_leader
         if self.leadership.attempt():
-            try:
-                if set_gateway(self.store, self.cluster, self.me):
-                    log.info("%s: marked gateway of %s", self.me, self.cluster)
-            except StoreError as exc:
-                log.warning("%s: cannot set roles: %s", self.me, exc)
+            # Roles: at once when we take the lease, then now and then (someone may edit them).
+            now = time.monotonic()
+            if not was_leader or now - self._roles_checked >= ROLE_RECHECK:
+                try:
+                    if set_gateway(self.store, self.cluster, self.me):
+                        log.info("%s: marked gateway of %s", self.me, self.cluster)
+                    self._roles_checked = now
+                except StoreError as exc:
+                    log.warning("%s: cannot set roles: %s", self.me, exc)
             return True
         return False
 

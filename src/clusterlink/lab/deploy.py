@@ -98,13 +98,13 @@ def join(
     store_args = ("--store", store_url)
     first = cluster.nodes[0].netns
     _run(lab, f"{name}.controller", first, "controller", "--cluster", name, "--kubeconfig", handle,
-         *store_args, "--period", "2")  # fmt: skip
+         *store_args, "--period", "5")  # fmt: skip
     for node in cluster.nodes:
         if node.gateway_candidate:
             _run(lab, f"{name}.elector.{node.name}", node.netns, "elector", "--cluster", name,
                  "--node", node.name, *store_args)  # fmt: skip
         _run(lab, f"{name}.agent.{node.name}", node.netns, "agent",
-             "--node", cluster_node_name(name, node.name), *store_args, "--resync", "10")  # fmt: skip
+             "--node", cluster_node_name(name, node.name), *store_args)  # fmt: skip
     electors = sum(n.gateway_candidate for n in cluster.nodes)
     progress(f"{name}: controller, {electors} electors, {len(cluster.nodes)} agents started")
 
