@@ -5,6 +5,7 @@ a sample of cross-cluster pod pings. Baseline, same run: the lab without cluster
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -106,6 +107,32 @@ def main() -> int:
             == 0
             for a, b in sample
         )
+        # The doctor: the full pod-network matrix of the federation (every pod x every pod).
+        handles = []
+        for c in plan.clusters:
+            handles += ["--src-kubeconfig", str(handle_path(plan.name, c.name))]
+        t0 = time.monotonic()
+        run = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M",
+                sys.executable,
+                "-m",
+                "clusterlink.cli.kosmosctl",
+                "dr",
+                *handles,
+                "-o",
+                "json",
+                "--timeout",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        t_dr = time.monotonic() - t0
+        dr_rss = int(run.stderr.strip().splitlines()[-1]) / 1024
+        dr_summary = json.loads(run.stdout)["summary"]
         print(
             f"{CLUSTERS} clusters x {NODES} nodes: lab up {t_up:.1f} s; install + {CLUSTERS} joins until all {CLUSTERS * NODES} nodes synced {t_join:.1f} s"
         )
@@ -113,6 +140,11 @@ def main() -> int:
             f"{len(pids)} component processes: {mem:.0f} MiB RSS in all ({mem / max(1, len(pids)):.0f} MiB each), idle CPU {idle_cpu:.2f} cores"
         )
         print(f"cross-cluster pod pings (random sample): {ok}/{len(sample)}")
+        print(
+            f"kosmosctl dr, full pod matrix: {dr_summary['total']} probes, {dr_summary['passed']} passed, "
+            f"in {t_dr:.1f} s wall (goal <= 30 s for ~10k), kosmosctl peak RSS {dr_rss:.0f} MiB "
+            f"(plus one floater process per pod); failures by reason {dr_summary['reasons']}"
+        )
         return 0 if ok == len(sample) else 1
     finally:
         lab_down(plan.name, quiet=True)

@@ -435,3 +435,25 @@ def test_agent_fills_its_clusternode(pair: Pair, tmp_path: Path, options: dict[s
         "fd77::1",
         1500,
     )
+
+
+@pytest.mark.parametrize("drift", ["route", "fdb", "neighbour", "device-down"])
+def test_change_feed_never_hides_drift(pair: Pair, drift: str) -> None:
+    """One long-lived adapter (as in the agent): after passes that reuse the last dump, a
+    change made behind its back is still seen and repaired."""
+    for ns in (pair.a, pair.b):
+        pair.apply(ns, pair.spec(ns))
+    kernel = LinuxKernel(pair.a)
+    try:
+        firewall = IptablesFirewall(pair.a)
+        spec = pair.spec(pair.a)
+        assert reconcile(kernel, firewall, spec).changes == 0  # warms the cache
+        assert reconcile(kernel, firewall, spec).changes == 0  # served from it
+        mac = next(d.mac for d in pair.spec(pair.b).devices if d.name == "vx-bridge")
+        sh(DRIFTS[drift].format(ns=pair.a, mac=mac))
+        report = reconcile(kernel, firewall, spec)
+        assert report.changes > 0 and report.errors == []
+        assert reconcile(kernel, firewall, spec).changes == 0
+    finally:
+        kernel.close()
+    assert connected(pair)

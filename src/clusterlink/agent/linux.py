@@ -23,7 +23,14 @@ from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from clusterlink import constants as C
 from clusterlink.agent import netns
 from clusterlink.agent.kernel import Entries, KernelError, Link, VxlanSpec
-from clusterlink.agent.netlink import AF_BRIDGE, AF_INET, AF_INET6, NUD_PERMANENT, Reader
+from clusterlink.agent.netlink import (
+    AF_BRIDGE,
+    AF_INET,
+    AF_INET6,
+    NUD_PERMANENT,
+    ChangeFeed,
+    Reader,
+)
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
@@ -39,11 +46,14 @@ class LinuxKernel:
         # *root* namespace when called from thread B (found the hard way). flags=0: never
         # create a missing namespace.
         self.ipr = IPRoute(netns=netns_name, flags=0) if netns_name else IPRoute()
+        self.feed = ChangeFeed(netns_name)  # opened before any dump whose result we keep
         self.reader = Reader(netns_name)
+        self._cached: tuple[dict[str, int], Entries] | None = None
 
     def close(self) -> None:
         self.ipr.close()
         self.reader.close()
+        self.feed.close()
 
     # -- links --------------------------------------------------------------------------------
 
@@ -97,6 +107,7 @@ class LinuxKernel:
         return bool(flags & 1), bool(flags & 0x10000)
 
     def create_vxlan(self, spec: VxlanSpec) -> None:
+        self._cached = None
         bind = self.ipr.link_lookup(ifname=spec.bind_dev)
         if not bind:
             raise KernelError(f"{spec.name}: bind device {spec.bind_dev} does not exist")
@@ -123,6 +134,7 @@ class LinuxKernel:
             raise KernelError(f"{spec.name}: cannot create: {os.strerror(exc.code)}") from None
 
     def delete_link(self, name: str) -> None:
+        self._cached = None
         try:
             self.ipr.link("del", ifname=name)
         except NetlinkError as exc:
@@ -132,9 +144,22 @@ class LinuxKernel:
     # -- routes, neighbours, FDB --------------------------------------------------------------
 
     def entries(self, devices: Mapping[str, int]) -> Entries:
+        """As the kernel holds them. The last dump is reused when the kernel has sent no
+        notification about table 200 or these devices since (a no-op resync then costs no
+        dump at all); anything else dumps again."""
         by_index = {index: name for name, index in devices.items()}
+        changed = self.feed.changed(C.ROUTE_TABLE, set(by_index))
+        if not changed and self._cached is not None and self._cached[0] == dict(devices):
+            return self._cached[1]
+        self._cached = None
         if not by_index:
             return Entries()
+        entries = self._dump(by_index)
+        self._cached = (dict(devices), entries)
+        return entries
+
+    def _dump(self, by_index: dict[int, str]) -> Entries:
+        devices = by_index.values()
         # Only dump the families we have devices of (IPv6 devices end in -6).
         families = sorted({AF_INET6 if n.endswith("-6") else AF_INET for n in devices})
         routes = frozenset(
@@ -157,6 +182,7 @@ class LinuxKernel:
         return Entries(routes, fdbs, arps)
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:
+        self._cached = None
         ip_lines = [
             f"route del {cidr} via {gw} dev {dev} table {C.ROUTE_TABLE}"
             for cidr, gw, dev in remove.routes

@@ -237,6 +237,34 @@ def controller(
         _serve(f"controller[{cluster}]", worker.run)
 
 
+@app.command()
+def floater(
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="TCP port (both families).")
+    ] = 8889,
+    netns_name: Annotated[
+        str | None, typer.Option("--netns", help="Run inside this namespace (lab).")
+    ] = None,
+    unix: Annotated[
+        str | None, typer.Option("--unix", help="Also serve on this Unix socket (control).")
+    ] = None,
+) -> None:
+    """A probe server: answers probes (TCP, HTTP OK on /) and runs probes on request."""
+    import asyncio
+
+    from clusterlink.agent import netns
+    from clusterlink.doctor.floater import serve
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with netns.entered(netns_name):
+            asyncio.run(serve(port, unix))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        fail(f"floater: {exc}")
+
+
 @app.command("lab-supervisor")
 def lab_supervisor(
     lab: Annotated[str, typer.Option("--lab", help="The lab whose components to keep running.")],

@@ -15,6 +15,7 @@ from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, pa
 from clusterlink.api.meta import ObjectMeta, Resource, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.api.registry import kind_class
+from clusterlink.cli import doctor as doctor_cli
 from clusterlink.cli import federation
 from clusterlink.cli.common import (
     EXIT_FAILURE,
@@ -308,6 +309,8 @@ app.command("install")(federation.install)
 app.command("uninstall")(federation.uninstall)
 app.add_typer(federation.join_app, name="join")
 app.add_typer(federation.unjoin_app, name="unjoin")
+app.command("dr")(doctor_cli.dr)
+app.add_typer(doctor_cli.analysis_app, name="analysis")
 
 
 def store_for(kubeconfig: str | None, store: str | None) -> Store:
@@ -319,3 +322,7 @@ def store_for(kubeconfig: str | None, store: str | None) -> Store:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

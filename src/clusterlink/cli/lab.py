@@ -99,6 +99,11 @@ def lab_up(plan: LabPlan, quiet: bool = False) -> float:
     """Build the lab (or find it already up); returns seconds spent."""
     started = time.monotonic()
     present = build.lab_namespaces(plan.name)
+    if plan_path(plan.name).exists() and not present:
+        # State without a single namespace (a reboot, a crash before building): stale.
+        if not quiet:
+            err_console.print(f"lab {plan.name}: stale state without namespaces; starting afresh")
+        lab_down(plan.name, quiet=True)
     if plan_path(plan.name).exists():
         if load_plan(plan.name) == plan and set(plan.namespaces()) <= set(present):
             start_supervisor(plan.name)

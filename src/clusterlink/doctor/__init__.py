@@ -1,0 +1,1 @@
+"""The doctor: floaters (probe servers) and `kosmosctl dr` / `kosmosctl analysis`."""
