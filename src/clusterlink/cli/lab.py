@@ -390,9 +390,10 @@ def demo(
     ] = 180.0,
 ) -> None:
     """Build a lab, install clusterlink, join every cluster, and prove pods reach each other."""
+    from clusterlink.cli.doctor import dr
     from clusterlink.cli.federation import progress, wait_connected
     from clusterlink.lab import deploy
-    from clusterlink.lab.demo import DEFAULT_TOPOLOGY, check
+    from clusterlink.lab.demo import DEFAULT_TOPOLOGY
     from clusterlink.store.url import open_store
 
     with lab_errors():
@@ -424,22 +425,14 @@ def demo(
         typer.echo("3/4 waiting until every node is planned, applied and synced")
         took = wait_connected(st, names, wait_time)
         typer.echo(f"    connected in {took:.1f} s")
-        typer.echo(
-            "4/4 checking every pod against every pod of the other clusters (ICMP, each family)"
-        )
-        probes = check(plan)
-        failed = [p for p in probes if not p.ok]
-        rows = [
-            [str(i), p.src, p.dst, p.target, "OK" if p.ok else "FAILED"]
-            for i, p in enumerate(sorted(probes, key=lambda p: p.ok), 1)
-        ]
-        typer.echo(format_table(["S/N", "SRC", "DST", "TARGET_IP", "RESULT"], rows))
-        typer.echo(
-            f"{len(probes) - len(failed)}/{len(probes)} pod pairs connected across {len(plan.clusters)} clusters"
-        )
         first = handle_path(plan.name, plan.clusters[0].name)
         typer.echo(
             f"next: kosmosctl get clusters --kubeconfig {first} | kosmosctl lab status | kosmosctl lab down {plan.name}"
         )
-        if failed:
-            raise typer.Exit(EXIT_FAILURE)
+        typer.echo("4/4 kosmosctl dr: every pod against every pod, each family (ICMP)")
+        report = state_dir(plan.name) / "dr-report.html"
+        typer.echo(f"    (HTML report: {report})")
+        handles = [str(handle_path(plan.name, c.name)) for c in plan.clusters]
+        dr(src_kubeconfig=handles, dst_kubeconfig=None, host_network=False, image_repository=None,
+           port=8889, protocol="icmp", concurrency=256, timeout=2.0, retries=1, resume=None,
+           output=OutputFormat.table, report=report)  # fmt: skip

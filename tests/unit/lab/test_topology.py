@@ -94,3 +94,10 @@ def test_family_without_pod_cidr() -> None:
     )
     with pytest.raises(ValueError, match="needs an IPv6 pod CIDR"):
         plan_lab(topo)
+
+
+def test_the_example_is_the_built_in_demo() -> None:
+    from clusterlink.lab.demo import DEFAULT_TOPOLOGY
+
+    example = yaml.safe_load((EXAMPLES / "mixed-dual-stack.yaml").read_text())
+    assert Topology.model_validate(example) == Topology.model_validate(DEFAULT_TOPOLOGY)
