@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from clusterlink.agent.firewall import MANAGED, FamilyState, Rule
+from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
 
 
@@ -109,7 +109,7 @@ class FakeFirewall:
 
     def write(self, family: int, rules: set[Rule]) -> None:
         self.calls.append(f"write {family} {len(rules)}")
-        managed = set(MANAGED) | {(r.table, r.chain) for r in rules}
+        managed = managed_chains(rules)
         self.state[family] = FamilyState(set(rules), set(managed), set(managed))
 
     def teardown(self, family: int) -> None:

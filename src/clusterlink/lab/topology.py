@@ -4,7 +4,7 @@ Everything here is pure: the same file gives the same namespaces and addresses.
 
 Address plan for the i-th cluster (1-based, file order), node j, pod k:
 - underlay segment 192.168.i.0/24 and fd00:i::/64 (hex i); node j is .j / ::j, the fabric
-  router .254 / ::fe;
+  router .254 / ::fe; all segments share one bridge and reach each other on-link;
 - pods (defaults) 10.i.0.0/16 and fd10:i::/48, one block per node (10.i.j.0/24,
   fd10:i:j::/64) whose first address is the node's cni0 bridge and pod k gets the (k+1)-th;
 - services (defaults) 10.(100+i).0.0/16 and fd20:i::/108.
@@ -25,6 +25,7 @@ from clusterlink.api.net import normalize_cidr
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 MAX_CLUSTERS = 250
 MAX_NODES = 250
+MAX_LAB_NODES = 1000
 
 
 class JoinOptions(Model):
@@ -96,6 +97,11 @@ class Topology(Model):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
+        nodes = sum(c.nodes for c in self.clusters)
+        if nodes > MAX_LAB_NODES:
+            raise ValueError(
+                f"{nodes} nodes: a lab holds at most {MAX_LAB_NODES} (one fabric bridge, 1,024 ports)"
+            )
         seen: set[str] = set()
         for c in self.clusters:
             if c.name in seen:
@@ -136,7 +142,7 @@ class ClusterPlan(Model):
     mtu: int
     segment: dict[str, str]  # "4"/"6" -> underlay CIDR
     router: dict[str, str]  # "4"/"6" -> the fabric's address on the segment
-    bridge: str  # the segment's bridge in the fabric namespace
+    bridge: str  # the fabric bridge the segment lives on
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     service_cidrs: list[str] = Field(alias="serviceCIDRs")
     join: JoinOptions
@@ -242,7 +248,7 @@ def plan_lab(topo: Topology) -> LabPlan:
                 mtu=c.mtu,
                 segment=segment,
                 router=router,
-                bridge=f"s{i}",
+                bridge="fab0",
                 pod_cidrs=pods,
                 service_cidrs=services,
                 join=c.join.model_copy(update={"ip_family": c.join.ip_family or c.ip_family}),

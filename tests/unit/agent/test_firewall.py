@@ -52,26 +52,28 @@ def test_restore_input_rewrites_chains_and_moves_jumps_to_the_top() -> None:
     assert not in_sync(state, want)
     text = restore_input(state, parse_jumps(SAVE), want)
     assert text.splitlines() == [
-        "*filter",
-        ":CLUSTERLINK-FORWARD - [0:0]",
+        "*filter",  # no filter rule wanted: our FORWARD chain and its jump go
+        "-D FORWARD -j CLUSTERLINK-FORWARD",
+        "-F CLUSTERLINK-FORWARD",
+        "-X CLUSTERLINK-FORWARD",
         "COMMIT",
-        "*nat",
+        "*nat",  # only chains that hold rules: no empty PREROUTING (a nat table means conntrack)
         ":CLUSTERLINK-POSTROUTING - [0:0]",
-        ":CLUSTERLINK-PREROUTING - [0:0]",
         "-A CLUSTERLINK-POSTROUTING -s 220.0.0.0/8 -j MASQUERADE",
         "-D POSTROUTING -j CLUSTERLINK-POSTROUTING",
         "-I POSTROUTING 1 -j CLUSTERLINK-POSTROUTING",
-        "-I PREROUTING 1 -j CLUSTERLINK-PREROUTING",
         "COMMIT",
     ]
 
 
 def test_in_sync_needs_rules_chains_and_jumps() -> None:
     want = {Rule(4, "filter", "FORWARD", "-o vx-bridge -j ACCEPT")}
-    full = {("filter", "FORWARD"), ("nat", "POSTROUTING"), ("nat", "PREROUTING")}
-    assert in_sync(FamilyState(set(want), set(full), set(full)), want)
-    assert not in_sync(FamilyState(set(want), set(full), full - {("nat", "PREROUTING")}), want)
-    assert not in_sync(FamilyState(set(), set(full), set(full)), want)
+    forward = {("filter", "FORWARD")}
+    assert in_sync(FamilyState(set(want), set(forward), set(forward)), want)
+    assert not in_sync(FamilyState(set(want), set(forward), set()), want)  # jump missing
+    extra = forward | {("nat", "POSTROUTING")}
+    assert not in_sync(FamilyState(set(want), extra, extra), want)  # a chain we no longer want
+    assert not in_sync(FamilyState(set(), set(forward), set(forward)), want)
 
 
 def test_teardown_input_removes_jumps_then_chains() -> None:
