@@ -68,6 +68,13 @@ class Elector:
         self.underlay_up = underlay_up
         self.timing = timing
         self._roles_checked = 0.0
+        self._marked = False
+
+    def _has_role(self) -> bool:
+        try:
+            return self.store.get(ClusterNode, self.me).spec.is_gateway
+        except NotFound:
+            return False
 
     def step(self) -> bool:
         """One round: returns whether we are the gateway now."""
@@ -80,11 +87,14 @@ class Elector:
         if self.leadership.attempt():
             # Roles: at once when we take the lease, then now and then (someone may edit them).
             now = time.monotonic()
-            if not was_leader or now - self._roles_checked >= ROLE_RECHECK:
+            if not was_leader or not self._marked or now - self._roles_checked >= ROLE_RECHECK:
                 try:
                     if set_gateway(self.store, self.cluster, self.me):
                         log.info("%s: marked gateway of %s", self.me, self.cluster)
                     self._roles_checked = now
+                    # Until our ClusterNode exists (the controller may not have made it yet)
+                    # and carries the role, try every round, not every ROLE_RECHECK.
+                    self._marked = self._has_role()
                 except StoreError as exc:
                     log.warning("%s: cannot set roles: %s", self.me, exc)
             return True

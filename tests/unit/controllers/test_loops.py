@@ -132,3 +132,15 @@ def test_member_controller_syncs_nodes_and_cidrs(store: SqliteStore, tmp_path: P
     assert sync_member(store, "m", lab_facts(handle)) == 1  # n2 is gone
     assert [cn.name for cn in store.list(ClusterNode)] == ["m-n1"]
     assert store.get(Cluster, "m").status.cluster_link_status.service_cidrs == ["10.105.0.0/16"]
+
+
+def test_elector_marks_itself_as_soon_as_its_clusternode_appears(store: SqliteStore) -> None:
+    """It may win the lease before the controller created the ClusterNodes; it must not wait
+    for the periodic role re-check once they appear."""
+    store.create(cluster("b", "gateway"))
+    timing = LeaseTiming(duration=2, renew_deadline=1.5, retry=0.25)
+    g = Elector(store, "b", "g", timing=timing)
+    assert g.step()  # leads, but there is nothing to mark yet
+    store.create(node("b", "g", "192.168.2.1"))
+    assert g.step()
+    assert store.get(ClusterNode, "b-g").spec.is_gateway
