@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from clusterlink import constants as C
 from clusterlink.api.meta import Model, Resource
-from clusterlink.api.net import cidr_sort_key, normalize_cidr
+from clusterlink.api.net import cidr_sort_key, normalize_cidr, of_family
 
 NetworkType = Literal["p2p", "gateway"]
 IPFamily = Literal["all", "ipv4", "ipv6"]
@@ -29,22 +29,12 @@ class VxlanCIDRs(Model):
     @field_validator("ip")
     @classmethod
     def _v4(cls, value: str) -> str:
-        if not value:
-            return ""
-        cidr = normalize_cidr(value)
-        if ":" in cidr:
-            raise ValueError(f"{value!r} is an IPv6 CIDR; `ip` takes IPv4 (use `ip6`)")
-        return cidr
+        return of_family(value, 4, "CIDR", normalize_cidr)
 
     @field_validator("ip6")
     @classmethod
     def _v6(cls, value: str) -> str:
-        if not value:
-            return ""
-        cidr = normalize_cidr(value)
-        if ":" not in cidr:
-            raise ValueError(f"{value!r} is an IPv4 CIDR; `ip6` takes IPv6 (use `ip`)")
-        return cidr
+        return of_family(value, 6, "CIDR", normalize_cidr)
 
 
 def _bridge_default() -> VxlanCIDRs:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from clusterlink import constants as C
 from clusterlink.api.meta import Model, Resource
-from clusterlink.api.net import cidr_sort_key, normalize_cidr, normalize_ip
+from clusterlink.api.net import cidr_sort_key, normalize_cidr, normalize_ip, of_family
 
 
 class ClusterNodeSpec(Model):
@@ -30,22 +30,12 @@ class ClusterNodeSpec(Model):
     @field_validator("ip")
     @classmethod
     def _ip4(cls, value: str) -> str:
-        if not value:
-            return ""
-        ip = normalize_ip(value)
-        if ":" in ip:
-            raise ValueError(f"{value!r} is an IPv6 address; `ip` takes IPv4 (use `ip6`)")
-        return ip
+        return of_family(value, 4, "address", normalize_ip)
 
     @field_validator("ip6")
     @classmethod
     def _ip6(cls, value: str) -> str:
-        if not value:
-            return ""
-        ip = normalize_ip(value)
-        if ":" not in ip:
-            raise ValueError(f"{value!r} is an IPv4 address; `ip6` takes IPv6 (use `ip`)")
-        return ip
+        return of_family(value, 6, "address", normalize_ip)
 
     @property
     def is_gateway(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 
 
 def normalize_cidr(text: str) -> str:
@@ -49,3 +50,16 @@ def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
 def ip_sort_key(ip: str) -> tuple[int, int]:
     addr = ipaddress.ip_address(ip)
     return (addr.version, int(addr))
+
+
+def of_family(value: str, family: int, what: str, normalize: Callable[[str], str]) -> str:
+    """`value` normalised, refused when it is of the other family; "" stays "" (unset)."""
+    if not value:
+        return ""
+    text = normalize(value)
+    if (":" in text) != (family == 6):
+        other = "`ip6`" if family == 4 else "`ip`"
+        raise ValueError(
+            f"{value!r} is an IPv{10 - family} {what}; this field takes IPv{family} (use {other})"
+        )
+    return text

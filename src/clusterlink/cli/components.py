@@ -130,6 +130,16 @@ def agent(
         kernel.close()
 
 
+def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseTiming:
+    """The three lease flags, checked together (exit 2 with the rule when they disagree)."""
+    timing = LeaseTiming(duration, renew_deadline, retry)
+    try:
+        timing.check()
+    except ValueError as exc:
+        fail(str(exc))
+    return timing
+
+
 def _serve(name: str, run: Callable[[threading.Event], None]) -> None:
     """Run a component loop until SIGTERM/SIGINT; log to stderr."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
@@ -156,11 +166,7 @@ def network_manager(
 ) -> None:
     """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
     with user_errors():
-        timing = LeaseTiming(lease_duration, renew_deadline, retry_period)
-        try:
-            timing.check()
-        except ValueError as exc:
-            fail(str(exc))
+        timing = lease_timing(lease_duration, renew_deadline, retry_period)
         manager = NetworkManager(
             open_store(store), f"{socket.gethostname()}-{os.getpid()}", resync=resync
         )
@@ -191,11 +197,7 @@ def elector(
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     with user_errors():
-        timing = LeaseTiming(lease_duration, renew_deadline, retry_period)
-        try:
-            timing.check()
-        except ValueError as exc:
-            fail(str(exc))
+        timing = lease_timing(lease_duration, renew_deadline, retry_period)
         st = open_store(store)
         kernel = LinuxKernel(netns_name)
 

@@ -4,6 +4,7 @@ kubeconfigs arrive with the Kubernetes backend)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -64,6 +65,23 @@ def wait_connected(st: Store, names: list[str], timeout: float) -> float:
         time.sleep(0.1)
 
 
+def deploy_and_wait(
+    action: Callable[[Store, str, str, str, deploy.LinkOptions, Callable[[str], None]], None],
+    st: Store,
+    url: str,
+    handle: str,
+    name: str,
+    options: deploy.LinkOptions,
+    wait_time: float,
+) -> float:
+    """Install or join, then wait until the cluster is connected; seconds it took."""
+    try:
+        action(st, url, handle, name, options, progress)
+        return wait_connected(st, [name], wait_time)
+    except LabError as exc:
+        fail(str(exc))
+
+
 def install(
     kubeconfig: KubeconfigOption = None,
     store: StoreOption = None,
@@ -81,18 +99,8 @@ def install(
         if not kubeconfig:
             fail("--kubeconfig (a lab handle of the control cluster) is required")
         st, url = control_store(kubeconfig, store)
-        try:
-            deploy.install(
-                st,
-                url,
-                kubeconfig,
-                name,
-                deploy.LinkOptions(network_type, ip_family, cni, default_nic),
-                progress,
-            )
-            took = wait_connected(st, [name], wait_time)
-        except LabError as exc:
-            fail(str(exc))
+        options = deploy.LinkOptions(network_type, ip_family, cni, default_nic)
+        took = deploy_and_wait(deploy.install, st, url, kubeconfig, name, options, wait_time)
         typer.echo(f"clusterlink installed; {name} joined and ready in {took:.1f} s (store {url})")
 
 
@@ -125,18 +133,8 @@ def join_cluster(
         if not enable_link:
             fail("only ClusterLink can be joined; --enable-link is required")
         st, url = control_store(host_kubeconfig or kubeconfig, store)
-        try:
-            deploy.join(
-                st,
-                url,
-                kubeconfig,
-                name,
-                deploy.LinkOptions(network_type, ip_family, cni, default_nic),
-                progress,
-            )
-            took = wait_connected(st, [name], wait_time)
-        except LabError as exc:
-            fail(str(exc))
+        options = deploy.LinkOptions(network_type, ip_family, cni, default_nic)
+        took = deploy_and_wait(deploy.join, st, url, kubeconfig, name, options, wait_time)
         typer.echo(f"cluster {name} joined and connected in {took:.1f} s")
 
 
