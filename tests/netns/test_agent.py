@@ -227,29 +227,32 @@ def _store_with_nodeconfigs(tmp_path: Path, pair: Pair) -> SqliteStore:
     return store
 
 
+def agent_once(name: str, ns: str, url: str) -> int:
+    """A whole agent process: start, one pass, exit; returns the kernel changes it made."""
+    cmd = [
+        CLUSTERLINK,
+        "agent",
+        "--node",
+        name,
+        "--netns",
+        ns,
+        "--store",
+        url,
+        "--once",
+        "--no-detect-nic",
+        "-o",
+        "json",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return int(json.loads(out.stdout)["changes"])
+
+
 def test_restart_changes_nothing_and_loses_no_ping(pair: Pair, tmp_path: Path) -> None:
     store = _store_with_nodeconfigs(tmp_path, pair)
     url = f"sqlite://{tmp_path}/store.db"
-    for name, ns in (("a-n", pair.a), ("b-n", pair.b)):
-        first = subprocess.run(
-            [
-                CLUSTERLINK,
-                "agent",
-                "--node",
-                name,
-                "--netns",
-                ns,
-                "--store",
-                url,
-                "--once",
-                "--no-detect-nic",
-                "-o",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert first.returncode == 0, first.stderr
+    nodes = (("a-n", pair.a), ("b-n", pair.b))
+    assert all(agent_once(name, ns, url) > 0 for name, ns in nodes)
     assert store.get(NodeConfig, "a-n").status.phase == "Synced"
     ping = subprocess.Popen(
         [
@@ -273,28 +276,8 @@ def test_restart_changes_nothing_and_loses_no_ping(pair: Pair, tmp_path: Path) -
         text=True,
     )
     time.sleep(0.5)
-    restarts = []
-    for _ in range(3):  # the agent restarts on both nodes, three times, while pings flow
-        for name, ns in (("a-n", pair.a), ("b-n", pair.b)):
-            again = subprocess.run(
-                [
-                    CLUSTERLINK,
-                    "agent",
-                    "--node",
-                    name,
-                    "--netns",
-                    ns,
-                    "--store",
-                    url,
-                    "--once",
-                    "--no-detect-nic",
-                    "-o",
-                    "json",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            restarts.append(json.loads(again.stdout)["changes"])
+    # The agent restarts on both nodes, three times, while pings flow at 10 ms.
+    restarts = [agent_once(name, ns, url) for _ in range(3) for name, ns in nodes]
     out, _ = ping.communicate(timeout=30)
     assert restarts == [0] * 6
     assert " 0% packet loss" in out, out
