@@ -22,6 +22,7 @@ from clusterlink.lab.topology import ClusterPlan, LabPlan, NodePlan
 GC_THRESH = {"gc_thresh1": 8192, "gc_thresh2": 32768, "gc_thresh3": 65536}
 FABRIC_BRIDGE = "fab0"
 UNDERLAY = {"4": "192.168.0.0/16", "6": "fd00::/16"}  # every segment of every cluster
+POD_GATEWAY = {4: "169.254.1.1", 6: "fe80::1"}  # what every pod routes through (Calico's choice)
 
 
 def _run(argv: list[str], stdin: str | None = None) -> None:
@@ -63,10 +64,6 @@ def lab_namespaces(lab: str) -> list[str]:
 
 def _prefix(cidr: str) -> int:
     return ipaddress.ip_network(cidr).prefixlen
-
-
-def _first(cidr: str) -> str:
-    return str(ipaddress.ip_network(cidr)[1])
 
 
 def fabric_lines(plan: LabPlan) -> list[str]:
@@ -123,17 +120,24 @@ def node_lines(c: ClusterPlan, n: NodePlan) -> list[str]:
             f"route add {UNDERLAY[fam]} dev eth0",  # other clusters' nodes: on-link (bridged)
             f"route add default via {c.router[fam]} dev eth0",
         ]
-    # The cluster's own pod network, as a simple CNI would make it: a bridge per node with
-    # the block's first address, and host-gw routes to the other nodes' blocks.
-    lines += ["link add cni0 type bridge", f"link set cni0 mtu {c.mtu} up"]
-    for block in n.pod_cidrs:
-        nodad = " nodad" if ":" in block else ""
-        lines.append(f"addr add {_first(block)}/{_prefix(block)} dev cni0{nodad}")
+    # The cluster's own pod network, as Calico makes it: each pod on a routed veth (the node
+    # end answers for the pods' gateway, 169.254.1.1 and fe80::1), a /32 (/128) route per pod,
+    # and host-gw routes to the other nodes' blocks. No bridge: pod traffic is routed once.
     for k, pod in enumerate((p for p in c.pods if p.node == n.name), start=1):
         lines += [
             f"link add veth{k} type veth peer name eth0 netns {pod.netns}",
-            f"link set veth{k} master cni0 mtu {c.mtu} up",
+            f"link set veth{k} mtu {c.mtu} up",
         ]
+        if pod.ip:
+            lines += [
+                f"addr add {POD_GATEWAY[4]}/32 dev veth{k}",
+                f"route add {pod.ip}/32 dev veth{k}",
+            ]
+        if pod.ip6:
+            lines += [
+                f"addr add {POD_GATEWAY[6]}/64 dev veth{k} nodad",
+                f"route add {pod.ip6}/128 dev veth{k}",
+            ]
     for other in c.nodes:
         if other.name == n.name:
             continue
@@ -144,19 +148,18 @@ def node_lines(c: ClusterPlan, n: NodePlan) -> list[str]:
 
 
 def pod_lines(c: ClusterPlan, node: NodePlan, ip: str | None, ip6: str | None) -> list[str]:
+    """A pod: its address alone on eth0, default route via the node end of its veth."""
     lines = ["link set lo up", f"link set eth0 mtu {c.mtu} up"]
-    for addr, block in ((ip, b) for b in node.pod_cidrs if ":" not in b):
-        if addr:
-            lines += [
-                f"addr add {addr}/{_prefix(block)} dev eth0",
-                f"route add default via {_first(block)}",
-            ]
-    for addr, block in ((ip6, b) for b in node.pod_cidrs if ":" in b):
-        if addr:
-            lines += [
-                f"addr add {addr}/{_prefix(block)} dev eth0 nodad",
-                f"route add default via {_first(block)}",
-            ]
+    if ip:
+        lines += [
+            f"addr add {ip}/32 dev eth0",
+            f"route add default via {POD_GATEWAY[4]} dev eth0 onlink",
+        ]
+    if ip6:
+        lines += [
+            f"addr add {ip6}/128 dev eth0 nodad",
+            f"route add default via {POD_GATEWAY[6]} dev eth0",
+        ]
     return lines
 
 
