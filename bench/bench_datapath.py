@@ -7,7 +7,10 @@
 - hand-built: pod -> node -> VXLAN -> node -> pod made with `ip` alone, no clusterlink, no
   fabric (the kernel's floor for this shape, ~13 Gbit/s here per reference/machine-probe.md);
 - fabric-vxlan: a VXLAN made with `ip` alone between the same two nodes as `p2p`, across the
-  lab's fabric router (node -> node): the floor of the lab's own underlay for tunnel traffic.
+  lab's fabric (node -> node): the floor of the lab's own underlay for tunnel traffic;
+- hand-built-fabric: the hand-built pod -> node -> VXLAN -> node -> pod path, but between two
+  lab nodes over the lab's fabric (extra pods on routed veths, VNI 98): this shape's floor in
+  this lab, so the P2P ratio to it isolates what clusterlink itself costs.
   Found while measuring: the kernel forwards VXLAN between these veth-backed bridges at a
   fraction of the rate it bridges it (TCP is not affected), so cross-cluster lab paths are
   bounded by the lab's routed underlay, not by clusterlink.
@@ -98,6 +101,33 @@ def fabric_vxlan(a: str, a_ip: str, b: str, b_ip: str) -> None:
         sh(f"bridge -n {ns} fdb append 02:00:00:00:99:0{peer} dev vxt dst {peer_ip} self permanent")
 
 
+HF = ["cl-benchhf-pa", "cl-benchhf-pb"]
+
+
+def hand_built_over_fabric(a: str, a_ip: str, b: str, b_ip: str) -> tuple[str, str, str]:
+    """Pods 10.250.1.2 (on node a) and 10.250.2.2 (on node b), VXLAN VNI 98 between the nodes."""
+    for pod, node, i, local in ((HF[0], a, 1, a_ip), (HF[1], b, 2, b_ip)):
+        sh(f"ip netns add {pod} && ip -n {pod} link set lo up")
+        sh(f"ip -n {node} link add hf{i} type veth peer name eth0 netns {pod}")
+        sh(f"ip -n {node} link set hf{i} up && ip -n {node} addr add 10.250.{i}.1/24 dev hf{i}")
+        sh(f"ip -n {pod} link set eth0 up && ip -n {pod} addr add 10.250.{i}.2/24 dev eth0")
+        sh(f"ip -n {pod} route add default via 10.250.{i}.1")
+        sh(
+            f"ip -n {node} link add vxh type vxlan id 98 local {local} dev eth0 dstport 4998 nolearning"
+        )
+        sh(f"ip -n {node} link set vxh address 02:00:00:00:98:0{i} mtu 1450 up")
+        sh(f"ip -n {node} addr add 98.0.0.{i}/24 dev vxh")
+    for node, peer, peer_ip in ((a, 2, b_ip), (b, 1, a_ip)):
+        sh(
+            f"ip -n {node} neigh add 98.0.0.{peer} lladdr 02:00:00:00:98:0{peer} dev vxh nud permanent"
+        )
+        sh(
+            f"bridge -n {node} fdb append 02:00:00:00:98:0{peer} dev vxh dst {peer_ip} self permanent"
+        )
+        sh(f"ip -n {node} route add 10.250.{peer}.0/24 via 98.0.0.{peer} dev vxh onlink")
+    return HF[0], HF[1], "10.250.2.2"
+
+
 def iperf(src: str, dst_ns: str, dst_ip: str) -> float:
     server = subprocess.Popen(
         ["ip", "netns", "exec", dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
@@ -143,6 +173,10 @@ def main() -> int:
             plan.cluster("p2").nodes[1].netns,
             "192.168.2.2",
         )
+        a_node, b_node = plan.cluster("p1").nodes[0].netns, plan.cluster("p2").nodes[1].netns
+        hf_src, hf_dst_ns, hf_dst = hand_built_over_fabric(
+            a_node, "192.168.1.1", b_node, "192.168.2.2"
+        )
         p1, p2, g1, g2 = (plan.cluster(c) for c in ("p1", "p2", "g1", "g2"))
         paths = {
             "same-cluster": (p1.pods[0].netns, p1.pods[1].netns, p1.pods[1].ip),
@@ -150,6 +184,7 @@ def main() -> int:
             "gateway": (g1.pods[1].netns, g2.pods[1].netns, g2.pods[1].ip),  # n2: internal nodes
             "hand-built": (hb_src, HB[3], hb_dst),
             "fabric-vxlan": (p1.nodes[0].netns, p2.nodes[1].netns, "99.0.0.2"),
+            "hand-built-fabric": (hf_src, hf_dst_ns, hf_dst),
         }
         results: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(RUNS):
@@ -157,7 +192,7 @@ def main() -> int:
                 results[name].append(iperf(src, dst_ns, dst_ip or ""))
         med = {k: statistics.median(v) for k, v in results.items()}
         for k, v in results.items():
-            print(f"{k:<13} median {med[k]:5.2f} Gbit/s   runs {[round(x, 2) for x in v]}")
+            print(f"{k:<17} median {med[k]:5.2f} Gbit/s   runs {[round(x, 2) for x in v]}")
         p2p_hb, p2p_same, gw_same = (
             med["p2p"] / med["hand-built"],
             med["p2p"] / med["same-cluster"],
@@ -169,12 +204,16 @@ def main() -> int:
         print(
             f"p2p / fabric-vxlan {med['p2p'] / med['fabric-vxlan']:.2f} (the lab underlay's own VXLAN floor)"
         )
+        print(
+            f"p2p / hand-built-fabric {med['p2p'] / med['hand-built-fabric']:.2f} (the same shape over the lab's "
+            "fabric: what clusterlink itself costs)"
+        )
         return 0 if p2p_hb >= 0.95 and p2p_same >= 0.90 and gw_same >= 0.60 else 1
     finally:
         lab_down(plan.name, quiet=True)
         subprocess.run(
             ["ip", "-force", "-batch", "-"],
-            input="".join(f"netns del {n}\n" for n in HB),
+            input="".join(f"netns del {n}\n" for n in HB + HF),
             text=True,
             capture_output=True,
         )
