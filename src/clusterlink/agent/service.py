@@ -63,6 +63,7 @@ class Agent:
         self.reconciler = Reconciler(kernel, firewall)
         self._cached: NodeConfig | None = None  # reused by timer resyncs while no event came
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
+        self._hashed: tuple[NodeConfig, str] | None = None
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -91,6 +92,13 @@ class Agent:
                 self._changed = True  # keep looking until it appears
         return self._cached
 
+    def _spec_hash(self, nc: NodeConfig) -> str:
+        """Hashing a large spec costs milliseconds: once per NodeConfig object (timer resyncs
+        reuse the same object until the watch reports a change)."""
+        if self._hashed is None or self._hashed[0] is not nc:
+            self._hashed = (nc, spec_hash(nc))
+        return self._hashed[1]
+
     def write_status(self, nc: NodeConfig, report: Report) -> None:
         now = dt.datetime.now(dt.UTC)
         old = nc.status
@@ -98,7 +106,7 @@ class Agent:
             phase="Error" if report.errors else "Synced",
             message="; ".join(report.errors)[:2000],
             observed_generation=nc.metadata.generation,
-            spec_hash=spec_hash(nc),
+            spec_hash=self._spec_hash(nc),
             last_sync_time=now_rfc3339(now) if not report.errors else old.last_sync_time,
             last_change_time=now_rfc3339(now) if report.changes else old.last_change_time,
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -60,9 +60,6 @@ def user_errors() -> Iterator[None]:
         fail(str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

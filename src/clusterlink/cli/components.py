@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -19,15 +18,14 @@ from clusterlink.agent.firewall import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.service import Agent
-from clusterlink.api.clusternode import ClusterNode, cluster_node_name
+from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
 from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
-from clusterlink.controllers.elector import DEFAULT_TIMING, Elector
+from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.member import MemberController
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.state import LabError, load_handle
-from clusterlink.store.base import StoreError
 from clusterlink.store.url import open_store
 
 app = typer.Typer(
@@ -201,23 +199,9 @@ def elector(
         st = open_store(store)
         kernel = LinuxKernel(netns_name)
 
-        nic_cache: dict[str, object] = {"name": interface, "at": 0.0}
-
-        def underlay_up() -> bool:
-            """The NIC (from the ClusterNode, re-read every 10 s) is up and has carrier."""
-            nic = interface
-            if nic is None:
-                if time.monotonic() - float(nic_cache["at"]) > 10 or not nic_cache["name"]:  # type: ignore[arg-type]
-                    try:
-                        spec = st.get(ClusterNode, cluster_node_name(cluster, node)).spec
-                        nic_cache["name"] = spec.interface_name or "eth0"
-                    except StoreError:
-                        nic_cache["name"] = nic_cache["name"] or "eth0"
-                    nic_cache["at"] = time.monotonic()
-                nic = str(nic_cache["name"])
-            state = kernel.link_state(nic)
-            return state is not None and state[0] and state[1]
-
+        underlay_up = UnderlayCheck(
+            st, cluster_node_name(cluster, node), kernel.link_state, interface
+        )
         worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up)
         _serve(f"elector[{cluster}/{node}]", worker.run)
 

@@ -52,6 +52,41 @@ def set_gateway(store: Store, cluster: str, gateway: str) -> int:
     return changed
 
 
+class UnderlayCheck:
+    """Is this node's underlay NIC up, with carrier? The NIC is `interface` if given, else the
+    ClusterNode's interfaceName (re-read every `refresh` seconds), else eth0."""
+
+    def __init__(
+        self,
+        store: Store,
+        cluster_node: str,
+        link_state: Callable[[str], tuple[bool, bool] | None],
+        interface: str | None = None,
+        refresh: float = 10.0,
+    ) -> None:
+        self.store, self.cluster_node, self.link_state = store, cluster_node, link_state
+        self.interface, self.refresh = interface, refresh
+        self._nic = interface or ""
+        self._read_at = float("-inf")
+
+    def nic(self) -> str:
+        if self.interface:
+            return self.interface
+        if not self._nic or time.monotonic() - self._read_at > self.refresh:
+            try:
+                self._nic = (
+                    self.store.get(ClusterNode, self.cluster_node).spec.interface_name or "eth0"
+                )
+            except StoreError:
+                self._nic = self._nic or "eth0"
+            self._read_at = time.monotonic()
+        return self._nic
+
+    def __call__(self) -> bool:
+        state = self.link_state(self.nic())
+        return state is not None and state[0] and state[1]
+
+
 class Elector:
     def __init__(
         self,

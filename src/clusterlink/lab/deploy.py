@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, IPFamily, NetworkType
@@ -53,10 +52,10 @@ class LinkOptions:
     default_nic: str = "*"
 
 
-def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan, dict[str, Any]]:
+def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
+    """The lab and the lab cluster a handle names."""
     data = load_handle(handle)
-    plan = load_plan(data["lab"])
-    return data["lab"], plan.cluster(data["cluster"]), data
+    return data["lab"], load_plan(data["lab"]).cluster(data["cluster"])
 
 
 def _run(lab: str, name: str, netns: str, *args: str) -> None:
@@ -67,7 +66,7 @@ def _run(lab: str, name: str, netns: str, *args: str) -> None:
 def install(
     store: Store, store_url: str, handle: str, name: str, options: LinkOptions, progress: Progress
 ) -> None:
-    lab, cluster, _ = lab_cluster(handle)
+    lab, cluster = lab_cluster(handle)
     first = cluster.nodes[0]
     lease = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5")
     _run(lab, "network-manager", first.netns, "network-manager", "--store", store_url, *lease)
@@ -78,7 +77,7 @@ def install(
 def join(
     store: Store, store_url: str, handle: str, name: str, options: LinkOptions, progress: Progress
 ) -> None:
-    lab, cluster, _ = lab_cluster(handle)
+    lab, cluster = lab_cluster(handle)
     handle = str(Path(handle).resolve())
     for other in store.list(Cluster):
         if other.spec.kubeconfig == handle and other.name != name:
@@ -128,7 +127,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
         obj = store.get(Cluster, name)
     except NotFound:
         raise LabError(f"no Cluster {name}") from None
-    lab, cluster, _ = lab_cluster(obj.spec.kubeconfig or "")
+    lab, cluster = lab_cluster(obj.spec.kubeconfig or "")
     d = state_dir(lab)
     keep_agents = [c for c in _components_of(lab, name) if ".agent." not in c]
     supervisor.unregister(d, keep_agents)  # controller and electors first: they would recreate

@@ -142,7 +142,6 @@ class ClusterPlan(Model):
     mtu: int
     segment: dict[str, str]  # "4"/"6" -> underlay CIDR
     router: dict[str, str]  # "4"/"6" -> the fabric's address on the segment
-    bridge: str  # the fabric bridge the segment lives on
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     service_cidrs: list[str] = Field(alias="serviceCIDRs")
     join: JoinOptions
@@ -248,7 +247,6 @@ def plan_lab(topo: Topology) -> LabPlan:
                 mtu=c.mtu,
                 segment=segment,
                 router=router,
-                bridge="fab0",
                 pod_cidrs=pods,
                 service_cidrs=services,
                 join=c.join.model_copy(update={"ip_family": c.join.ip_family or c.ip_family}),

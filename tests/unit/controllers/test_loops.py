@@ -144,3 +144,20 @@ def test_elector_marks_itself_as_soon_as_its_clusternode_appears(store: SqliteSt
     store.create(node("b", "g", "192.168.2.1"))
     assert g.step()
     assert store.get(ClusterNode, "b-g").spec.is_gateway
+
+
+def test_underlay_check_follows_the_clusternode_nic(store: SqliteStore) -> None:
+    from clusterlink.controllers.elector import UnderlayCheck
+
+    seen: list[str] = []
+    links = {"eth0": (True, True), "eth1": (True, False)}
+
+    def state(nic: str) -> tuple[bool, bool] | None:
+        seen.append(nic)
+        return links.get(nic)
+
+    check = UnderlayCheck(store, "b-g", state, refresh=0.0)
+    assert check() and seen[-1] == "eth0"  # no ClusterNode yet: eth0
+    store.create(node("b", "g", "192.168.2.1", iface="eth1"))
+    assert not check() and seen[-1] == "eth1"  # up, but no carrier
+    assert not UnderlayCheck(store, "b-g", state, interface="eth9")()  # no such link
