@@ -207,3 +207,20 @@ def test_up_refuses_a_different_lab_of_the_same_name(
         [KOSMOSCTL, "lab", "up", "-f", str(same)], capture_output=True, text=True
     )
     assert again.returncode == 0 and "up already" in again.stderr
+
+
+def test_down_removes_a_lab_whose_state_another_version_wrote(lab_dir: Path) -> None:
+    plan = plan_lab(Topology.model_validate(two_clusters(lab_name("ov"))))
+    from clusterlink.lab.state import save_plan
+
+    save_plan(plan)
+    state = lab_dir / plan.name / "lab.json"
+    state.write_text(
+        state.read_text().replace('"clusters"', '"bridgeOfOldTimes": 1, "clusters"', 1)
+    )
+    sh("ip netns add " + plan.cluster("c1").nodes[0].netns)
+    status = subprocess.run([KOSMOSCTL, "lab", "status", plan.name], capture_output=True, text=True)
+    assert status.returncode == 2 and "written by another version" in status.stderr
+    out = subprocess.run([KOSMOSCTL, "lab", "down", plan.name], capture_output=True, text=True)
+    assert out.returncode == 0 and "1 namespaces removed" in out.stdout, out.stderr
+    assert not (lab_dir / plan.name).exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from clusterlink.lab.topology import ClusterPlan, LabPlan
 
@@ -68,6 +69,10 @@ def load_plan(name: str) -> LabPlan:
         return LabPlan.model_validate_json(path.read_text())
     except FileNotFoundError:
         raise LabError(f"no lab {name!r} (no {path})") from None
+    except ValidationError:
+        raise LabError(
+            f"lab {name!r}: {path} was written by another version; `kosmosctl lab down {name}` removes it"
+        ) from None
 
 
 def resolve_lab(name: str | None) -> str:
