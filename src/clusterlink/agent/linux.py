@@ -32,6 +32,10 @@ from clusterlink.agent.netlink import (
     Reader,
 )
 
+# Where sysctls are read and written. In a container /proc/sys is read-only unless privileged;
+# the agent DaemonSet mounts the host's /proc/sys/net writable elsewhere and says where.
+PROC_SYS = os.environ.get("CLUSTERLINK_PROC_SYS", "/proc/sys").rstrip("/")
+
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
 
@@ -244,7 +248,7 @@ class LinuxKernel:
     # -- sysctls ------------------------------------------------------------------------------
 
     def get_sysctl(self, key: str) -> str | None:
-        path = "/proc/sys/" + key  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
+        path = f"{PROC_SYS}/{key}"  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
         try:
             with netns.entered(self.netns), open(path) as fh:
                 return fh.read().strip()
@@ -252,7 +256,7 @@ class LinuxKernel:
             return None
 
     def set_sysctl(self, key: str, value: str) -> None:
-        path = "/proc/sys/" + key  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
+        path = f"{PROC_SYS}/{key}"  # key: a /proc/sys path, e.g. net/ipv4/conf/eth0/rp_filter
         try:
             with netns.entered(self.netns), open(path, "w") as fh:
                 fh.write(value)

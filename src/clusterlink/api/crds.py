@@ -129,6 +129,11 @@ def crd_for(cls: type[Resource]) -> dict[str, Any]:
     }
 
 
+def crd_objects() -> list[dict[str, Any]]:
+    """Every CRD as an object, for applying to a cluster."""
+    return [crd_for(cls) for cls in CRD_KINDS]
+
+
 def render_crds() -> dict[str, str]:
     """File name -> YAML text, for every CRD."""
     header = "# Generated from clusterlink.api by `make crds`; do not edit.\n"

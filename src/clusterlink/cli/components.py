@@ -18,14 +18,16 @@ from clusterlink.agent.firewall import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.service import Agent
+from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
+from clusterlink.api.net import normalize_cidr
 from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
 from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
-from clusterlink.controllers.member import MemberController
+from clusterlink.controllers.member import MemberController, lab_facts
 from clusterlink.controllers.network_manager import NetworkManager
-from clusterlink.lab.state import LabError, load_handle
+from clusterlink.lab.state import is_lab_handle
 from clusterlink.store.url import open_store
 
 app = typer.Typer(
@@ -209,17 +211,54 @@ def elector(
 @app.command()
 def controller(
     cluster: Annotated[str, typer.Option("--cluster", help="The member Cluster's name.")],
-    kubeconfig: Annotated[str, typer.Option("--kubeconfig", help="The member: a lab handle file.")],
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            "--kubeconfig",
+            help="The member: a lab handle or a kubeconfig (default: in-cluster, $KUBECONFIG).",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="The kubeconfig context.")
+    ] = None,
+    service_cidr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service-cidr",
+            help="Service CIDR(s), for clusters whose kube-apiserver Pod is not visible.",
+        ),
+    ] = None,
     store: StoreOption = None,
     period: Annotated[float, typer.Option(help="Seconds between syncs.")] = 5.0,
 ) -> None:
-    """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status."""
+    """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status
+    (and, with Calico on Kubernetes, IPPools for the other clusters' CIDRs)."""
     with user_errors():
-        try:
-            load_handle(kubeconfig)
-        except LabError as exc:
-            fail(f"{exc} (Kubernetes members arrive with the kube backend)")
-        worker = MemberController(open_store(store), cluster, kubeconfig, period=period)
+        st = open_store(store)
+        if kubeconfig and is_lab_handle(kubeconfig):
+            handle = kubeconfig
+            worker = MemberController(st, cluster, lambda _c: lab_facts(handle), period=period)
+        else:
+            from clusterlink.kube.api import KubeApi, Target
+            from clusterlink.kube.member import kube_facts, sync_calico_pools
+
+            api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
+            overrides = [normalize_cidr(c) for c in service_cidr or []]
+
+            def calico_pools() -> int:
+                obj = st.get(Cluster, cluster)
+                options = obj.spec.cluster_link_options
+                if options is None or options.cni.lower() != "calico":
+                    return 0
+                return sync_calico_pools(api, st, cluster)
+
+            worker = MemberController(
+                st,
+                cluster,
+                lambda obj: kube_facts(api, obj, overrides),
+                period=period,
+                extra=calico_pools,
+            )
         _serve(f"controller[{cluster}]", worker.run)
 
 

@@ -1,26 +1,63 @@
-"""`kosmosctl install | join cluster | unjoin cluster | uninstall` (lab handles today; real
-kubeconfigs arrive with the Kubernetes backend)."""
+"""`kosmosctl install | join cluster | unjoin cluster | uninstall`, on lab clusters (handle
+files) and on Kubernetes clusters (kubeconfigs): `--kubeconfig` says which."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+import yaml
 
 from clusterlink import constants as C
-from clusterlink.api.cluster import IPFamily, NetworkType
-from clusterlink.cli.common import StoreOption, err_console, fail, user_errors
+from clusterlink.api.cluster import Cluster, IPFamily, NetworkType
+from clusterlink.api.net import normalize_cidr
+from clusterlink.cli.common import (
+    EXIT_FAILURE,
+    OutputFormat,
+    StoreOption,
+    err_console,
+    fail,
+    user_errors,
+)
+from clusterlink.kube import deploy as kdeploy
+from clusterlink.kube import manifests
+from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube.manifests import DEFAULT_IMAGE
 from clusterlink.lab import deploy
-from clusterlink.lab.state import LabError, load_handle, store_url
+from clusterlink.lab.state import LabError, is_lab_handle, load_handle, store_url
 from clusterlink.store.base import Store
+from clusterlink.store.kube import kube_url
 from clusterlink.store.url import open_store
 
 KubeconfigOption = Annotated[
     str | None,
     typer.Option(
-        "--kubeconfig", help="The cluster: a lab handle file (kubeconfigs: with the kube backend)."
+        "--kubeconfig",
+        help="The cluster: a kubeconfig file, or a lab handle file (`kosmosctl lab up`).",
+    ),
+]
+ImageOption = Annotated[
+    str, typer.Option("--image", help="Kubernetes: the one image every component runs.")
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Kubernetes: print the manifests (-o yaml|json); contact no cluster."
+    ),
+]
+ManifestFormat = Annotated[
+    OutputFormat, typer.Option("-o", "--output", help="With --dry-run: yaml or json.")
+]
+ServiceCidrOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--service-cidr",
+        help="Kubernetes: the member's service CIDR(s) when no kube-apiserver Pod is visible.",
     ),
 ]
 CniOption = Annotated[str, typer.Option("--cni", help="Pod CIDR discovery adapter.")]
@@ -37,17 +74,55 @@ def progress(message: str) -> None:
 
 
 def control_store(kubeconfig: str | None, store: str | None) -> tuple[Store, str]:
-    """The control plane's store: --store, else the one a lab handle names, else the default."""
+    """The control plane's store: --store, else the lab store a handle names, else the
+    Kubernetes API a kubeconfig points at."""
     if store:
         return open_store(store), store
     if kubeconfig:
-        try:
+        if is_lab_handle(kubeconfig):
             data = load_handle(kubeconfig)
-        except LabError as exc:
-            fail(f"{exc}; Kubernetes kubeconfigs are not supported yet (the kube backend)")
-        url = data.get("store") or store_url(data["lab"])
+            url = data.get("store") or store_url(data["lab"])
+            return open_store(url), url
+        if not Path(kubeconfig).is_file():
+            fail(f"--kubeconfig {kubeconfig}: no such file")
+        url = kube_url(str(Path(kubeconfig).resolve()))
         return open_store(url), url
-    fail("--kubeconfig (a lab handle) or --store is required")
+    fail("--kubeconfig (a kubeconfig or a lab handle) or --store is required")
+
+
+def is_kube(kubeconfig: str | None) -> bool:
+    return bool(kubeconfig) and not is_lab_handle(kubeconfig or "")
+
+
+def print_manifests(objects: list[dict[str, Any]], fmt: OutputFormat) -> None:
+    if fmt == OutputFormat.json:
+        sys.stdout.write(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
+        )
+    else:
+        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False))
+
+
+def kube_options(
+    network_type: str,
+    ip_family: str,
+    cni: str,
+    default_nic: str,
+    image: str,
+    cidrs: list[str] | None,
+) -> kdeploy.KubeLinkOptions:
+    try:
+        services = tuple(normalize_cidr(c) for c in cidrs or [])
+    except ValueError as exc:
+        fail(f"--service-cidr: {exc}")
+    return kdeploy.KubeLinkOptions(network_type, ip_family, cni, default_nic, image, services)
+
+
+def read_kubeconfig(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        fail(f"--kubeconfig {path}: {exc.strerror}")
 
 
 def wait_connected(st: Store, names: list[str], timeout: float) -> float:
@@ -93,15 +168,53 @@ def install(
     network_type: NetworkTypeOption = "gateway",
     ip_family: IPFamilyOption = "ipv4",
     wait_time: TimeoutOption = 120.0,
+    image: ImageOption = DEFAULT_IMAGE,
+    service_cidr: ServiceCidrOption = None,
+    dry_run: DryRunOption = False,
+    output: ManifestFormat = OutputFormat.yaml,
 ) -> None:
     """Set up the control plane (store, network-manager) and join the control cluster itself."""
     with user_errors():
+        if dry_run:
+            opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
+            objects = manifests.control_plane(image) + kdeploy.member_objects(
+                name, opts, True, None
+            )
+            cluster = kdeploy.cluster_object(name, "(the control cluster's kubeconfig)", opts)
+            print_manifests([*_unique(objects), cluster.to_dict()], output)
+            return
         if not kubeconfig:
-            fail("--kubeconfig (a lab handle of the control cluster) is required")
+            fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
         st, url = control_store(kubeconfig, store)
+        if is_kube(kubeconfig):
+            opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
+            api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
+            text = read_kubeconfig(kubeconfig)
+            try:
+                kdeploy.install(api, st, text, name, opts, progress)
+                took = wait_connected(st, [name], wait_time) if wait_time > 0 else 0.0
+            except (kdeploy.DeployError, LabError) as exc:
+                fail(str(exc), EXIT_FAILURE)
+            typer.echo(f"clusterlink installed; {name} joined" + _ready(took, wait_time))
+            return
         options = deploy.LinkOptions(network_type, ip_family, cni, default_nic)
         took = deploy_and_wait(deploy.install, st, url, kubeconfig, name, options, wait_time)
         typer.echo(f"clusterlink installed; {name} joined and ready in {took:.1f} s (store {url})")
+
+
+def _ready(took: float, wait_time: float) -> str:
+    return f" and ready in {took:.1f} s" if wait_time > 0 else " (not waiting: --wait-time 0)"
+
+
+def _unique(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for obj in objects:
+        key = manifests.object_path(obj)
+        if key not in seen:
+            seen.add(key)
+            out.append(obj)
+    return out
 
 
 join_app = typer.Typer(help="Join a member cluster.", no_args_is_help=True)
@@ -125,17 +238,48 @@ def join_cluster(
     network_type: NetworkTypeOption = "gateway",
     ip_family: IPFamilyOption = "ipv4",
     wait_time: TimeoutOption = 120.0,
+    image: ImageOption = DEFAULT_IMAGE,
+    service_cidr: ServiceCidrOption = None,
+    dry_run: DryRunOption = False,
+    output: ManifestFormat = OutputFormat.yaml,
 ) -> None:
     """Create the Cluster and start its controller, electors and agents; wait until connected."""
     with user_errors():
-        if not kubeconfig:
-            fail("--kubeconfig (a lab handle of the member cluster) is required")
         if not enable_link:
             fail("only ClusterLink can be joined; --enable-link is required")
+        if dry_run:
+            opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
+            try:
+                control = host_kubeconfig and kdeploy.control_kubeconfig_text(host_kubeconfig)
+            except kdeploy.DeployError as exc:
+                fail(str(exc))
+            objects = kdeploy.member_objects(name, opts, not control, control or None)
+            cluster = kdeploy.cluster_object(name, "(the member's kubeconfig)", opts)
+            print_manifests([*objects, cluster.to_dict()], output)
+            return
+        if not kubeconfig:
+            fail("--kubeconfig (the member cluster: a kubeconfig or a lab handle) is required")
         st, url = control_store(host_kubeconfig or kubeconfig, store)
+        if is_kube(kubeconfig):
+            opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
+            try:
+                same = host_kubeconfig is None or _same_file(host_kubeconfig, kubeconfig)
+                control = None if same else kdeploy.control_kubeconfig_text(host_kubeconfig or "")
+                api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
+                member_text = read_kubeconfig(kubeconfig)
+                kdeploy.join(api, st, name, member_text, control, opts, progress)
+                took = wait_connected(st, [name], wait_time) if wait_time > 0 else 0.0
+            except (kdeploy.DeployError, LabError) as exc:
+                fail(str(exc), EXIT_FAILURE)
+            typer.echo(f"cluster {name} joined" + _ready(took, wait_time))
+            return
         options = deploy.LinkOptions(network_type, ip_family, cni, default_nic)
         took = deploy_and_wait(deploy.join, st, url, kubeconfig, name, options, wait_time)
         typer.echo(f"cluster {name} joined and connected in {took:.1f} s")
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 @unjoin_app.command("cluster")
@@ -143,25 +287,42 @@ def unjoin_cluster(
     name: Annotated[str, typer.Option("--name", help="The Cluster's name.")],
     kubeconfig: KubeconfigOption = None,
     store: StoreOption = None,
+    wait_time: Annotated[
+        float, typer.Option("--wait-time", help="Seconds to wait for the agents to tear down.")
+    ] = 60.0,
 ) -> None:
     """Remove a member: its Cluster, ClusterNodes, NodeConfigs, components and kernel state."""
     with user_errors():
         st, _ = control_store(kubeconfig, store)
         try:
-            deploy.unjoin(st, name, progress)
-        except LabError as exc:
-            fail(str(exc))
+            obj = st.get(Cluster, name)
+            if kdeploy.member_kubeconfig_of(obj) is not None:
+                kdeploy.unjoin(st, name, progress, wait_time)
+            else:
+                deploy.unjoin(st, name, progress, wait_time)
+        except (LabError, kdeploy.DeployError) as exc:
+            fail(str(exc), EXIT_FAILURE)
         typer.echo(f"cluster {name} unjoined")
 
 
-def uninstall(kubeconfig: KubeconfigOption = None, store: StoreOption = None) -> None:
+def uninstall(
+    kubeconfig: KubeconfigOption = None,
+    store: StoreOption = None,
+    wait_time: Annotated[
+        float, typer.Option("--wait-time", help="Seconds to wait for each member's agents.")
+    ] = 60.0,
+) -> None:
     """Unjoin every cluster and stop the control plane."""
     with user_errors():
-        st, _ = control_store(kubeconfig, store)
         if not kubeconfig:
-            fail("--kubeconfig (a lab handle) is required")
+            fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
+        st, _ = control_store(kubeconfig, store)
         try:
-            deploy.uninstall(st, load_handle(kubeconfig)["lab"], progress)
-        except LabError as exc:
-            fail(str(exc))
+            if is_kube(kubeconfig):
+                api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
+                kdeploy.uninstall(api, st, progress, wait_time)
+            else:
+                deploy.uninstall(st, load_handle(kubeconfig)["lab"], progress)
+        except (LabError, kdeploy.DeployError) as exc:
+            fail(str(exc), EXIT_FAILURE)
         typer.echo("clusterlink uninstalled")

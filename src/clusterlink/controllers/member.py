@@ -1,11 +1,12 @@
 """The member controller: a member cluster's Nodes -> ClusterNodes, and its pod and service
-CIDRs -> Cluster.status.clusterLinkStatus. Adapters read the member; this one reads a lab
-handle (the Kubernetes adapters come with the kube backend)."""
+CIDRs -> Cluster.status.clusterLinkStatus. Adapters read the member: `lab_facts` a lab handle,
+`clusterlink.kube.member.kube_facts` a Kubernetes cluster."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,16 +97,35 @@ def sync_member(store: Store, cluster: str, facts: MemberFacts) -> int:
     return writes
 
 
+FactsSource = Callable[[Cluster], MemberFacts]
+
+
 class MemberController:
-    def __init__(self, store: Store, cluster: str, handle: str, *, period: float = 5.0) -> None:
-        self.store, self.cluster, self.handle, self.period = store, cluster, handle, period
+    """Every `period`: read the member's facts (`facts`: a lab handle or the Kubernetes API),
+    sync them into the store, then run `extra` (Calico IPPools on Kubernetes)."""
+
+    def __init__(
+        self,
+        store: Store,
+        cluster: str,
+        facts: FactsSource,
+        *,
+        period: float = 5.0,
+        extra: Callable[[], int] | None = None,
+    ) -> None:
+        self.store, self.cluster, self.facts, self.period = store, cluster, facts, period
+        self.extra = extra
 
     def step(self) -> int:
         try:
-            return sync_member(self.store, self.cluster, lab_facts(self.handle))
+            obj = self.store.get(Cluster, self.cluster)
+            writes = sync_member(self.store, self.cluster, self.facts(obj))
+            if self.extra is not None:
+                writes += self.extra()
+            return writes
         except NotFound:
             log.info("cluster %s is not there (yet)", self.cluster)
-        except (StoreError, LabError) as exc:
+        except (StoreError, LabError, ValueError) as exc:  # DiscoveryError is a ValueError
             log.warning("cluster %s: %s", self.cluster, exc)
         return 0
 

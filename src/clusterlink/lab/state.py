@@ -117,6 +117,15 @@ def handle(plan: LabPlan, cluster: ClusterPlan) -> dict[str, Any]:
     }
 
 
+def is_lab_handle(path: str | Path) -> bool:
+    """True for a lab handle file; False for anything else (e.g. a kubeconfig)."""
+    try:
+        load_handle(path)
+    except LabError:
+        return False
+    return True
+
+
 def load_handle(path: str | Path) -> dict[str, Any]:
     """Read a handle file; LabError if it is not one."""
     try:

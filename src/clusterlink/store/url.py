@@ -1,4 +1,4 @@
-"""Store URLs: `sqlite:///PATH` (the embedded default). `kube://` arrives with its backend."""
+"""Store URLs: `sqlite:///PATH` (the embedded default) and `kube://[?kubeconfig=P&context=C]`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def open_store(url: str | None = None) -> Store:
         path = Path(rest)
         _check_writable(path)
         return SqliteStore(path)
-    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (supported: sqlite)")
+    if scheme == "kube":
+        from clusterlink.store.kube import KubeStore, parse_kube_url
+
+        return KubeStore.open(parse_kube_url(rest))
+    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (supported: sqlite, kube)")
 
 
 def _check_writable(path: Path) -> None:

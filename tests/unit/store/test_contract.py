@@ -152,8 +152,10 @@ def test_watch_delivers_live_events_and_stops(store: Store) -> None:
     stop = threading.Event()
     got: list[str] = []
 
+    since = store.revision()  # before the writes, not racing them from the thread
+
     def run() -> None:
-        for event in store.watch(Cluster, store.revision(), stop=stop):
+        for event in store.watch(Cluster, since, stop=stop):
             got.append(event.object.name)
             if len(got) == 2:
                 stop.set()

@@ -1,0 +1,1 @@
+"""Kubernetes: the API connection, member discovery, manifests."""

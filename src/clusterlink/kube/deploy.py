@@ -1,0 +1,258 @@
+"""install / join / unjoin / uninstall on real Kubernetes clusters.
+
+Objects are written with server-side apply (field manager `kosmosctl`, forced), so running a
+command twice changes nothing and a user's own fields on our objects survive. The Cluster
+object keeps the member's kubeconfig (base64, as Kosmos' `spec.kubeconfig`), so `unjoin` and
+`uninstall` need only the control cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.lease import Lease
+from clusterlink.api.meta import ObjectMeta
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.controllers.elector import lease_name
+from clusterlink.kube import manifests as m
+from clusterlink.kube.api import APPLY_PATCH, KubeApi, Target
+from clusterlink.store.base import NotFound, Store, StoreError
+
+Progress = Callable[[str], None]
+FIELD_MANAGER = "kosmosctl"
+_FILE_REFS = ("certificate-authority:", "client-certificate:", "client-key:", "tokenFile:")
+
+
+class DeployError(Exception):
+    """A deployment step failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class KubeLinkOptions:
+    network_type: str = "gateway"
+    ip_family: str = "ipv4"
+    cni: str = "calico"
+    default_nic: str = "*"
+    image: str = m.DEFAULT_IMAGE
+    service_cidrs: tuple[str, ...] = ()
+
+
+def apply(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) -> int:
+    """Server-side apply every object in order; returns how many the server changed."""
+    changed = 0
+    for obj in objects:
+        before = _resource_version(api, obj)
+        try:
+            out = api.request(
+                "PATCH",
+                m.object_path(obj),
+                params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=obj,
+                content_type=APPLY_PATCH,
+                what=m.describe(obj),
+            )
+        except StoreError as exc:
+            raise DeployError(f"applying {m.describe(obj)}: {exc}") from None
+        if out.get("metadata", {}).get("resourceVersion") != before:
+            changed += 1
+            if progress:
+                progress(f"{'created' if before is None else 'updated'} {m.describe(obj)}")
+    return changed
+
+
+def _resource_version(api: KubeApi, obj: m.Obj) -> str | None:
+    try:
+        got = api.request("GET", m.object_path(obj))
+    except NotFound:
+        return None
+    return str(got.get("metadata", {}).get("resourceVersion"))
+
+
+def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) -> int:
+    """Delete in reverse order (workloads before their accounts); absent objects are fine."""
+    removed = 0
+    for obj in reversed(objects):
+        try:
+            api.request("DELETE", m.object_path(obj), what=m.describe(obj))
+        except NotFound:
+            continue
+        except StoreError as exc:
+            raise DeployError(f"deleting {m.describe(obj)}: {exc}") from None
+        removed += 1
+        if progress:
+            progress(f"deleted {m.describe(obj)}")
+    return removed
+
+
+def control_kubeconfig_text(path: str) -> str:
+    """The control cluster's kubeconfig as members will mount it: it must embed its files."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise DeployError(f"kubeconfig {path}: {exc.strerror}") from None
+    refs = [r.rstrip(":") for r in _FILE_REFS if r in text]
+    if refs:
+        raise DeployError(
+            f"kubeconfig {path} refers to files ({', '.join(refs)}) that member pods cannot "
+            "read; give one with embedded data: `kubectl config view --flatten --minify`"
+        )
+    return text
+
+
+def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) -> Cluster:
+    link = ClusterLinkOptions(
+        network_type=options.network_type,
+        ip_family=options.ip_family,
+        cni=options.cni,
+        default_nic_name=options.default_nic,
+    )
+    return Cluster(
+        metadata=ObjectMeta(name=name),
+        spec=ClusterSpec(
+            kubeconfig=base64.b64encode(member_kubeconfig.encode()).decode(),
+            cluster_link_options=link,
+        ),
+    )
+
+
+def member_objects(
+    name: str, options: KubeLinkOptions, same_cluster: bool, control_kubeconfig: str | None
+) -> list[m.Obj]:
+    return m.member(
+        m.MemberSpec(
+            cluster=name,
+            image=options.image,
+            network_type=options.network_type,
+            same_cluster_as_control=same_cluster,
+            control_kubeconfig=None if same_cluster else control_kubeconfig,
+            service_cidrs=options.service_cidrs,
+        )
+    )
+
+
+def install(
+    control: KubeApi,
+    store: Store,
+    kubeconfig_text: str,
+    name: str,
+    options: KubeLinkOptions,
+    progress: Progress,
+) -> None:
+    changed = apply(control, m.control_plane(options.image), progress)
+    progress(f"control plane applied ({changed} object(s) changed)")
+    join(control, store, name, kubeconfig_text, None, options, progress)
+
+
+def join(
+    member: KubeApi,
+    store: Store,
+    name: str,
+    member_kubeconfig: str,
+    control_kubeconfig: str | None,
+    options: KubeLinkOptions,
+    progress: Progress,
+) -> None:
+    """`control_kubeconfig` None: the member is the control cluster itself."""
+    for other in store.list(Cluster):
+        if other.name != name and _server_of(other) == member.server:
+            raise DeployError(f"{member.server} is joined already, as {other.name}")
+    same = control_kubeconfig is None
+    changed = apply(member, member_objects(name, options, same, control_kubeconfig), progress)
+    progress(f"{name}: member components applied ({changed} object(s) changed)")
+    store.apply_all([cluster_object(name, member_kubeconfig, options)])
+    progress(f"Cluster {name} applied ({options.network_type}, {options.ip_family})")
+
+
+def _server_of(cluster: Cluster) -> str | None:
+    text = member_kubeconfig_of(cluster)
+    if text is None:
+        return None
+    try:
+        return str(KubeApi(Target(data=text)).server)
+    except StoreError:
+        return None
+
+
+def member_kubeconfig_of(cluster: Cluster) -> str | None:
+    """The member kubeconfig a Kubernetes Cluster carries (None for lab clusters)."""
+    raw = cluster.spec.kubeconfig
+    if not raw:
+        return None
+    try:
+        text = base64.b64decode(raw, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return text if isinstance(data, dict) and "clusters" in data else None
+
+
+def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -> None:
+    try:
+        obj = store.get(Cluster, name)
+    except NotFound:
+        raise DeployError(f"no Cluster {name}") from None
+    text = member_kubeconfig_of(obj)
+    if text is None:
+        raise DeployError(f"Cluster {name} carries no Kubernetes kubeconfig")
+    member = KubeApi(Target(data=text))
+    objects = member_objects(name, KubeLinkOptions(), same_cluster=True, control_kubeconfig=None)
+    objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
+    workloads = [o for o in objects if o["kind"] == "Deployment"]
+    remove(member, _unique(workloads), progress)  # controller and electors: they would recreate
+    store.delete(Cluster, name)
+    nodes = store.list(ClusterNode, {C.CLUSTER_LABEL: name})
+    for cn in nodes:
+        with contextlib.suppress(NotFound):
+            store.delete(ClusterNode, cn.name)
+    with contextlib.suppress(NotFound):
+        store.delete(Lease, lease_name(name), C.DEFAULT_NAMESPACE)
+    progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
+    names = {cn.name for cn in nodes}
+    deadline = time.monotonic() + timeout
+    while any(nc.name in names for nc in store.list(NodeConfig)):
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"{name}: the network-manager did not remove its NodeConfigs in {timeout:.0f} s "
+                "(is it running?); the agents keep the tunnels until it does"
+            )
+        time.sleep(0.2)
+    time.sleep(2.0 if names else 0.0)  # let agents see their NodeConfig go and tear down
+    rest = [o for o in objects if o["kind"] not in ("Deployment", "Namespace")]
+    remove(member, _unique(rest), progress)
+    progress(f"{name}: unjoined")
+
+
+def uninstall(control: KubeApi, store: Store, progress: Progress, timeout: float = 60.0) -> None:
+    for cluster in store.list(Cluster):
+        unjoin(store, cluster.name, progress, timeout)
+    objects = m.control_plane()
+    remove(control, [o for o in objects if o["kind"] != "Namespace"], progress)
+    with contextlib.suppress(NotFound):
+        control.request("DELETE", m.object_path(m.namespace()))
+        progress(f"deleted Namespace {C.DEFAULT_NAMESPACE}")
+
+
+def _unique(objects: list[m.Obj]) -> list[m.Obj]:
+    seen: set[str] = set()
+    out = []
+    for obj in objects:
+        key = m.object_path(obj)
+        if key not in seen:
+            seen.add(key)
+            out.append(obj)
+    return out

@@ -1,0 +1,298 @@
+"""The `kube` backend: the Store port on a Kubernetes API server (its etcd is our store).
+
+URL: `kube://` (in-cluster config, else $KUBECONFIG / ~/.kube/config) or
+`kube://?kubeconfig=PATH&context=NAME`. Our kinds map to REST paths: the `kosmos.io/v1alpha1`
+CRDs (cluster-scoped, with a status subresource) and `coordination.k8s.io/v1` Leases (in
+`kosmos-system` unless the object says otherwise). What the Store contract asks and how the API
+server gives it:
+- resourceVersion = etcd revision, global across kinds; `revision()` reads a list's revision;
+- `update` is a PUT carrying the caller's resourceVersion (409 -> `Conflict`); an unconditional
+  update (resourceVersion None) re-reads and retries, because custom resources refuse PUT
+  without a resourceVersion;
+- `update_status` is a PUT to the `/status` subresource; the server keeps status on a main-
+  resource PUT, bumps `generation` on spec changes and makes no revision for a no-op;
+- `watch` asks for events after `since` and, when the server ends a stream, resumes from the
+  last revision it saw (BOOKMARK events advance it too); with a `timeout` it returns on time; a revision
+  the server no longer holds (410 Gone) is `Expired` - callers list again, as client-go does;
+- `apply_all` cannot be one transaction here: each object is created or updated in order.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from clusterlink import constants as C
+from clusterlink.api.meta import Resource
+from clusterlink.kube.api import KubeApi, Target, status_error
+from clusterlink.store.base import (
+    AlreadyExists,
+    Conflict,
+    EventType,
+    Expired,
+    R,
+    ResourceList,
+    StoreError,
+    WatchEvent,
+)
+
+# How long one watch request lasts when nothing happens. Our watch threads are daemons and
+# their loops wait on `stop` themselves, so a long-lived request costs nothing at shutdown and
+# spares the API server re-established watches from every agent.
+WATCH_SERVER_TIMEOUT = 60.0
+_UNCONDITIONAL_TRIES = 20
+
+
+def parse_kube_url(rest: str) -> Target:
+    """`kube://` or `kube://?kubeconfig=PATH&context=NAME` -> Target."""
+    host, _, query = rest.partition("?")
+    if host.strip("/"):
+        raise StoreError(
+            f"store URL kube://{rest}: expected kube:// or kube://?kubeconfig=PATH&context=NAME"
+        )
+    values = parse_qs(query, keep_blank_values=False)
+    unknown = set(values) - {"kubeconfig", "context"}
+    if unknown:
+        raise StoreError(
+            f"store URL kube://{rest}: unknown parameter(s) {', '.join(sorted(unknown))}"
+        )
+    return Target(
+        kubeconfig=values.get("kubeconfig", [None])[-1], context=values.get("context", [None])[-1]
+    )
+
+
+def kube_url(kubeconfig: str | None = None, context: str | None = None) -> str:
+    parts = [f"kubeconfig={kubeconfig}"] if kubeconfig else []
+    parts += [f"context={context}"] if context else []
+    return "kube://" + ("?" + "&".join(parts) if parts else "")
+
+
+def collection_path(cls: type[Resource], namespace: str | None = None) -> str:
+    group_version = cls.API_VERSION
+    prefix = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+    if cls.NAMESPACED:
+        return f"{prefix}/namespaces/{namespace or C.DEFAULT_NAMESPACE}/{cls.PLURAL}"
+    return f"{prefix}/{cls.PLURAL}"
+
+
+def object_path(cls: type[Resource], name: str, namespace: str | None = None) -> str:
+    return f"{collection_path(cls, namespace)}/{name}"
+
+
+class KubeStore:
+    """`Store` over the Kubernetes API. Thread-safe; one per process is enough."""
+
+    def __init__(self, api: KubeApi, watch_timeout: float = WATCH_SERVER_TIMEOUT) -> None:
+        self.api = api
+        self.watch_timeout = watch_timeout
+
+    @classmethod
+    def open(cls, target: Target) -> KubeStore:
+        return cls(KubeApi(target))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _ns(self, obj: Resource) -> str | None:
+        if not type(obj).NAMESPACED:
+            return None
+        return obj.metadata.namespace or C.DEFAULT_NAMESPACE
+
+    @staticmethod
+    def _what(cls: type[Resource], name: str) -> str:
+        return f"{cls.KIND} {name}"
+
+    @staticmethod
+    def _body(obj: Resource) -> dict[str, Any]:
+        data = obj.to_dict()
+        meta = data["metadata"]
+        for server_field in ("deletionTimestamp",):
+            meta.pop(server_field, None)
+        if type(obj).NAMESPACED:
+            meta.setdefault("namespace", C.DEFAULT_NAMESPACE)
+        return data
+
+    # -- Store ------------------------------------------------------------------------------
+
+    def create(self, obj: R) -> R:
+        cls = type(obj)
+        data = self.api.request(
+            "POST",
+            collection_path(cls, self._ns(obj)),
+            body=self._body(obj),
+            what=self._what(cls, obj.name),
+        )
+        return cls.model_validate(data)
+
+    def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
+        data = self.api.request(
+            "GET", object_path(cls, name, namespace), what=self._what(cls, name)
+        )
+        return cls.model_validate(data)
+
+    def list(self, cls: type[R], labels: dict[str, str] | None = None) -> ResourceList[R]:
+        params = {"labelSelector": format_selector(labels)} if labels else {}
+        path = collection_path(cls) if not cls.NAMESPACED else _all_namespaces(cls)
+        data = self.api.request("GET", path, params=params, what=f"list {cls.PLURAL}")
+        out: ResourceList[R] = ResourceList(
+            sorted(
+                (cls.model_validate(_typed(cls, item)) for item in data.get("items") or []),
+                key=lambda o: o.key,
+            )
+        )
+        out.resource_version = int(data.get("metadata", {}).get("resourceVersion") or 0)
+        return out
+
+    def _put(self, obj: R, suffix: str) -> R:
+        cls = type(obj)
+        path = object_path(cls, obj.name, self._ns(obj)) + suffix
+        what = self._what(cls, obj.name)
+        if obj.metadata.resource_version is not None:
+            return cls.model_validate(
+                self.api.request("PUT", path, body=self._body(obj), what=what)
+            )
+        for _ in range(_UNCONDITIONAL_TRIES):
+            current = self.get(cls, obj.name, self._ns(obj))
+            body = self._body(obj)
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            try:
+                return cls.model_validate(self.api.request("PUT", path, body=body, what=what))
+            except Conflict:
+                continue
+        raise Conflict(f"{what}: stale resourceVersion {_UNCONDITIONAL_TRIES} times in a row")
+
+    def update(self, obj: R) -> R:
+        return self._put(obj, "")
+
+    def update_status(self, obj: R) -> R:
+        if not type(obj).HAS_STATUS:
+            raise StoreError(f"{type(obj).KIND} has no status")
+        return self._put(obj, "/status")
+
+    def delete(self, cls: type[R], name: str, namespace: str | None = None) -> R:
+        path = object_path(cls, name, namespace)
+        what = self._what(cls, name)
+        data = self.api.request("DELETE", path, what=what)
+        if data.get("kind") == cls.KIND:
+            return cls.model_validate(data)
+        # Some servers answer a Status instead of the object: its details name it.
+        details = data.get("details") or {}
+        meta: dict[str, Any] = {"name": details.get("name") or name}
+        if cls.NAMESPACED:
+            meta["namespace"] = namespace or C.DEFAULT_NAMESPACE
+        return cls.model_validate({"metadata": meta})
+
+    def apply_all(self, objects: Sequence[Resource]) -> builtins.list[Resource]:
+        out: builtins.list[Resource] = []
+        for obj in objects:
+            cls = type(obj)
+            try:
+                written: Resource = self.create(obj)
+            except AlreadyExists:
+                unconditional = obj.model_copy(deep=True)
+                unconditional.metadata.resource_version = None
+                written = self.update(unconditional)
+            if cls.HAS_STATUS and "status" in obj.model_fields_set:
+                with_status = written.model_copy(update={"status": getattr(obj, "status")})  # noqa: B009
+                written = self.update_status(with_status)
+            out.append(written)
+        return out
+
+    def revision(self) -> int:
+        from clusterlink.api.cluster import Cluster
+
+        data = self.api.request(
+            "GET", collection_path(Cluster), params={"limit": "1"}, what="list clusters"
+        )
+        return int(data.get("metadata", {}).get("resourceVersion") or 0)
+
+    def watch(
+        self,
+        cls: type[R],
+        since: int,
+        stop: threading.Event | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> Iterator[WatchEvent[R]]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        path = collection_path(cls) if not cls.NAMESPACED else _all_namespaces(cls)
+        last = since
+        failures = 0
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            if deadline is None:
+                server_timeout = self.watch_timeout
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                server_timeout = min(self.watch_timeout, remaining)
+            params = {
+                "resourceVersion": str(last),
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(max(1, math.ceil(server_timeout))),
+            }
+            if name is not None:
+                params["fieldSelector"] = f"metadata.name={name}"
+            # The server ends the stream after timeoutSeconds; the read timeout (a little
+            # longer, or the caller's deadline) catches a connection that died silently.
+            read = server_timeout if deadline is not None else server_timeout + 15.0
+            try:
+                for event in self.api.watch_lines(path, params, max(read, 0.01)):
+                    etype = event.get("type")
+                    raw = event.get("object") or {}
+                    if etype == "ERROR":
+                        err = status_error(int(raw.get("code") or 500), raw, f"watch {cls.PLURAL}")
+                        if isinstance(err, Expired):
+                            raise Expired(
+                                f"watch {cls.PLURAL} from revision {last}: the API server no "
+                                "longer holds it (410 Gone); list again and watch from there"
+                            )
+                        raise err
+                    rv = int(raw.get("metadata", {}).get("resourceVersion") or last)
+                    if etype == "BOOKMARK":
+                        last = max(last, rv)
+                        continue
+                    if etype not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
+                    last = rv
+                    failures = 0
+                    kind: EventType = etype
+                    yield WatchEvent(kind, cls.model_validate(_typed(cls, raw)), rv)
+                    if stop is not None and stop.is_set():
+                        return
+            except TimeoutError:
+                continue
+            except ConnectionError as exc:
+                failures += 1
+                if failures > 5:
+                    raise StoreError(str(exc)) from None
+                time.sleep(min(0.1 * 2**failures, 2.0))
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def _all_namespaces(cls: type[Resource]) -> str:
+    group_version = cls.API_VERSION
+    prefix = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+    return f"{prefix}/{cls.PLURAL}"
+
+
+def _typed(cls: type[Resource], data: dict[str, Any]) -> dict[str, Any]:
+    """List items and watch objects may lack apiVersion/kind: fill them in."""
+    if "kind" not in data or "apiVersion" not in data:
+        data = {**data, "apiVersion": cls.API_VERSION, "kind": cls.KIND}
+    return data
+
+
+def format_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+__all__ = ["KubeStore", "kube_url", "parse_kube_url"]

@@ -1,0 +1,159 @@
+"""install / join / unjoin / uninstall against API server doubles: exactly the expected
+objects, idempotent, and all gone afterwards. A real network-manager runs on the `kube` store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
+from clusterlink.api.clusternode import ClusterNodeSpec
+from clusterlink.cli.kosmosctl import app
+from clusterlink.controllers.leader import LeaseTiming
+from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.kube import deploy as kdeploy
+from clusterlink.kube import manifests as m
+from clusterlink.kube.api import KubeApi, Target
+from clusterlink.store.kube import KubeStore
+from tests.kubeapi import RunningApiServer
+
+PLURALS = {kind: plural for kind, (_, plural, _) in m.PATHS.items()}
+OURS = set(PLURALS.values()) | {"clusters", "clusternodes", "nodeconfigs", "leases"}
+
+
+def inventory(server: RunningApiServer) -> set[tuple[str, str | None, str]]:
+    """(plural, namespace, name) of every object the double holds of the kinds we write."""
+    out = set()
+    for plural in OURS:
+        for obj in server.objects(plural):
+            out.add((plural, obj["metadata"].get("namespace"), obj["metadata"]["name"]))
+    return out
+
+
+def expected(objects: list[m.Obj]) -> set[tuple[str, str | None, str]]:
+    return {
+        (PLURALS[o["kind"]], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects
+    }
+
+
+def kosmosctl(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Iterator[RunningApiServer]:
+    (tmp_path / "control").mkdir()
+    with RunningApiServer(tmp_path / "control") as server:
+        yield server
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> Iterator[RunningApiServer]:
+    (tmp_path / "member").mkdir()
+    with RunningApiServer(tmp_path / "member") as server:
+        yield server
+
+
+def test_install_join_unjoin_uninstall(control: RunningApiServer, member: RunningApiServer) -> None:
+    ck, mk = str(control.kubeconfig), str(member.kubeconfig)
+    out = kosmosctl("install", "--kubeconfig", ck, "--image", "reg/cl:1", "--wait-time", "0")
+    assert "clusterlink installed; kosmos-control-cluster joined" in out
+    control_objects = m.control_plane("reg/cl:1") + kdeploy.member_objects(
+        "kosmos-control-cluster", kdeploy.KubeLinkOptions(image="reg/cl:1"), True, None
+    )
+    want = expected(control_objects) | {("clusters", None, "kosmos-control-cluster")}
+    assert inventory(control) == want
+
+    # Idempotent: a second install changes no object.
+    before = {
+        (o["metadata"]["name"], o["metadata"]["resourceVersion"])
+        for p in OURS
+        for o in control.objects(p)
+    }
+    out = kosmosctl("install", "--kubeconfig", ck, "--image", "reg/cl:1", "--wait-time", "0")
+    assert "control plane applied (0 object(s) changed)" in out
+    after = {
+        (o["metadata"]["name"], o["metadata"]["resourceVersion"])
+        for p in OURS
+        for o in control.objects(p)
+    }
+    assert after == before
+
+    kosmosctl("join", "cluster", "--name", "m1", "--kubeconfig", mk, "--host-kubeconfig", ck,
+              "--network-type", "p2p", "--wait-time", "0")  # fmt: skip
+    member_objects = kdeploy.member_objects(
+        "m1", kdeploy.KubeLinkOptions(network_type="p2p"), False, control.kubeconfig.read_text()
+    )
+    assert inventory(member) == expected(member_objects)
+    store = KubeStore(KubeApi(Target(ck)))
+    m1 = store.get(Cluster, "m1")
+    assert m1.spec.cluster_link_options and m1.spec.cluster_link_options.network_type == "p2p"
+    assert kdeploy.member_kubeconfig_of(m1) == member.kubeconfig.read_text()
+    secret = next(member.objects("secrets"))
+    assert secret["metadata"]["name"] == m.CONTROL_SECRET
+
+    # Joining the same Kubernetes cluster under another name is refused.
+    result = CliRunner().invoke(
+        app, ["join", "cluster", "--name", "m2", "--kubeconfig", mk, "--host-kubeconfig", ck,
+              "--wait-time", "0"],
+    )  # fmt: skip
+    assert result.exit_code != 0 and "joined already, as m1" in result.output
+
+    kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", ck)
+    assert inventory(member) == {("namespaces", None, "kosmos-system")}
+    assert [c.name for c in store.list(Cluster)] == ["kosmos-control-cluster"]
+
+    kosmosctl("uninstall", "--kubeconfig", ck)
+    assert inventory(control) == set()
+
+
+def test_unjoin_waits_for_the_network_manager_to_remove_nodeconfigs(
+    control: RunningApiServer,
+) -> None:
+    """A network-manager on the kube store plans NodeConfigs and removes them at unjoin."""
+    ck = str(control.kubeconfig)
+    kosmosctl("install", "--kubeconfig", ck, "--network-type", "p2p", "--wait-time", "0")
+    store = KubeStore(KubeApi(Target(ck)))
+    for i in (1, 2):
+        store.create(
+            ClusterNode(
+                metadata=ObjectMeta(name=f"kosmos-control-cluster-n{i}",
+                                    labels={"kosmos.io/cluster": "kosmos-control-cluster"}),
+                spec=ClusterNodeSpec(cluster_name="kosmos-control-cluster", node_name=f"n{i}",
+                                     ip=f"192.168.0.{i}", interface_name="eth0",
+                                     pod_cidrs=[f"10.{i}.0.0/24"]),
+            )
+        )  # fmt: skip
+    stop = threading.Event()
+    manager = NetworkManager(KubeStore(KubeApi(Target(ck))), "nm-test")
+    thread = threading.Thread(
+        target=manager.run, args=(stop, LeaseTiming(2.0, 1.5, 0.25)), daemon=True
+    )
+    thread.start()
+    try:
+        for _ in range(100):
+            if len(store.list(NodeConfig)) == 2:
+                break
+            stop.wait(0.1)
+        assert sorted(nc.name for nc in store.list(NodeConfig)) == [
+            "kosmos-control-cluster-n1",
+            "kosmos-control-cluster-n2",
+        ]
+        kosmosctl("unjoin", "cluster", "--name", "kosmos-control-cluster", "--kubeconfig", ck)
+        assert store.list(NodeConfig) == [] and store.list(ClusterNode) == []
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_unjoin_of_an_unknown_cluster_is_a_clear_error(control: RunningApiServer) -> None:
+    result = CliRunner().invoke(
+        app, ["unjoin", "cluster", "--name", "nope", "--kubeconfig", str(control.kubeconfig)]
+    )
+    assert result.exit_code == 1 and 'nope" not found' in result.output
