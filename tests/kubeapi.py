@@ -22,7 +22,9 @@ following the API server's rules:
 - watch from a resourceVersion replays the log after it, **410 Gone** (an ERROR event) below
   the compacted point (`log_limit` events are kept), no resourceVersion means synthetic ADDED
   events first; `timeoutSeconds` ends the stream; a client that goes away ends its handler;
-- DELETE answers the deleted object (as for custom resources). `faults` injects error answers. No finalizers, no graceful
+- DELETE answers the deleted object (as for custom resources). `faults` injects error answers;
+- `pods/NAME:PORT/proxy/PATH` forwards to the Unix socket the pod's `PROXY_SOCKET` annotation
+  names (the test plays kubelet and pod network: it runs the floaters). No finalizers, no graceful
   deletion, no admission, defaulting or schema validation (manifests are checked against the
   OpenAPI schema by their own tests).
 """
@@ -85,7 +87,8 @@ KINDS: dict[tuple[str, str, str], Kind] = {
     ("crd.projectcalico.org", "v1", "blockaffinities"): Kind("BlockAffinity", False, False),
 }
 
-Key = tuple[tuple[str, str, str], str | None, str]  # (group, version, plural), namespace, name
+Key = tuple[tuple[str, str, str], str | None, str]
+PROXY_SOCKET = "kubeapi.test/proxy-unix-socket"  # pod annotation: where its proxy goes  # (group, version, plural), namespace, name
 
 
 class ApiError(Exception):
@@ -421,6 +424,8 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
             if method == "POST":
                 return _json(await state.create(gvr, kind, ns, _decode(request.body)), 201)
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection")
+        if gvr == ("", "v1", "pods") and subresource and subresource.split("/")[0] == "proxy":
+            return await self._proxy(request, state, ns, name, subresource)
         key: Key = (gvr, ns if kind.namespaced else None, name)
         if method == "GET":
             if subresource not in (None, "status"):
@@ -435,6 +440,34 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
         if method == "DELETE":
             return _json(await state.delete(key))
         raise ApiError(405, "MethodNotAllowed", method)
+
+    async def _proxy(
+        self, request: kmock.Request, state: State, ns: str | None, name: str, subresource: str
+    ) -> aiohttp.web.StreamResponse:
+        """`pods/NAME[:PORT]/proxy/PATH`: the API server forwards to the pod. Here the "pod
+        network" is the Unix socket its annotation names (tests run real floaters)."""
+        pod = state.get((("", "v1", "pods"), ns, name.split(":")[0]))
+        socket = (pod["metadata"].get("annotations") or {}).get(PROXY_SOCKET)
+        if not socket:
+            raise ApiError(503, "ServiceUnavailable", f"pod {name} is not reachable")
+        path = "/" + subresource.removeprefix("proxy").lstrip("/")
+        connector = aiohttp.UnixConnector(path=socket)
+        try:
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.request(
+                    str(request.method.value),
+                    f"http://pod{path}",
+                    data=request.body,
+                    headers={"Content-Type": "application/json"},
+                ) as resp,  # fmt: skip
+            ):
+                body = await resp.read()
+                return aiohttp.web.Response(
+                    body=body, status=resp.status, content_type=resp.content_type
+                )
+        except aiohttp.ClientError as exc:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach pod: {exc}") from None
 
     async def _watch(
         self,

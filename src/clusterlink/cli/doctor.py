@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from clusterlink import __version__
 from clusterlink.agent.firewall import FirewallError, IptablesFirewall
 from clusterlink.agent.inspect import drift
 from clusterlink.agent.kernel import KernelError
@@ -29,14 +30,21 @@ from clusterlink.cli.common import (
 )
 from clusterlink.cli.federation import KubeconfigOption, control_store
 from clusterlink.doctor import dr as doctor
-from clusterlink.lab.state import LabError, load_handle, load_plan
+from clusterlink.doctor.kube import KubeCluster, KubeFloaters
+from clusterlink.kube import deploy as kdeploy
+from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube.manifests import DEFAULT_IMAGE
+from clusterlink.lab.state import LabError, is_lab_handle, load_handle, load_plan
 from clusterlink.store.base import NotFound
 
 
 def dr(
     src_kubeconfig: Annotated[
         list[str],
-        typer.Option("--src-kubeconfig", help="Source cluster(s): lab handles; repeat for more."),
+        typer.Option(
+            "--src-kubeconfig",
+            help="Source cluster(s): kubeconfigs or lab handles; repeat for more.",
+        ),
     ],
     dst_kubeconfig: Annotated[
         list[str] | None,
@@ -53,9 +61,18 @@ def dr(
     image_repository: Annotated[
         str | None,
         typer.Option(
-            "-r", "--image-repository", help="Floater image (Kubernetes only; unused in the lab)."
+            "-r",
+            "--image-repository",
+            help="Kubernetes: registry of the floater image (REPO/clusterlink:VERSION).",
         ),
     ] = None,
+    image_name: Annotated[
+        str | None, typer.Option("--image", help="Kubernetes: the exact floater image.")
+    ] = None,
+    floater_wait: Annotated[
+        float,
+        typer.Option("--floater-wait", min=1, help="Kubernetes: seconds to wait for floaters."),
+    ] = 120.0,
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Floater port.")] = 8889,
     protocol: Annotated[str, typer.Option("--protocol", help="icmp, tcp or all.")] = "icmp",
     concurrency: Annotated[
@@ -87,41 +104,54 @@ def dr(
         if protocol not in ("icmp", "tcp", "all"):
             fail(f"--protocol {protocol!r}: icmp, tcp or all")
         protocols = ["icmp", "tcp"] if protocol == "all" else [protocol]
-        try:
-            srcs, missing = _places(src_kubeconfig, host_network)
-            dsts, dst_missing = _places(dst_kubeconfig or src_kubeconfig, host_network)
-        except LabError as exc:
-            fail(f"{exc} (dr against Kubernetes arrives with the kube backend)")
-        pairs = doctor.matrix(srcs, dsts, protocols)
-        if resume is not None and resume.exists():
-            wanted = doctor.load_resume(resume)
-            pairs = [p for p in pairs if p.key() in wanted]
-            err_console.print(f"resuming: {len(pairs)} pairs that failed last time")
+        sources, destinations = src_kubeconfig, dst_kubeconfig or src_kubeconfig
+        on_lab = {is_lab_handle(h) for h in [*sources, *destinations]}
+        if len(on_lab) > 1:
+            fail("--src/--dst-kubeconfig: all lab handles or all kubeconfigs, not a mix")
         started = time.monotonic()
-        places = {p.label: p for p in srcs + dsts}
-        with doctor.floaters(port) as fl:
-            for place in places.values():
-                fl.start(place)
-            up = fl.ready(timeout=15 + 0.2 * len(places))  # many starting at once share the CPU
-            for label in sorted(set(places) - up):
-                err_console.print(
-                    f"warning: floater on {label} did not come up; its pairs are reported as such"
-                )
-            with Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=err_console, transient=True, disable=output == OutputFormat.json) as bar:  # fmt: skip
-                task = bar.add_task("pairs", total=len(pairs))
-                results = asyncio.run(
-                    doctor.probe_all(
-                        fl,
-                        pairs,
-                        up,
-                        timeout=timeout,
-                        concurrency=concurrency,
-                        port=port,
-                        retries=retries,
-                        done=lambda n: bar.advance(task, n),
+        if on_lab == {True}:
+            try:
+                srcs, missing = _places(sources, host_network)
+                dsts, dst_missing = _places(destinations, host_network)
+            except LabError as exc:
+                fail(str(exc))
+            places = {p.label: p for p in srcs + dsts}
+            with doctor.floaters(port) as fl:
+                for place in places.values():
+                    fl.start(place)
+                up = fl.ready(timeout=15 + 0.2 * len(places))  # many starting at once share the CPU
+                for label in sorted(set(places) - up):
+                    err_console.print(
+                        f"warning: floater on {label} did not come up; its pairs are reported as such"
                     )
-                )
+                pairs = _pairs(srcs, dsts, protocols, resume)
+                results = _probe(fl, pairs, up, timeout, concurrency, port, retries, output)
+        else:
+            image = image_name or (
+                f"{image_repository.rstrip('/')}/clusterlink:{__version__}"
+                if image_repository
+                else DEFAULT_IMAGE
+            )
+            kube_clusters = {k: _kube_cluster(k) for k in dict.fromkeys([*sources, *destinations])}
+            kf = KubeFloaters(list(kube_clusters.values()), host_network, image, port)
+            try:
+                err_console.print(f"placing floater DaemonSets ({image}) ...")
+                kf.deploy()
+                found, absent = kf.places(floater_wait, lambda note: err_console.print(note))
+                names = {kube_clusters[k].name for k in sources}
+                dst_names = {kube_clusters[k].name for k in destinations}
+                srcs = [p for p in found if p.cluster in names]
+                dsts = [p for p in found if p.cluster in dst_names]
+                missing = [a for a in absent if a.split("/")[0] in names]
+                dst_missing = [a for a in absent if a.split("/")[0] in dst_names]
+                pairs = _pairs(srcs, dsts, protocols, resume)
+                up = {p.label for p in found}
+                results = _probe(kf, pairs, up, timeout, concurrency, port, retries, output)
+            except kdeploy.DeployError as exc:
+                fail(str(exc), EXIT_FAILURE)
+            finally:
+                for problem in kf.cleanup():
+                    err_console.print(f"warning: floaters not removed: {problem}")
         seconds = time.monotonic() - started
         summary = doctor.summary(results, seconds) | {
             "nodesWithoutFloater": sorted(set(missing) | set(dst_missing))
@@ -162,9 +192,52 @@ def dr(
                 )
             )
             for node in summary["nodesWithoutFloater"]:
-                typer.echo(f"note: {node} has no pod to place a floater in")
+                typer.echo(f"note: {node} has no floater (no pod to place one in, or not Ready)")
         if failed or summary["nodesWithoutFloater"]:
             raise typer.Exit(EXIT_FAILURE)
+
+
+def _kube_cluster(kubeconfig: str) -> KubeCluster:
+    api = KubeApi(Target(kubeconfig), field_manager="kosmosctl-dr")
+    return KubeCluster(api.context or Path(kubeconfig).name, api)
+
+
+def _pairs(
+    srcs: list[doctor.Place], dsts: list[doctor.Place], protocols: list[str], resume: Path | None
+) -> list[doctor.Pair]:
+    pairs = doctor.matrix(srcs, dsts, protocols)
+    if resume is not None and resume.exists():
+        wanted = doctor.load_resume(resume)
+        pairs = [p for p in pairs if p.key() in wanted]
+        err_console.print(f"resuming: {len(pairs)} pairs that failed last time")
+    return pairs
+
+
+def _probe(
+    caller: doctor.FloaterCaller,
+    pairs: list[doctor.Pair],
+    up: set[str],
+    timeout: float,
+    concurrency: int,
+    port: int,
+    retries: int,
+    output: OutputFormat,
+) -> list[doctor.Result]:
+    with Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=output == OutputFormat.json) as bar:  # fmt: skip
+        task = bar.add_task("pairs", total=len(pairs))
+        return asyncio.run(
+            doctor.probe_all(
+                caller,
+                pairs,
+                up,
+                timeout=timeout,
+                concurrency=concurrency,
+                port=port,
+                retries=retries,
+                done=lambda n: bar.advance(task, n),
+            )
+        )
 
 
 def _places(handles: list[str], host_network: bool) -> tuple[list[doctor.Place], list[str]]:
@@ -200,7 +273,12 @@ def analysis_cluster(
         except NotFound:
             fail(f"no Cluster {name}", EXIT_FAILURE)
         except LabError as exc:
-            fail(f"{exc} (analysis of Kubernetes nodes arrives with the kube backend)")
+            fail(
+                f"Cluster {name} is not a lab cluster: analysis reads each node's kernel directly. "
+                "On Kubernetes each agent compares and repairs its node itself and reports it in "
+                "its NodeConfig's status (`kosmosctl get nodeconfigs -o wide`); `kosmosctl dr` "
+                f"checks the datapath ({exc})"
+            )
         plan = load_plan(data["lab"]).cluster(data["cluster"])
         nodes: dict[str, list[tuple[str, str]]] = {}
         for node in plan.nodes:

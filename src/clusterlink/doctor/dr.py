@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clusterlink.lab.state import load_handle, load_plan
 
@@ -124,6 +124,11 @@ class Floaters:
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
+    async def call(
+        self, label: str, method: str, url: str, body: Any, timeout: float
+    ) -> tuple[int, Any]:
+        return await http(self.socket(label), method, url, body, timeout)
+
     def ready(self, timeout: float) -> set[str]:
         """Labels whose floater answers `GET /` before the deadline."""
         deadline = time.monotonic() + timeout
@@ -185,8 +190,16 @@ async def http(path: str, method: str, url: str, body: Any, timeout: float) -> t
     return status, json.loads(data) if data and data[:1] in (b"{", b"[") else data.decode()
 
 
+class FloaterCaller(Protocol):
+    """Sends one HTTP request to the floater at a place: (status, decoded answer)."""
+
+    async def call(
+        self, label: str, method: str, url: str, body: Any, timeout: float
+    ) -> tuple[int, Any]: ...
+
+
 async def probe_all(
-    fl: Floaters,
+    fl: FloaterCaller,
     pairs: list[Pair],
     up: set[str],
     *,
@@ -215,9 +228,7 @@ async def probe_all(
             body = {"targets": [{"ip": p.target, "protocol": p.protocol, "port": port} for p in chunk],
                     "timeout": timeout, "concurrency": concurrency, "retries": retries}  # fmt: skip
             try:
-                status, answer = await http(
-                    fl.socket(src), "POST", "/probe", body, timeout * 3 + 30
-                )
+                status, answer = await fl.call(src, "POST", "/probe", body, timeout * 3 + 30)
                 if status != 200:
                     raise OSError(f"floater answered {status}: {answer}")
                 for p, r in zip(chunk, answer["results"], strict=True):

@@ -94,6 +94,7 @@ class KubeApi:
         self.field_manager = field_manager
         config = load_config(target)
         self.server = config.cluster.server
+        self.context = config.context_name
         self.default_namespace = config.namespace
         params = client_adapter.ConnectionParams(timeout=httpx.Timeout(timeout), trust_env=False)
         try:
@@ -114,6 +115,7 @@ class KubeApi:
         body: Any = None,
         content_type: str = JSON,
         what: str = "",
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """One call; retries 429/5xx and connection failures with jittered backoff."""
         content = None
@@ -124,7 +126,12 @@ class KubeApi:
         for attempt in range(self.retries + 1):
             try:
                 resp = self._http.request(
-                    method, path, params=params, content=content, headers=headers
+                    method,
+                    path,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    timeout=httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
                 if attempt == self.retries:

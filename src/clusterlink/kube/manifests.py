@@ -387,9 +387,15 @@ def agent_daemonset(spec: MemberSpec, store: str, volumes: list[Obj], mounts: li
     )
 
 
-def floater(image: str = DEFAULT_IMAGE, host_network: bool = False) -> list[Obj]:
+def floater_name(host_network: bool) -> str:
+    return "clusterlink-floater-host" if host_network else "clusterlink-floater"
+
+
+def floater(
+    image: str = DEFAULT_IMAGE, host_network: bool = False, port: int = FLOATER_PORT
+) -> list[Obj]:
     """The doctor's probes: one per node, in the pod network (or the host network)."""
-    name = "clusterlink-floater-host" if host_network else "clusterlink-floater"
+    name = floater_name(host_network)
     pod: Obj = {
         "tolerations": [{"operator": "Exists"}],
         "automountServiceAccountToken": False,
@@ -397,14 +403,14 @@ def floater(image: str = DEFAULT_IMAGE, host_network: bool = False) -> list[Obj]
             _container(
                 "floater",
                 image,
-                ["floater", "--port", str(FLOATER_PORT)],
-                ports=[{"containerPort": FLOATER_PORT, "name": "floater"}],
+                ["floater", "--port", str(port)],
+                ports=[{"containerPort": port, "name": "floater"}],
                 securityContext={
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
                     "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
                 },
-                readinessProbe={"httpGet": {"path": "/", "port": FLOATER_PORT}},
+                readinessProbe={"httpGet": {"path": "/", "port": port}},
             )
         ],
     }

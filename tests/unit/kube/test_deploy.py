@@ -18,6 +18,7 @@ from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.kube import deploy as kdeploy
 from clusterlink.kube import manifests as m
 from clusterlink.kube.api import KubeApi, Target
+from clusterlink.lab.state import HANDLE_KIND
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer
 
@@ -157,3 +158,28 @@ def test_unjoin_of_an_unknown_cluster_is_a_clear_error(control: RunningApiServer
         app, ["unjoin", "cluster", "--name", "nope", "--kubeconfig", str(control.kubeconfig)]
     )
     assert result.exit_code == 1 and 'nope" not found' in result.output
+
+
+def test_get_reads_the_kubernetes_api(control: RunningApiServer) -> None:
+    ck = str(control.kubeconfig)
+    kosmosctl("install", "--kubeconfig", ck, "--network-type", "p2p", "--wait-time", "0")
+    out = kosmosctl("get", "clusters", "--kubeconfig", ck)
+    assert out.split()[:6] == [
+        "NAME",
+        "NETWORK_TYPE",
+        "IP_FAMILY",
+        "kosmos-control-cluster",
+        "p2p",
+        "ipv4",
+    ]
+
+
+def test_dr_refuses_a_mix_of_lab_handles_and_kubeconfigs(
+    control: RunningApiServer, tmp_path: Path
+) -> None:
+    handle = tmp_path / "handle.yaml"
+    handle.write_text(f"kind: {HANDLE_KIND}\nlab: x\ncluster: c1\n")
+    result = CliRunner().invoke(
+        app, ["dr", "--src-kubeconfig", str(control.kubeconfig), "--dst-kubeconfig", str(handle)]
+    )
+    assert result.exit_code == 2 and "not a mix" in result.output
