@@ -136,7 +136,7 @@ class KubeStore:
 
     def list(self, cls: type[R], labels: dict[str, str] | None = None) -> ResourceList[R]:
         params = {"labelSelector": format_selector(labels)} if labels else {}
-        path = collection_path(cls) if not cls.NAMESPACED else _all_namespaces(cls)
+        path = collection_path(cls)  # namespaced kinds: kosmos-system (our RBAC is a Role there)
         data = self.api.request("GET", path, params=params, what=f"list {cls.PLURAL}")
         out: ResourceList[R] = ResourceList(
             sorted(
@@ -219,7 +219,7 @@ class KubeStore:
         name: str | None = None,
     ) -> Iterator[WatchEvent[R]]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        path = collection_path(cls) if not cls.NAMESPACED else _all_namespaces(cls)
+        path = collection_path(cls)  # namespaced kinds: kosmos-system (our RBAC is a Role there)
         last = since
         failures = 0
         while True:
@@ -276,12 +276,6 @@ class KubeStore:
 
     def close(self) -> None:
         self.api.close()
-
-
-def _all_namespaces(cls: type[Resource]) -> str:
-    group_version = cls.API_VERSION
-    prefix = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
-    return f"{prefix}/{cls.PLURAL}"
 
 
 def _typed(cls: type[Resource], data: dict[str, Any]) -> dict[str, Any]:

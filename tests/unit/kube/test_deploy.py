@@ -92,6 +92,9 @@ def test_install_join_unjoin_uninstall(control: RunningApiServer, member: Runnin
         "m1", kdeploy.KubeLinkOptions(network_type="p2p"), False, control.kubeconfig.read_text()
     )
     assert inventory(member) == expected(member_objects)
+    out = kosmosctl("join", "cluster", "--name", "m1", "--kubeconfig", mk, "--host-kubeconfig", ck,
+                    "--network-type", "p2p", "--wait-time", "0")  # fmt: skip
+    assert "m1: member components applied (0 object(s) changed)" in out  # idempotent
     store = KubeStore(KubeApi(Target(ck)))
     m1 = store.get(Cluster, "m1")
     assert m1.spec.cluster_link_options and m1.spec.cluster_link_options.network_type == "p2p"

@@ -57,3 +57,17 @@ def test_leases_live_in_their_namespace(tmp_path: Path) -> None:
         store.create(Lease(metadata=ObjectMeta(name="gw", namespace="kosmos-system")))
         assert [o["metadata"]["namespace"] for o in server.objects("leases")] == ["kosmos-system"]
         assert store.get(Lease, "gw", "kosmos-system").metadata.namespace == "kosmos-system"
+
+
+def test_leases_are_listed_in_our_namespace_only(tmp_path: Path) -> None:
+    """Node heartbeats (kube-node-lease) are Leases too; our Role covers kosmos-system only."""
+    with RunningApiServer(tmp_path) as server:
+        api = KubeApi(Target(str(server.kubeconfig)))
+        api.request(
+            "POST",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            body={"metadata": {"name": "node1"}},
+        )
+        store = KubeStore(api)
+        store.create(Lease(metadata=ObjectMeta(name="gw", namespace="kosmos-system")))
+        assert [lease.name for lease in store.list(Lease)] == ["gw"]
