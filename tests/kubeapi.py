@@ -23,6 +23,9 @@ following the API server's rules:
   the compacted point (`log_limit` events are kept), no resourceVersion means synthetic ADDED
   events first; `timeoutSeconds` ends the stream; a client that goes away ends its handler;
 - DELETE answers the deleted object (as for custom resources). `faults` injects error answers;
+- RBAC for service accounts: a bearer token `system:serviceaccount:NS:NAME` is authorized by
+  the stored (Cluster)Roles and bindings (403 Forbidden otherwise, recorded in `denied`); any
+  other token is an administrator;
 - `pods/NAME:PORT/proxy/PATH` forwards to the Unix socket the pod's `PROXY_SOCKET` annotation
   names (the test plays kubelet and pod network: it runs the floaters). No finalizers, no graceful
   deletion, no admission, defaulting or schema validation (manifests are checked against the
@@ -166,6 +169,35 @@ def _field_matches(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
+SA_PREFIX = "system:serviceaccount:"  # a bearer token of this form is that service account
+
+
+def _verb(method: str, name: str | None, params: dict[str, str]) -> str:
+    if method == "GET":
+        if params.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+def _rule_allows(
+    rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None
+) -> bool:
+    def has(field: str, value: str) -> bool:
+        values = rule.get(field) or []
+        return value in values or "*" in values
+
+    names = rule.get("resourceNames") or []
+    return (
+        has("apiGroups", group)
+        and has("resources", resource)
+        and has("verbs", verb)
+        and (not names or name in names)
+    )
+
+
 class State:
     """The objects and the change log; touched only from the server's event loop."""
 
@@ -179,6 +211,42 @@ class State:
         self.counter = itertools.count(self.revision + 1)
         self.changed = asyncio.Condition()
         self.closing = False  # set at shutdown: open watches end
+        self.denied: list[str] = []  # every RBAC refusal, for assertions
+
+    def allowed(
+        self, user: str, verb: str, group: str, resource: str, ns: str | None, name: str | None
+    ) -> bool:
+        """RBAC as the API server authorizes a service account: ClusterRoleBindings grant their
+        ClusterRole everywhere, RoleBindings their Role or ClusterRole in their namespace."""
+        sa_ns, _, sa_name = user.removeprefix(SA_PREFIX).partition(":")
+        rbac = "rbac.authorization.k8s.io", "v1"
+
+        def subjects_match(binding: dict[str, Any]) -> bool:
+            return any(
+                s.get("kind") == "ServiceAccount"
+                and s.get("name") == sa_name
+                and s.get("namespace") == sa_ns
+                for s in binding.get("subjects") or []
+            )
+
+        def role_rules(ref: dict[str, Any], binding_ns: str | None) -> list[dict[str, Any]]:
+            if ref.get("kind") == "ClusterRole":
+                role = self.objects.get(((*rbac, "clusterroles"), None, ref["name"]))
+            else:
+                role = self.objects.get(((*rbac, "roles"), binding_ns, ref["name"]))
+            return list((role or {}).get("rules") or [])
+
+        for (gvr, b_ns, _), binding in self.objects.items():
+            if gvr not in ((*rbac, "clusterrolebindings"), (*rbac, "rolebindings")):
+                continue
+            if not subjects_match(binding):
+                continue
+            if gvr[2] == "rolebindings" and b_ns != ns:
+                continue
+            for rule in role_rules(binding.get("roleRef") or {}, b_ns):
+                if _rule_allows(rule, verb, group, resource, name):
+                    return True
+        return False
 
     async def close(self) -> None:
         self.closing = True
@@ -381,6 +449,21 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
             self.state = State(self.log_limit)
         gvr, ns, name, subresource = target
         kind = KINDS.get(gvr)
+        raw_headers = request._raw_request.headers if request._raw_request is not None else {}
+        user = str(raw_headers.get("Authorization", "")).removeprefix("Bearer ")
+        if user.startswith(SA_PREFIX) and self.state is not None:
+            verb = _verb(str(request.method.value), name, dict(request.params))
+            resource = gvr[2] + (f"/{subresource.split('/')[0]}" if subresource else "")
+            if not self.state.allowed(user, verb, gvr[0], resource, ns, name):
+                scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+                denied = ApiError(
+                    403,
+                    "Forbidden",
+                    f'{resource} is forbidden: User "{user}" cannot {verb} resource '
+                    f'"{resource}" in API group "{gvr[0]}" {scope}',
+                )
+                self.state.denied.append(denied.message)
+                return aiohttp.web.json_response(denied.status(), status=403)
         for fault in self.faults:
             method, prefix, code = fault
             if request.method.value == method and request.url.path.startswith(prefix):
@@ -603,12 +686,12 @@ class RunningApiServer:
         return iter(snapshot)
 
 
-def kubeconfig_for(url: str, context: str = "double") -> dict[str, Any]:
+def kubeconfig_for(url: str, context: str = "double", token: str = "test-token") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": context, "cluster": {"server": url}}],
-        "users": [{"name": context, "user": {"token": "test-token"}}],
+        "users": [{"name": context, "user": {"token": token}}],
         "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
         "current-context": context,
     }
