@@ -239,8 +239,9 @@ def controller(
             handle = kubeconfig
             worker = MemberController(st, cluster, lambda _c: lab_facts(handle), period=period)
         else:
-            from clusterlink.kube.api import KubeApi, Target
+            from clusterlink.kube.api import KubeApi
             from clusterlink.kube.member import kube_facts, sync_calico_pools
+            from clusterlink.kube.target import Target
 
             api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
             overrides = [normalize_cidr(c) for c in service_cidr or []]

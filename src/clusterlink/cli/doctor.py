@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,12 +30,14 @@ from clusterlink.cli.common import (
 )
 from clusterlink.cli.federation import KubeconfigOption, control_store
 from clusterlink.doctor import dr as doctor
-from clusterlink.doctor.kube import KubeCluster, KubeFloaters
-from clusterlink.kube import deploy as kdeploy
-from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube import DeployError
 from clusterlink.kube.manifests import DEFAULT_IMAGE
+from clusterlink.kube.target import Target
 from clusterlink.lab.state import LabError, is_lab_handle, load_handle, load_plan
 from clusterlink.store.base import NotFound
+
+if TYPE_CHECKING:
+    from clusterlink.doctor.kube import KubeCluster
 
 
 def dr(
@@ -127,6 +129,8 @@ def dr(
                 pairs = _pairs(srcs, dsts, protocols, resume)
                 results = _probe(fl, pairs, up, timeout, concurrency, port, retries, output)
         else:
+            from clusterlink.doctor.kube import KubeFloaters
+
             image = image_name or (
                 f"{image_repository.rstrip('/')}/clusterlink:{__version__}"
                 if image_repository
@@ -147,7 +151,7 @@ def dr(
                 pairs = _pairs(srcs, dsts, protocols, resume)
                 up = {p.label for p in found}
                 results = _probe(kf, pairs, up, timeout, concurrency, port, retries, output)
-            except kdeploy.DeployError as exc:
+            except DeployError as exc:
                 fail(str(exc), EXIT_FAILURE)
             finally:
                 for problem in kf.cleanup():
@@ -198,6 +202,9 @@ def dr(
 
 
 def _kube_cluster(kubeconfig: str) -> KubeCluster:
+    from clusterlink.doctor.kube import KubeCluster
+    from clusterlink.kube.api import KubeApi
+
     api = KubeApi(Target(kubeconfig), field_manager="kosmosctl-dr")
     return KubeCluster(api.context or Path(kubeconfig).name, api)
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -24,15 +24,19 @@ from clusterlink.cli.common import (
     fail,
     user_errors,
 )
-from clusterlink.kube import deploy as kdeploy
-from clusterlink.kube import manifests
-from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube import DeployError, manifests
 from clusterlink.kube.manifests import DEFAULT_IMAGE
+from clusterlink.kube.target import Target, kube_url
 from clusterlink.lab import deploy
 from clusterlink.lab.state import LabError, is_lab_handle, load_handle, store_url
 from clusterlink.store.base import Store
-from clusterlink.store.kube import kube_url
 from clusterlink.store.url import open_store
+
+if TYPE_CHECKING:
+    from clusterlink.kube.deploy import KubeLinkOptions
+
+# The Kubernetes client loads only when a command talks to Kubernetes (kosmosctl starts fast).
+
 
 KubeconfigOption = Annotated[
     str | None,
@@ -110,7 +114,9 @@ def kube_options(
     default_nic: str,
     image: str,
     cidrs: list[str] | None,
-) -> kdeploy.KubeLinkOptions:
+) -> KubeLinkOptions:
+    from clusterlink.kube import deploy as kdeploy
+
     try:
         services = tuple(normalize_cidr(c) for c in cidrs or [])
     except ValueError as exc:
@@ -125,7 +131,9 @@ def read_kubeconfig(path: str) -> str:
         fail(f"--kubeconfig {path}: {exc.strerror}")
 
 
-def wait_connected(st: Store, names: list[str], timeout: float) -> float:
+def wait_connected(st: Store, names: list[str], timeout: float, interval: float = 0.1) -> float:
+    """Poll until connected. On Kubernetes poll once a second: each poll lists the Clusters,
+    ClusterNodes and NodeConfigs (large objects) from the API server."""
     start = time.monotonic()
     last = ""
     while True:
@@ -137,7 +145,7 @@ def wait_connected(st: Store, names: list[str], timeout: float) -> float:
             last = waiting
         if time.monotonic() - start > timeout:
             raise LabError(f"not connected after {timeout:.0f} s: still waiting for {waiting}")
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 def deploy_and_wait(
@@ -175,6 +183,9 @@ def install(
 ) -> None:
     """Set up the control plane (store, network-manager) and join the control cluster itself."""
     with user_errors():
+        from clusterlink.kube import deploy as kdeploy
+        from clusterlink.kube.api import KubeApi
+
         if dry_run:
             opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
             objects = manifests.control_plane(image) + kdeploy.member_objects(
@@ -192,8 +203,8 @@ def install(
             text = read_kubeconfig(kubeconfig)
             try:
                 kdeploy.install(api, st, text, name, opts, progress)
-                took = wait_connected(st, [name], wait_time) if wait_time > 0 else 0.0
-            except (kdeploy.DeployError, LabError) as exc:
+                took = wait_connected(st, [name], wait_time, 1.0) if wait_time > 0 else 0.0
+            except (DeployError, LabError) as exc:
                 fail(str(exc), EXIT_FAILURE)
             typer.echo(f"clusterlink installed; {name} joined" + _ready(took, wait_time))
             return
@@ -245,13 +256,16 @@ def join_cluster(
 ) -> None:
     """Create the Cluster and start its controller, electors and agents; wait until connected."""
     with user_errors():
+        from clusterlink.kube import deploy as kdeploy
+        from clusterlink.kube.api import KubeApi
+
         if not enable_link:
             fail("only ClusterLink can be joined; --enable-link is required")
         if dry_run:
             opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
             try:
                 control = host_kubeconfig and kdeploy.control_kubeconfig_text(host_kubeconfig)
-            except kdeploy.DeployError as exc:
+            except DeployError as exc:
                 fail(str(exc))
             objects = kdeploy.member_objects(name, opts, not control, control or None)
             cluster = kdeploy.cluster_object(name, "(the member's kubeconfig)", opts)
@@ -268,8 +282,8 @@ def join_cluster(
                 api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
                 member_text = read_kubeconfig(kubeconfig)
                 kdeploy.join(api, st, name, member_text, control, opts, progress)
-                took = wait_connected(st, [name], wait_time) if wait_time > 0 else 0.0
-            except (kdeploy.DeployError, LabError) as exc:
+                took = wait_connected(st, [name], wait_time, 1.0) if wait_time > 0 else 0.0
+            except (DeployError, LabError) as exc:
                 fail(str(exc), EXIT_FAILURE)
             typer.echo(f"cluster {name} joined" + _ready(took, wait_time))
             return
@@ -293,6 +307,8 @@ def unjoin_cluster(
 ) -> None:
     """Remove a member: its Cluster, ClusterNodes, NodeConfigs, components and kernel state."""
     with user_errors():
+        from clusterlink.kube import deploy as kdeploy
+
         st, _ = control_store(kubeconfig, store)
         try:
             obj = st.get(Cluster, name)
@@ -300,7 +316,7 @@ def unjoin_cluster(
                 kdeploy.unjoin(st, name, progress, wait_time)
             else:
                 deploy.unjoin(st, name, progress, wait_time)
-        except (LabError, kdeploy.DeployError) as exc:
+        except (LabError, DeployError) as exc:
             fail(str(exc), EXIT_FAILURE)
         typer.echo(f"cluster {name} unjoined")
 
@@ -314,6 +330,9 @@ def uninstall(
 ) -> None:
     """Unjoin every cluster and stop the control plane."""
     with user_errors():
+        from clusterlink.kube import deploy as kdeploy
+        from clusterlink.kube.api import KubeApi
+
         if not kubeconfig:
             fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
         st, _ = control_store(kubeconfig, store)
@@ -323,6 +342,6 @@ def uninstall(
                 kdeploy.uninstall(api, st, progress, wait_time)
             else:
                 deploy.uninstall(st, load_handle(kubeconfig)["lab"], progress)
-        except (LabError, kdeploy.DeployError) as exc:
+        except (LabError, DeployError) as exc:
             fail(str(exc), EXIT_FAILURE)
         typer.echo("clusterlink uninstalled")

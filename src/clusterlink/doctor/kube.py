@@ -17,9 +17,10 @@ from typing import Any
 from clusterlink import constants as C
 from clusterlink.controllers.discovery import member_nodes
 from clusterlink.doctor.dr import Place
+from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kube.api import KubeApi
-from clusterlink.kube.deploy import DeployError, apply, remove
+from clusterlink.kube.deploy import apply, remove
 from clusterlink.store.base import StoreError
 
 NS = C.DEFAULT_NAMESPACE

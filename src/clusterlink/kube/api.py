@@ -24,7 +24,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +33,13 @@ from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError
 
+from clusterlink.kube.target import Target
 from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, StoreError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which API server: a kubeconfig file (and context), else in-cluster, else $KUBECONFIG."""
-
-    kubeconfig: str | None = None
-    context: str | None = None
-    data: str | None = None  # the kubeconfig's text itself (e.g. from a Cluster object)
-
-    def describe(self) -> str:
-        where = self.kubeconfig or ("(inline)" if self.data else "in-cluster/$KUBECONFIG")
-        return f"{where}" + (f" (context {self.context})" if self.context else "")
 
 
 def load_config(target: Target) -> SingleConfig:

@@ -26,17 +26,15 @@ from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.elector import lease_name
+from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import APPLY_PATCH, KubeApi, Target
+from clusterlink.kube.api import APPLY_PATCH, KubeApi
+from clusterlink.kube.target import Target
 from clusterlink.store.base import NotFound, Store, StoreError
 
 Progress = Callable[[str], None]
 FIELD_MANAGER = "kosmosctl"
 _FILE_REFS = ("certificate-authority:", "client-certificate:", "client-key:", "tokenFile:")
-
-
-class DeployError(Exception):
-    """A deployment step failed; the message says which and why."""
 
 
 @dataclass(frozen=True)

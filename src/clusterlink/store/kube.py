@@ -25,11 +25,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs
 
 from clusterlink import constants as C
 from clusterlink.api.meta import Resource
-from clusterlink.kube.api import KubeApi, Target, status_error
+from clusterlink.kube.api import KubeApi, status_error
+from clusterlink.kube.target import Target, kube_url, parse_kube_url
 from clusterlink.store.base import (
     AlreadyExists,
     Conflict,
@@ -46,30 +46,6 @@ from clusterlink.store.base import (
 # spares the API server re-established watches from every agent.
 WATCH_SERVER_TIMEOUT = 60.0
 _UNCONDITIONAL_TRIES = 20
-
-
-def parse_kube_url(rest: str) -> Target:
-    """`kube://` or `kube://?kubeconfig=PATH&context=NAME` -> Target."""
-    host, _, query = rest.partition("?")
-    if host.strip("/"):
-        raise StoreError(
-            f"store URL kube://{rest}: expected kube:// or kube://?kubeconfig=PATH&context=NAME"
-        )
-    values = parse_qs(query, keep_blank_values=False)
-    unknown = set(values) - {"kubeconfig", "context"}
-    if unknown:
-        raise StoreError(
-            f"store URL kube://{rest}: unknown parameter(s) {', '.join(sorted(unknown))}"
-        )
-    return Target(
-        kubeconfig=values.get("kubeconfig", [None])[-1], context=values.get("context", [None])[-1]
-    )
-
-
-def kube_url(kubeconfig: str | None = None, context: str | None = None) -> str:
-    parts = [f"kubeconfig={kubeconfig}"] if kubeconfig else []
-    parts += [f"context={context}"] if context else []
-    return "kube://" + ("?" + "&".join(parts) if parts else "")
 
 
 def collection_path(cls: type[Resource], namespace: str | None = None) -> str:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from clusterlink.api import Cluster, ObjectMeta
-from clusterlink.kube.api import KubeApi, Target, status_error
+from clusterlink.kube.api import KubeApi, status_error
+from clusterlink.kube.target import Target
 from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, StoreError
 from clusterlink.store.kube import KubeStore, kube_url, parse_kube_url
 from clusterlink.store.url import open_store

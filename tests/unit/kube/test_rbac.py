@@ -17,8 +17,9 @@ from clusterlink.controllers.elector import Elector
 from clusterlink.controllers.member import MemberController
 from clusterlink.controllers.network_manager import LEASE, NetworkManager
 from clusterlink.kube import deploy as kdeploy
-from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube.api import KubeApi
 from clusterlink.kube.member import kube_facts, sync_calico_pools
+from clusterlink.kube.target import Target
 from clusterlink.store.base import StoreError
 from clusterlink.store.kube import KubeStore
 from clusterlink.store.lease import try_acquire_or_renew

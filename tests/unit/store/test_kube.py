@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from clusterlink.api import Cluster, Lease, ObjectMeta
-from clusterlink.kube.api import KubeApi, Target
+from clusterlink.kube.api import KubeApi
+from clusterlink.kube.target import Target
 from clusterlink.store.base import Expired
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer
