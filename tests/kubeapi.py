@@ -55,6 +55,8 @@ import attrs
 import kmock
 import yaml
 
+from clusterlink.agent.netns import entered as netns_entered
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -637,8 +639,16 @@ def _json(obj: dict[str, Any], code: int = 200) -> aiohttp.web.Response:
 class RunningApiServer:
     """The double on a background event loop, reachable over HTTP from any thread or process."""
 
-    def __init__(self, directory: Path, log_limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        log_limit: int = 10_000,
+        netns: str | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
+        """`netns`/`address`: listen there instead (a lab's fabric, for its nodes to reach)."""
         self.server = ApiServer(log_limit=log_limit)
+        self.netns, self.address = netns, address
         self.kubeconfig = directory / "kubeconfig"
         self.url = ""
         self._loop = asyncio.new_event_loop()
@@ -648,13 +658,14 @@ class RunningApiServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
+        with netns_entered(self.netns):  # the listening socket is made in this thread's netns
+            self._loop.run_until_complete(self._serve())
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         server_cls = functools.partial(aiohttp.test_utils.RawTestServer, handler_cancellation=True)
-        async with kmock.Server(self.server, server_cls=server_cls) as srv:
-            self.url = f"http://127.0.0.1:{srv.port}"
+        async with kmock.Server(self.server, server_cls=server_cls, host=self.address) as srv:
+            self.url = f"http://{self.address}:{srv.port}"
             self._ready.set()
             await self._stop.wait()
             if self.server.state is not None:
