@@ -28,7 +28,7 @@ from clusterlink.cli.common import (
     format_table,
     user_errors,
 )
-from clusterlink.cli.federation import KubeconfigOption, control_store
+from clusterlink.cli.federation import ContextOption, KubeconfigOption, control_store
 from clusterlink.doctor import dr as doctor
 from clusterlink.kube import DeployError
 from clusterlink.kube.manifests import DEFAULT_IMAGE
@@ -100,6 +100,10 @@ def dr(
     report: Annotated[
         Path | None, typer.Option("--report", help="Write a self-contained HTML report.")
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="Kubernetes: the context to use in every kubeconfig."),
+    ] = None,
 ) -> None:
     """Check that every source reaches every destination (pod or host network), per pair."""
     with user_errors():
@@ -136,7 +140,9 @@ def dr(
                 if image_repository
                 else DEFAULT_IMAGE
             )
-            kube_clusters = {k: _kube_cluster(k) for k in dict.fromkeys([*sources, *destinations])}
+            kube_clusters = {
+                k: _kube_cluster(k, context) for k in dict.fromkeys([*sources, *destinations])
+            }
             kf = KubeFloaters(list(kube_clusters.values()), host_network, image, port)
             try:
                 err_console.print(f"placing floater DaemonSets ({image}) ...")
@@ -201,11 +207,11 @@ def dr(
             raise typer.Exit(EXIT_FAILURE)
 
 
-def _kube_cluster(kubeconfig: str) -> KubeCluster:
+def _kube_cluster(kubeconfig: str, context: str | None) -> KubeCluster:
     from clusterlink.doctor.kube import KubeCluster
     from clusterlink.kube.api import KubeApi
 
-    api = KubeApi(Target(kubeconfig), field_manager="kosmosctl-dr")
+    api = KubeApi(Target(kubeconfig, context), field_manager="kosmosctl-dr")
     return KubeCluster(api.context or Path(kubeconfig).name, api)
 
 
@@ -270,10 +276,11 @@ def analysis_cluster(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="table or json")
     ] = OutputFormat.table,
+    context: ContextOption = None,
 ) -> None:
     """Per node: the NodeConfig against what the kernel holds - in sync, or the differences."""
     with user_errors():
-        st, _ = control_store(kubeconfig, store)
+        st, _ = control_store(kubeconfig, store, context)
         try:
             cluster = st.get(Cluster, name)
             data = load_handle(cluster.spec.kubeconfig or "")

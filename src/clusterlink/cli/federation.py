@@ -45,6 +45,12 @@ KubeconfigOption = Annotated[
         help="The cluster: a kubeconfig file, or a lab handle file (`kosmosctl lab up`).",
     ),
 ]
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context", help="Kubernetes: the kubeconfig's context (default: its current one)."
+    ),
+]
 ImageOption = Annotated[
     str, typer.Option("--image", help="Kubernetes: the one image every component runs.")
 ]
@@ -77,7 +83,9 @@ def progress(message: str) -> None:
     err_console.print(f"  {message}", markup=False, highlight=False)
 
 
-def control_store(kubeconfig: str | None, store: str | None) -> tuple[Store, str]:
+def control_store(
+    kubeconfig: str | None, store: str | None, context: str | None = None
+) -> tuple[Store, str]:
     """The control plane's store: --store, else the lab store a handle names, else the
     Kubernetes API a kubeconfig points at."""
     if store:
@@ -89,7 +97,7 @@ def control_store(kubeconfig: str | None, store: str | None) -> tuple[Store, str
             return open_store(url), url
         if not Path(kubeconfig).is_file():
             fail(f"--kubeconfig {kubeconfig}: no such file")
-        url = kube_url(str(Path(kubeconfig).resolve()))
+        url = kube_url(str(Path(kubeconfig).resolve()), context)
         return open_store(url), url
     fail("--kubeconfig (a kubeconfig or a lab handle) or --store is required")
 
@@ -124,11 +132,21 @@ def kube_options(
     return kdeploy.KubeLinkOptions(network_type, ip_family, cni, default_nic, image, services)
 
 
-def read_kubeconfig(path: str) -> str:
+def read_kubeconfig(path: str, context: str | None = None) -> str:
+    """The kubeconfig's text, with `context` made current (it is stored and used elsewhere)."""
     try:
-        return Path(path).read_text()
+        text = Path(path).read_text()
     except OSError as exc:
         fail(f"--kubeconfig {path}: {exc.strerror}")
+    if context is None:
+        return text
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or context not in {
+        c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)
+    }:
+        fail(f"--context {context}: not a context of {path}")
+    data["current-context"] = context
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def wait_connected(st: Store, names: list[str], timeout: float, interval: float = 0.1) -> float:
@@ -180,6 +198,7 @@ def install(
     service_cidr: ServiceCidrOption = None,
     dry_run: DryRunOption = False,
     output: ManifestFormat = OutputFormat.yaml,
+    context: ContextOption = None,
 ) -> None:
     """Set up the control plane (store, network-manager) and join the control cluster itself."""
     with user_errors():
@@ -196,11 +215,11 @@ def install(
             return
         if not kubeconfig:
             fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
-        st, url = control_store(kubeconfig, store)
+        st, url = control_store(kubeconfig, store, context)
         if is_kube(kubeconfig):
             opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
-            api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
-            text = read_kubeconfig(kubeconfig)
+            api = KubeApi(Target(kubeconfig, context), field_manager=kdeploy.FIELD_MANAGER)
+            text = read_kubeconfig(kubeconfig, context)
             try:
                 kdeploy.install(api, st, text, name, opts, progress)
                 took = wait_connected(st, [name], wait_time, 1.0) if wait_time > 0 else 0.0
@@ -253,11 +272,19 @@ def join_cluster(
     service_cidr: ServiceCidrOption = None,
     dry_run: DryRunOption = False,
     output: ManifestFormat = OutputFormat.yaml,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Kubernetes: the member's context in --kubeconfig (the control cluster is "
+            "--host-kubeconfig's current one, or --kubeconfig's when none is given).",
+        ),
+    ] = None,
 ) -> None:
     """Create the Cluster and start its controller, electors and agents; wait until connected."""
     with user_errors():
         from clusterlink.kube import deploy as kdeploy
-        from clusterlink.kube.api import KubeApi
+        from clusterlink.kube.api import KubeApi, load_config
 
         if not enable_link:
             fail("only ClusterLink can be joined; --enable-link is required")
@@ -273,14 +300,17 @@ def join_cluster(
             return
         if not kubeconfig:
             fail("--kubeconfig (the member cluster: a kubeconfig or a lab handle) is required")
-        st, url = control_store(host_kubeconfig or kubeconfig, store)
+        st, url = control_store(host_kubeconfig or kubeconfig, store)  # its current context
         if is_kube(kubeconfig):
             opts = kube_options(network_type, ip_family, cni, default_nic, image, service_cidr)
             try:
-                same = host_kubeconfig is None or _same_file(host_kubeconfig, kubeconfig)
-                control = None if same else kdeploy.control_kubeconfig_text(host_kubeconfig or "")
-                api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
-                member_text = read_kubeconfig(kubeconfig)
+                api = KubeApi(Target(kubeconfig, context), field_manager=kdeploy.FIELD_MANAGER)
+                control_server = load_config(Target(host_kubeconfig or kubeconfig)).cluster.server
+                same = api.server == control_server
+                control = (
+                    None if same else kdeploy.control_kubeconfig_text(host_kubeconfig or kubeconfig)
+                )
+                member_text = read_kubeconfig(kubeconfig, context)
                 kdeploy.join(api, st, name, member_text, control, opts, progress)
                 took = wait_connected(st, [name], wait_time, 1.0) if wait_time > 0 else 0.0
             except (DeployError, LabError) as exc:
@@ -292,10 +322,6 @@ def join_cluster(
         typer.echo(f"cluster {name} joined and connected in {took:.1f} s")
 
 
-def _same_file(a: str, b: str) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
 @unjoin_app.command("cluster")
 def unjoin_cluster(
     name: Annotated[str, typer.Option("--name", help="The Cluster's name.")],
@@ -304,12 +330,13 @@ def unjoin_cluster(
     wait_time: Annotated[
         float, typer.Option("--wait-time", help="Seconds to wait for the agents to tear down.")
     ] = 60.0,
+    context: ContextOption = None,
 ) -> None:
     """Remove a member: its Cluster, ClusterNodes, NodeConfigs, components and kernel state."""
     with user_errors():
         from clusterlink.kube import deploy as kdeploy
 
-        st, _ = control_store(kubeconfig, store)
+        st, _ = control_store(kubeconfig, store, context)
         try:
             obj = st.get(Cluster, name)
             if kdeploy.member_kubeconfig_of(obj) is not None:
@@ -327,6 +354,7 @@ def uninstall(
     wait_time: Annotated[
         float, typer.Option("--wait-time", help="Seconds to wait for each member's agents.")
     ] = 60.0,
+    context: ContextOption = None,
 ) -> None:
     """Unjoin every cluster and stop the control plane."""
     with user_errors():
@@ -335,10 +363,10 @@ def uninstall(
 
         if not kubeconfig:
             fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
-        st, _ = control_store(kubeconfig, store)
+        st, _ = control_store(kubeconfig, store, context)
         try:
             if is_kube(kubeconfig):
-                api = KubeApi(Target(kubeconfig), field_manager=kdeploy.FIELD_MANAGER)
+                api = KubeApi(Target(kubeconfig, context), field_manager=kdeploy.FIELD_MANAGER)
                 kdeploy.uninstall(api, st, progress, wait_time)
             else:
                 deploy.uninstall(st, load_handle(kubeconfig)["lab"], progress)

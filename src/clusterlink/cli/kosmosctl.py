@@ -27,7 +27,7 @@ from clusterlink.cli.common import (
     format_table,
     user_errors,
 )
-from clusterlink.cli.federation import KubeconfigOption
+from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.planner import plan
 from clusterlink.store.base import NotFound, Store
@@ -74,6 +74,7 @@ def apply(
     ],
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="table or json")
     ] = OutputFormat.table,
@@ -83,7 +84,7 @@ def apply(
         objects = read_manifest(filename)
         if not objects:
             raise ManifestError(f"{filename}: no objects")
-        st = store_for(kubeconfig, store)
+        st = store_for(kubeconfig, store, context)
         before: dict[tuple[str, str], Resource | None] = {}
         for obj in objects:
             try:
@@ -191,12 +192,13 @@ def get(
     ] = None,
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
 ) -> None:
     """List objects of a kind, or show one."""
     with user_errors():
         cls = kind_class(kind)
         labels = _parse_selector(selector)
-        st = store_for(kubeconfig, store)
+        st = store_for(kubeconfig, store, context)
         if name is not None:
             objects: list[Resource] = [st.get(cls, name)]
         else:
@@ -239,11 +241,12 @@ def delete(
     name: Annotated[str, typer.Argument(help="Object name.")],
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
 ) -> None:
     """Delete one object."""
     with user_errors():
         cls = kind_class(kind)
-        store_for(kubeconfig, store).delete(cls, name)
+        store_for(kubeconfig, store, context).delete(cls, name)
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
 
 
@@ -313,10 +316,10 @@ app.command("dr")(doctor_cli.dr)
 app.add_typer(doctor_cli.analysis_app, name="analysis")
 
 
-def store_for(kubeconfig: str | None, store: str | None) -> Store:
+def store_for(kubeconfig: str | None, store: str | None, context: str | None = None) -> Store:
     """--store, else the store the control cluster's --kubeconfig names, else the default."""
     if kubeconfig and not store:
-        return federation.control_store(kubeconfig, None)[0]
+        return federation.control_store(kubeconfig, None, context)[0]
     return open_store(store)
 
 

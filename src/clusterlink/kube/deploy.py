@@ -95,11 +95,18 @@ def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None)
 
 
 def control_kubeconfig_text(path: str) -> str:
-    """The control cluster's kubeconfig as members will mount it: it must embed its files."""
+    """The control cluster's kubeconfig as members will mount it: only its current context
+    (members get no other cluster's credentials), and it must embed its files."""
     try:
-        text = Path(path).read_text()
+        data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise DeployError(f"kubeconfig {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise DeployError(f"kubeconfig {path}: not YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise DeployError(f"kubeconfig {path}: not a kubeconfig")
+    minified = _minify(data) if data.get("current-context") else data
+    text = str(yaml.safe_dump(minified, sort_keys=False))
     refs = [r.rstrip(":") for r in _FILE_REFS if r in text]
     if refs:
         raise DeployError(
@@ -107,6 +114,21 @@ def control_kubeconfig_text(path: str) -> str:
             "read; give one with embedded data: `kubectl config view --flatten --minify`"
         )
     return text
+
+
+def _minify(data: dict[str, Any]) -> dict[str, Any]:
+    """Only the current context, its cluster and its user (kubectl's --minify)."""
+    current = data["current-context"]
+    contexts = [c for c in data.get("contexts") or [] if c.get("name") == current]
+    if not contexts:
+        raise DeployError(f"kubeconfig: current context {current!r} is not defined")
+    ref = contexts[0].get("context") or {}
+    return {
+        **{k: v for k, v in data.items() if k not in ("clusters", "users", "contexts")},
+        "contexts": contexts,
+        "clusters": [c for c in data.get("clusters") or [] if c.get("name") == ref.get("cluster")],
+        "users": [u for u in data.get("users") or [] if u.get("name") == ref.get("user")],
+    }
 
 
 def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) -> Cluster:

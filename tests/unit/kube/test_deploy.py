@@ -3,11 +3,13 @@ objects, idempotent, and all gone afterwards. A real network-manager runs on the
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
@@ -187,3 +189,36 @@ def test_dr_refuses_a_mix_of_lab_handles_and_kubeconfigs(
         app, ["dr", "--src-kubeconfig", str(control.kubeconfig), "--dst-kubeconfig", str(handle)]
     )
     assert result.exit_code == 2 and "not a mix" in result.output
+
+
+def test_contexts_of_one_kubeconfig(
+    control: RunningApiServer, member: RunningApiServer, tmp_path: Path
+) -> None:
+    """One kubeconfig, two contexts: --context picks the cluster; the control cluster of a join
+    is the file's current context; the member's stored kubeconfig has its context current."""
+    both = yaml.safe_load(control.kubeconfig.read_text())
+    other = yaml.safe_load(member.kubeconfig.read_text())
+    for key in ("clusters", "users", "contexts"):
+        for entry in other[key]:
+            entry["name"] = "member"
+        both[key] += other[key]
+    both["contexts"][1]["context"] = {"cluster": "member", "user": "member"}
+    config = tmp_path / "both.kubeconfig"
+    config.write_text(yaml.safe_dump(both))
+    k = str(config)
+    kosmosctl("install", "--kubeconfig", k, "--context", "double", "--wait-time", "0")
+    kosmosctl("join", "cluster", "--name", "m1", "--kubeconfig", k, "--context", "member",
+              "--network-type", "p2p", "--wait-time", "0")  # fmt: skip
+    assert ("deployments", "kosmos-system", "clusterlink-controller") in inventory(member)
+    secret = next(s for s in member.objects("secrets") if s["metadata"]["name"] == m.CONTROL_SECRET)
+    mounted = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
+    assert [c["name"] for c in mounted["clusters"]] == ["double"]  # the control cluster only
+    out = kosmosctl("get", "clusters", "--kubeconfig", k, "--context", "double")
+    assert "m1" in out and "kosmos-control-cluster" in out
+    stored = KubeStore(KubeApi(Target(str(control.kubeconfig)))).get(Cluster, "m1")
+    text = kdeploy.member_kubeconfig_of(stored)
+    assert text is not None and yaml.safe_load(text)["current-context"] == "member"
+    result = CliRunner().invoke(app, ["get", "clusters", "--kubeconfig", k, "--context", "nope"])
+    assert result.exit_code == 2 and "Context 'nope' not found" in result.output
+    kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", k)
+    assert inventory(member) == {("namespaces", None, "kosmos-system")}
