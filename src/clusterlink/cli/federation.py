@@ -211,7 +211,7 @@ def install(
                 name, opts, True, None
             )
             cluster = kdeploy.cluster_object(name, "(the control cluster's kubeconfig)", opts)
-            print_manifests([*_unique(objects), cluster.to_dict()], output)
+            print_manifests([*manifests.unique(objects), cluster.to_dict()], output)
             return
         if not kubeconfig:
             fail("--kubeconfig (the control cluster: a kubeconfig or a lab handle) is required")
@@ -234,17 +234,6 @@ def install(
 
 def _ready(took: float, wait_time: float) -> str:
     return f" and ready in {took:.1f} s" if wait_time > 0 else " (not waiting: --wait-time 0)"
-
-
-def _unique(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
-    out = []
-    for obj in objects:
-        key = manifests.object_path(obj)
-        if key not in seen:
-            seen.add(key)
-            out.append(obj)
-    return out
 
 
 join_app = typer.Typer(help="Join a member cluster.", no_args_is_help=True)

@@ -233,7 +233,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     objects = member_objects(name, KubeLinkOptions(), same_cluster=True, control_kubeconfig=None)
     objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
-    remove(member, _unique(workloads), progress)  # controller and electors: they would recreate
+    remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
     store.delete(Cluster, name)
     nodes = store.list(ClusterNode, {C.CLUSTER_LABEL: name})
     for cn in nodes:
@@ -253,7 +253,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
         time.sleep(0.2)
     time.sleep(2.0 if names else 0.0)  # let agents see their NodeConfig go and tear down
     rest = [o for o in objects if o["kind"] not in ("Deployment", "Namespace")]
-    remove(member, _unique(rest), progress)
+    remove(member, m.unique(rest), progress)
     progress(f"{name}: unjoined")
 
 
@@ -265,14 +265,3 @@ def uninstall(control: KubeApi, store: Store, progress: Progress, timeout: float
     with contextlib.suppress(NotFound):
         control.request("DELETE", m.object_path(m.namespace()))
         progress(f"deleted Namespace {C.DEFAULT_NAMESPACE}")
-
-
-def _unique(objects: list[m.Obj]) -> list[m.Obj]:
-    seen: set[str] = set()
-    out = []
-    for obj in objects:
-        key = m.object_path(obj)
-        if key not in seen:
-            seen.add(key)
-            out.append(obj)
-    return out

@@ -455,3 +455,15 @@ def describe(obj: Obj) -> str:
     meta = obj["metadata"]
     ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
     return f"{obj['kind']} {ns}{meta['name']}"
+
+
+def unique(objects: list[Obj]) -> list[Obj]:
+    """The first of each object (by API path), in order."""
+    seen: set[str] = set()
+    out = []
+    for obj in objects:
+        key = object_path(obj)
+        if key not in seen:
+            seen.add(key)
+            out.append(obj)
+    return out
