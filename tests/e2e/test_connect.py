@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from clusterlink.api import ClusterNode
+from clusterlink.controllers.membership import connected
 from clusterlink.lab import deploy, supervisor
 from clusterlink.lab.state import handle_path, state_dir, store_url
 from tests.e2e.connect import Lab, joined_lab, ping, wait_for
@@ -95,7 +96,7 @@ def test_third_cluster_joins_and_leaves(mixed: Lab) -> None:
         deploy.LinkOptions("p2p", "ipv4"),
         lambda _: None,
     )
-    wait_for(lambda: deploy.connected(mixed.store, ["c1", "c2", "c3"])[0], 30, "c3 connected")
+    wait_for(lambda: connected(mixed.store, ["c1", "c2", "c3"])[0], 30, "c3 connected")
     assert ping(c1.pods[0].netns, target, count=2) and ping(c3.pods[0].netns, c1.pods[2].ip or "")
     assert ping(c3.pods[1].netns, mixed.plan.cluster("c2").pods[2].ip or "")
     deploy.unjoin(mixed.store, "c3", lambda _: None)
@@ -195,7 +196,7 @@ def test_gateway_link_cut_fails_over(mixed: Lab) -> None:
         assert ping(c1.pods[1].netns, dst.ip6 or "")
     finally:
         subprocess.run(["ip", "-n", fabric, "link", "set", port, "up"], check=True)
-    wait_for(lambda: deploy.connected(mixed.store, ["c1", "c2"])[0], 20, "settled")
+    wait_for(lambda: connected(mixed.store, ["c1", "c2"])[0], 20, "settled")
 
 
 def test_lease_renewal_failure_recovers(mixed: Lab) -> None:
@@ -211,7 +212,7 @@ def test_lease_renewal_failure_recovers(mixed: Lab) -> None:
         subprocess.run(["kill", "-CONT", str(pid)], check=True)
     time.sleep(1.0)  # a few retry periods for the thawed elector
     assert gateway_of(mixed, "c2") != old
-    wait_for(lambda: deploy.connected(mixed.store, ["c1", "c2"])[0], 20, "settled")
+    wait_for(lambda: connected(mixed.store, ["c1", "c2"])[0], 20, "settled")
     assert ping(c1.pods[0].netns, c2.pods[2].ip or "")
 
 

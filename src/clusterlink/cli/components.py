@@ -246,8 +246,7 @@ def controller(
             api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
             overrides = [normalize_cidr(c) for c in service_cidr or []]
 
-            def calico_pools() -> int:
-                obj = st.get(Cluster, cluster)
+            def calico_pools(obj: Cluster) -> int:
                 options = obj.spec.cluster_link_options
                 if options is None or options.cni.lower() != "calico":
                     return 0

@@ -24,6 +24,7 @@ from clusterlink.cli.common import (
     fail,
     user_errors,
 )
+from clusterlink.controllers.membership import connected
 from clusterlink.kube import DeployError, manifests
 from clusterlink.kube.manifests import DEFAULT_IMAGE
 from clusterlink.kube.target import Target, kube_url
@@ -155,7 +156,7 @@ def wait_connected(st: Store, names: list[str], timeout: float, interval: float 
     start = time.monotonic()
     last = ""
     while True:
-        ok, waiting = deploy.connected(st, names)
+        ok, waiting = connected(st, names)
         if ok:
             return time.monotonic() - start
         if waiting != last:

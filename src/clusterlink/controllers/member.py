@@ -42,9 +42,9 @@ def lab_facts(handle: str | Path) -> MemberFacts:
     )
 
 
-def sync_member(store: Store, cluster: str, facts: MemberFacts) -> int:
+def sync_member(store: Store, cluster: str, facts: MemberFacts, obj: Cluster | None = None) -> int:
     """Create/update ClusterNodes (keeping what the agent and elector filled in), delete stale
-    ones, write the cluster's CIDRs. Returns the number of writes."""
+    ones, write the cluster's CIDRs (`obj`: the Cluster, if just read). Returns the writes."""
     writes = 0
     existing = {cn.name: cn for cn in store.list(ClusterNode, {C.CLUSTER_LABEL: cluster})}
     for node in facts.nodes:
@@ -86,7 +86,7 @@ def sync_member(store: Store, cluster: str, facts: MemberFacts) -> int:
             writes += 1
         except NotFound:
             pass
-    obj = store.get(Cluster, cluster)
+    obj = obj or store.get(Cluster, cluster)
     status = ClusterLinkStatus(
         pod_cidrs=list(facts.pod_cidrs), service_cidrs=list(facts.service_cidrs)
     )
@@ -111,7 +111,7 @@ class MemberController:
         facts: FactsSource,
         *,
         period: float = 5.0,
-        extra: Callable[[], int] | None = None,
+        extra: Callable[[Cluster], int] | None = None,
     ) -> None:
         self.store, self.cluster, self.facts, self.period = store, cluster, facts, period
         self.extra = extra
@@ -119,9 +119,9 @@ class MemberController:
     def step(self) -> int:
         try:
             obj = self.store.get(Cluster, self.cluster)
-            writes = sync_member(self.store, self.cluster, self.facts(obj))
+            writes = sync_member(self.store, self.cluster, self.facts(obj), obj)
             if self.extra is not None:
-                writes += self.extra()
+                writes += self.extra(obj)
             return writes
         except NotFound:
             log.info("cluster %s is not there (yet)", self.cluster)

@@ -21,14 +21,11 @@ import yaml
 
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
-from clusterlink.api.clusternode import ClusterNode
-from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
-from clusterlink.api.nodeconfig import NodeConfig
-from clusterlink.controllers.elector import lease_name
+from clusterlink.controllers.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import APPLY_PATCH, KubeApi
+from clusterlink.kube.api import APPLY_PATCH, KubeApi, load_config
 from clusterlink.kube.target import Target
 from clusterlink.store.base import NotFound, Store, StoreError
 
@@ -200,7 +197,7 @@ def _server_of(cluster: Cluster) -> str | None:
     if text is None:
         return None
     try:
-        return str(KubeApi(Target(data=text)).server)
+        return str(load_config(Target(data=text)).cluster.server)  # no client needed
     except StoreError:
         return None
 
@@ -234,23 +231,17 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
     remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
-    store.delete(Cluster, name)
-    nodes = store.list(ClusterNode, {C.CLUSTER_LABEL: name})
-    for cn in nodes:
-        with contextlib.suppress(NotFound):
-            store.delete(ClusterNode, cn.name)
-    with contextlib.suppress(NotFound):
-        store.delete(Lease, lease_name(name), C.DEFAULT_NAMESPACE)
+    nodes = forget(store, name)
     progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
     names = {cn.name for cn in nodes}
-    deadline = time.monotonic() + timeout
-    while any(nc.name in names for nc in store.list(NodeConfig)):
-        if time.monotonic() > deadline:
-            raise DeployError(
-                f"{name}: the network-manager did not remove its NodeConfigs in {timeout:.0f} s "
-                "(is it running?); the agents keep the tunnels until it does"
-            )
-        time.sleep(0.2)
+    wait_until(
+        lambda: nodeconfigs_gone(store, names),
+        timeout,
+        f"{name}: the network-manager to remove its NodeConfigs (is it running? the agents keep "
+        "the tunnels until it does)",
+        DeployError,
+        interval=0.2,
+    )
     time.sleep(2.0 if names else 0.0)  # let agents see their NodeConfig go and tear down
     rest = [o for o in objects if o["kind"] not in ("Deployment", "Namespace")]
     remove(member, m.unique(rest), progress)

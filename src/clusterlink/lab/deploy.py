@@ -10,25 +10,21 @@ Component names: `network-manager`, `<cluster>.controller`, `<cluster>.elector.<
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, IPFamily, NetworkType
-from clusterlink.api.clusternode import ClusterNode, cluster_node_name
+from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
-from clusterlink.api.nodeconfig import NodeConfig
-from clusterlink.controllers.elector import lease_name
+from clusterlink.controllers.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.lab import supervisor
 from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
-from clusterlink.planner import plan
 from clusterlink.store.base import NotFound, Store
 
 COMPONENT = [sys.executable, "-m", "clusterlink.cli.components"]
@@ -131,24 +127,16 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     d = state_dir(lab)
     keep_agents = [c for c in _components_of(lab, name) if ".agent." not in c]
     supervisor.unregister(d, keep_agents)  # controller and electors first: they would recreate
-    store.delete(Cluster, name)
-    with_label = store.list(ClusterNode, {C.CLUSTER_LABEL: name})
-    for cn in with_label:
-        with contextlib.suppress(NotFound):
-            store.delete(ClusterNode, cn.name)
-    with contextlib.suppress(NotFound):
-        store.delete(Lease, lease_name(name), C.DEFAULT_NAMESPACE)
+    with_label = forget(store, name)
     progress(
         f"{name}: Cluster and {len(with_label)} ClusterNodes deleted; waiting for agents to tear down"
     )
-    names = [cluster_node_name(name, n.name) for n in cluster.nodes]
+    names = {cluster_node_name(name, n.name) for n in cluster.nodes}
     wait_until(
-        lambda: (
-            not any(nc.name in names for nc in store.list(NodeConfig))
-            and no_state_left([n.netns for n in cluster.nodes])
-        ),
+        lambda: nodeconfigs_gone(store, names) and no_state_left([n.netns for n in cluster.nodes]),
         timeout,
         f"{name}: NodeConfigs removed and no vx device left on its nodes",
+        LabError,
     )
     supervisor.unregister(d, _components_of(lab, name))
     progress(f"{name}: unjoined; its nodes hold no clusterlink state")
@@ -161,47 +149,3 @@ def uninstall(store: Store, lab: str, progress: Progress) -> None:
     for lease in store.list(Lease):
         store.delete(Lease, lease.metadata.name, lease.metadata.namespace)
     progress("control plane removed")
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise LabError(f"timed out after {timeout:.0f} s waiting for: {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
-
-
-def connected(store: Store, names: list[str]) -> tuple[bool, str]:
-    """Every node of these clusters is planned, applied and Synced at its current spec."""
-    clusters = {c.name: c for c in store.list(Cluster)}
-    nodes = store.list(ClusterNode)
-    configs = {nc.name: nc for nc in store.list(NodeConfig)}
-    expected = plan(list(clusters.values()), nodes)  # what the network-manager must have written
-    for name in names:
-        c = clusters.get(name)
-        if c is None:
-            return False, f"Cluster {name}"
-        if not c.status.cluster_link_status.pod_cidrs:
-            return False, f"{name}: pod CIDRs from its controller"
-        mine = [n for n in nodes if n.spec.cluster_name == name]
-        if not mine:
-            return False, f"{name}: ClusterNodes from its controller"
-        for n in mine:
-            if not n.spec.interface_name:
-                return False, f"{n.name}: NIC detection by its agent"
-        link = c.link
-        if link and link.network_type == "gateway" and not any(n.spec.is_gateway for n in mine):
-            return False, f"{name}: a gateway elected"
-        for n in mine:
-            nc = configs.get(n.name)
-            if nc is None:
-                return False, f"{n.name}: its NodeConfig"
-            if n.name in expected and expected.spec(n.name) != nc.spec:
-                return False, f"{n.name}: the network-manager to plan the latest facts"
-            if (
-                nc.status.phase != "Synced"
-                or nc.status.observed_generation != nc.metadata.generation
-            ):
-                return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
-    return True, ""

@@ -86,8 +86,7 @@ class KubeStore:
     def _body(obj: Resource) -> dict[str, Any]:
         data = obj.to_dict()
         meta = data["metadata"]
-        for server_field in ("deletionTimestamp",):
-            meta.pop(server_field, None)
+        meta.pop("deletionTimestamp", None)  # the server's to set
         if type(obj).NAMESPACED:
             meta.setdefault("namespace", C.DEFAULT_NAMESPACE)
         return data

@@ -64,7 +64,7 @@ def controller(api: KubeApi, store: KubeStore, name: str) -> MemberController:
         store,
         name,
         lambda obj: kube_facts(api, obj),
-        extra=lambda: sync_calico_pools(api, store, name),
+        extra=lambda _obj: sync_calico_pools(api, store, name),
     )
 
 

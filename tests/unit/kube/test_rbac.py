@@ -63,7 +63,7 @@ def test_every_component_works_under_its_own_account(
     ctrl_store = KubeStore(ctrl)
     controller = MemberController(
         ctrl_store, CLUSTER, lambda obj: kube_facts(ctrl, obj),
-        extra=lambda: sync_calico_pools(ctrl, ctrl_store, CLUSTER),
+        extra=lambda _obj: sync_calico_pools(ctrl, ctrl_store, CLUSTER),
     )  # fmt: skip
     assert controller.step() > 0
     assert [cn.name for cn in ctrl_store.list(ClusterNode)] == [

@@ -1,0 +1,85 @@
+"""A member cluster's life in the store, wherever its components run (lab processes or
+Kubernetes workloads): when it counts as connected, how it is forgotten, and waiting."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster
+from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.lease import Lease
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.controllers.elector import lease_name
+from clusterlink.planner import plan
+from clusterlink.store.base import NotFound, Store
+
+
+def forget(store: Store, name: str) -> list[ClusterNode]:
+    """Delete the Cluster, its ClusterNodes and its gateway Lease (the network-manager then
+    deletes the NodeConfigs, and the agents tear down). Returns the ClusterNodes it had."""
+    store.delete(Cluster, name)
+    nodes = list(store.list(ClusterNode, {C.CLUSTER_LABEL: name}))
+    for cn in nodes:
+        with contextlib.suppress(NotFound):
+            store.delete(ClusterNode, cn.name)
+    with contextlib.suppress(NotFound):
+        store.delete(Lease, lease_name(name), C.DEFAULT_NAMESPACE)
+    return nodes
+
+
+def nodeconfigs_gone(store: Store, names: set[str]) -> bool:
+    return not any(nc.name in names for nc in store.list(NodeConfig))
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    error: type[Exception] = TimeoutError,
+    interval: float = 0.1,
+) -> float:
+    """Poll `check` until true; `error(message)` after `timeout` seconds. Returns seconds."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise error(f"timed out after {timeout:.0f} s waiting for: {what}")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def connected(store: Store, names: list[str]) -> tuple[bool, str]:
+    """Every node of these clusters is planned, applied and Synced at its current spec."""
+    clusters = {c.name: c for c in store.list(Cluster)}
+    nodes = store.list(ClusterNode)
+    configs = {nc.name: nc for nc in store.list(NodeConfig)}
+    expected = plan(list(clusters.values()), nodes)  # what the network-manager must have written
+    for name in names:
+        c = clusters.get(name)
+        if c is None:
+            return False, f"Cluster {name}"
+        if not c.status.cluster_link_status.pod_cidrs:
+            return False, f"{name}: pod CIDRs from its controller"
+        mine = [n for n in nodes if n.spec.cluster_name == name]
+        if not mine:
+            return False, f"{name}: ClusterNodes from its controller"
+        for n in mine:
+            if not n.spec.interface_name:
+                return False, f"{n.name}: NIC detection by its agent"
+        link = c.link
+        if link and link.network_type == "gateway" and not any(n.spec.is_gateway for n in mine):
+            return False, f"{name}: a gateway elected"
+        for n in mine:
+            nc = configs.get(n.name)
+            if nc is None:
+                return False, f"{n.name}: its NodeConfig"
+            if n.name in expected and expected.spec(n.name) != nc.spec:
+                return False, f"{n.name}: the network-manager to plan the latest facts"
+            if (
+                nc.status.phase != "Synced"
+                or nc.status.observed_generation != nc.metadata.generation
+            ):
+                return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
+    return True, ""
