@@ -1,5 +1,5 @@
-"""Idle store traffic (issue 13): a connected 20-cluster x 5-node lab (the shape of
-bench_scale), left alone; store requests per minute, per component role and in all.
+"""Idle store traffic (issue 13): a connected 20-cluster x 3-node lab (bench_scale's
+clusters, 3 nodes each), left alone; store requests per minute, per component role and in all.
 
 Method: `CLUSTERLINK_STORE_COUNT=DIR` makes every process's `open_store` count its Store calls
 (`clusterlink.store.counting`; a watch counts once when it starts, as one long request on
@@ -16,16 +16,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from clusterlink.cli.federation import wait_connected
-from clusterlink.cli.lab import lab_down, lab_up
-from clusterlink.lab import deploy
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path, store_url
 from clusterlink.lab.topology import Topology, plan_lab
 from clusterlink.store.counting import ENV_COUNT
 from clusterlink.store.sqlite import SqliteStore
 
 CLUSTERS = int(os.environ.get("IDLE_CLUSTERS", "20"))
-NODES = int(os.environ.get("IDLE_NODES", "5"))
+NODES = int(os.environ.get("IDLE_NODES", "3"))
 SETTLE = float(os.environ.get("IDLE_SETTLE", "20"))
 WINDOW = float(os.environ.get("IDLE_WINDOW", "60"))
 

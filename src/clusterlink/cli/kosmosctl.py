@@ -29,9 +29,9 @@ from clusterlink.cli.common import (
 )
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
+from clusterlink.federation.control import store_for
 from clusterlink.planner import plan
-from clusterlink.store.base import NotFound, Store
-from clusterlink.store.url import open_store
+from clusterlink.store.base import NotFound
 
 app = typer.Typer(
     name="kosmosctl",
@@ -313,14 +313,8 @@ app.command("uninstall")(federation.uninstall)
 app.add_typer(federation.join_app, name="join")
 app.add_typer(federation.unjoin_app, name="unjoin")
 app.command("dr")(doctor_cli.dr)
+app.command("check", help="The same as `dr` (Kosmos renamed dr to check).")(doctor_cli.dr)
 app.add_typer(doctor_cli.analysis_app, name="analysis")
-
-
-def store_for(kubeconfig: str | None, store: str | None, context: str | None = None) -> Store:
-    """--store, else the store the control cluster's --kubeconfig names, else the default."""
-    if kubeconfig and not store:
-        return federation.control_store(kubeconfig, None, context)[0]
-    return open_store(store)
 
 
 def main() -> None:

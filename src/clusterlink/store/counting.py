@@ -32,6 +32,7 @@ class CountingStore:
         self.counts: Counter[str] = Counter()
         self.started = time.time()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer of the file at a time
         self._flushed = 0.0
         directory.mkdir(parents=True, exist_ok=True)
         atexit.register(self.flush)
@@ -44,17 +45,22 @@ class CountingStore:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            self._flushed = time.monotonic()
-            data: dict[str, Any] = {
-                "argv": sys.argv,
-                "started": self.started,
-                "written": time.time(),
-                "counts": dict(self.counts),
-            }
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+        """Write the counts so far; never fails the store call that triggered it."""
+        with self._write_lock:
+            with self._lock:
+                self._flushed = time.monotonic()
+                data: dict[str, Any] = {
+                    "argv": sys.argv,
+                    "started": self.started,
+                    "written": time.time(),
+                    "counts": dict(self.counts),
+                }
+            tmp = self.path.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(data))
+                tmp.replace(self.path)
+            except OSError:
+                pass
 
     def create(self, obj: R) -> R:
         self._count("create", obj.KIND)

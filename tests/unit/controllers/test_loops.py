@@ -11,8 +11,9 @@ import yaml
 from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
 from clusterlink.controllers.elector import Elector, set_gateway
 from clusterlink.controllers.leader import Leadership, LeaseTiming
-from clusterlink.controllers.member import lab_facts, sync_member
+from clusterlink.controllers.member import sync_member
 from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.lab.facts import lab_facts
 from clusterlink.store.sqlite import SqliteStore
 from tests.unit.planner.federation import cluster, node
 

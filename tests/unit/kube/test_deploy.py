@@ -19,8 +19,8 @@ from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.kube import deploy as kdeploy
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.lab.state import HANDLE_KIND
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer
