@@ -12,7 +12,7 @@ from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster
 from clusterlink.errors import BadInput
 from clusterlink.federation.base import Federation, LinkOptions, Progress, truthful
-from clusterlink.federation.control import Control, is_kube, open_control
+from clusterlink.federation.control import Control, default_kubeconfig, is_kube, open_control
 from clusterlink.federation.lab import LabFederation
 from clusterlink.federation.membership import wait_connected
 from clusterlink.kube.manifests import DEFAULT_IMAGE
@@ -71,13 +71,16 @@ def federation_of(
 
 def _require(kubeconfig: str | None, what: str) -> str:
     if not kubeconfig:
-        raise BadInput(f"--kubeconfig ({what}: a kubeconfig or a lab handle) is required")
+        raise BadInput(
+            f"--kubeconfig ({what}: a kubeconfig or a lab handle) is required when $KUBECONFIG "
+            "is unset and there is no ~/.kube/config"
+        )
     return kubeconfig
 
 
 def install(request: JoinRequest, progress: Progress) -> Joined:
     """Start the control plane and join the control cluster itself as `request.name`."""
-    kubeconfig = _require(request.kubeconfig, "the control cluster")
+    kubeconfig = _require(request.kubeconfig or default_kubeconfig(), "the control cluster")
     control = open_control(kubeconfig, request.store, request.context)
     fed = federation_of(control, kubeconfig, control_kubeconfig=kubeconfig,
                         control_context=request.context, member_context=request.context,
@@ -90,7 +93,10 @@ def install(request: JoinRequest, progress: Progress) -> Joined:
 def join(request: JoinRequest, progress: Progress) -> Joined:
     """Create the member's Cluster and start its components; wait until connected."""
     kubeconfig = _require(request.kubeconfig, "the member cluster")
-    host = request.host_kubeconfig or kubeconfig
+    # The control cluster: --host-kubeconfig; for a Kubernetes member else kubectl's default
+    # kubeconfig, as Kosmos does; else (a lab handle, or no default) the member's file.
+    default = default_kubeconfig() if is_kube(kubeconfig) else None
+    host = request.host_kubeconfig or default or kubeconfig
     control = open_control(host, request.store)  # the control cluster: its current context
     fed = federation_of(control, kubeconfig, control_kubeconfig=host,
                         member_context=request.context, image=request.image,
@@ -119,6 +125,7 @@ def unjoin(
     wait_time: float = 60.0,
 ) -> None:
     """Remove a member: the Cluster it was joined as says where its components run."""
+    kubeconfig = kubeconfig or (None if store else default_kubeconfig())
     control = open_control(kubeconfig, store, context)
     from clusterlink.kube.deploy import member_kubeconfig_of
 
@@ -139,7 +146,7 @@ def uninstall(
     wait_time: float = 60.0,
 ) -> None:
     """Unjoin every cluster and stop the control plane."""
-    kubeconfig = _require(kubeconfig, "the control cluster")
+    kubeconfig = _require(kubeconfig or default_kubeconfig(), "the control cluster")
     control = open_control(kubeconfig, store, context)
     fed = federation_of(control, kubeconfig, control_kubeconfig=kubeconfig,
                         control_context=context)  # fmt: skip

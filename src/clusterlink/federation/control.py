@@ -3,6 +3,7 @@ kubeconfig) and whether it runs in a lab or on Kubernetes."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,22 @@ class Control:
     store: Store
     url: str
     lab: str | None = None
+
+
+NO_STORE = (
+    "no store configured: pass --store URL (or set $CLUSTERLINK_STORE, e.g. "
+    "sqlite:///var/lib/clusterlink/clusterlink.db), or a cluster with --kubeconfig (or $KUBECONFIG)"
+)
+
+
+def default_kubeconfig() -> str | None:
+    """The kubeconfig kubectl would use: the first file in $KUBECONFIG, else ~/.kube/config
+    when it exists."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return next((p for p in env.split(os.pathsep) if p), None)
+    home = Path.home() / ".kube" / "config"
+    return str(home) if home.is_file() else None
 
 
 def is_kube(kubeconfig: str | None) -> bool:
@@ -57,10 +74,14 @@ def control_store(
 
 
 def store_for(kubeconfig: str | None, store: str | None, context: str | None = None) -> Store:
-    """--store, else the store the control cluster's --kubeconfig names, else the default."""
-    if kubeconfig and not store:
-        return open_control(kubeconfig, None, context).store
-    return open_store(store)
+    """--store (or $CLUSTERLINK_STORE), else the store the control cluster's kubeconfig names
+    (--kubeconfig, else kubectl's default); no store file is ever made up (BadInput)."""
+    if store:
+        return open_store(store)
+    kubeconfig = kubeconfig or default_kubeconfig()
+    if not kubeconfig:
+        raise BadInput(NO_STORE)
+    return open_control(kubeconfig, None, context).store
 
 
 def read_kubeconfig(path: str, context: str | None = None) -> str:
