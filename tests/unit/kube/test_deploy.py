@@ -222,3 +222,21 @@ def test_contexts_of_one_kubeconfig(
     assert result.exit_code == 2 and "Context 'nope' not found" in result.output
     kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", k)
     assert inventory(member) == {("namespaces", None, "kosmos-system")}
+
+
+def test_the_control_cluster_comes_from_kubeconfig_as_kubectl_finds_it(
+    control: RunningApiServer, member: RunningApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kosmos' commands: `install --cni calico --default-nic eth0` and `join cluster --name c
+    --kubeconfig MEMBER --cni calico --default-nic eth0 --enable-link`, the control cluster
+    from $KUBECONFIG; `get` reads it from there too."""
+    monkeypatch.delenv("CLUSTERLINK_STORE", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(control.kubeconfig))
+    kosmosctl("install", "--cni", "calico", "--default-nic", "eth0", "--wait-time", "0")
+    kosmosctl("join", "cluster", "--name", "c", "--kubeconfig", str(member.kubeconfig),
+              "--cni", "calico", "--default-nic", "eth0", "--enable-link", "--wait-time", "0")  # fmt: skip
+    assert ("deployments", "kosmos-system", "clusterlink-controller") in inventory(member)
+    rows = kosmosctl("get", "clusters").split()
+    assert "kosmos-control-cluster" in rows and "c" in rows
+    kosmosctl("uninstall")
+    assert inventory(member) == {("namespaces", None, "kosmos-system")}
