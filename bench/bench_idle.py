@@ -95,6 +95,13 @@ def main() -> int:
             top = ", ".join(f"{k} {v * per_min:.0f}" for k, v in diff.most_common(4))
             print(f"  {r}: {requests * per_min:.0f}/min ({top})")
         print(f"  all components: {total:.0f}/min")
+        nm = after.get("network-manager", Counter()) - before.get("network-manager", Counter())
+        lists = sum(v for k, v in nm.items() if k.startswith("list "))
+        writes = sum(v for k, v in nm.items() if k.split()[0] in ("create", "update", "delete"))
+        facts = sum(v for k, v in nm.items() if k.startswith("watch-event"))
+        print(f"  network-manager: LISTs {lists * per_min:.0f}/min, NodeConfig/Lease writes "
+              f"{writes * per_min:.0f}/min, after {facts * per_min:.0f} changes/min of Clusters "
+              "and ClusterNodes (gateway moves when electors lose their 2 s leases on a busy host)")  # fmt: skip
         return 0
     finally:
         lab_down(plan.name, quiet=True)
