@@ -21,7 +21,8 @@ KubeconfigOption = Annotated[
     str | None,
     typer.Option(
         "--kubeconfig",
-        help="The cluster: a kubeconfig file, or a lab handle file (`kosmosctl lab up`).",
+        help="The cluster: a kubeconfig file, or a lab handle file (`kosmosctl lab up`); for the "
+        "control cluster the default is kubectl's ($KUBECONFIG, else ~/.kube/config).",
     ),
 ]
 ContextOption = Annotated[
