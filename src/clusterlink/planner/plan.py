@@ -30,7 +30,12 @@ from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV, device_ip, plan_d
 from clusterlink.planner.exports import ExportTable, build_exports
 from clusterlink.planner.findings import Finding, sorted_findings
 from clusterlink.planner.l2 import bridge_peer, local_peer
-from clusterlink.planner.nat import gateway_masquerade, global_map
+from clusterlink.planner.nat import (
+    cni_exemptions,
+    gateway_masquerade,
+    global_map,
+    service_masquerade,
+)
 from clusterlink.planner.topology import Topology, build_topology
 
 _MASK = (1 << 64) - 1
@@ -330,6 +335,11 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
                         via.append((family, device_ip(gw_dev)))
         if bridge_families:
             iptables += global_map(cluster, mine)
+        if cluster.mode == "p2p" and topo.service_node.get(node.cluster) == node.name:
+            iptables += service_masquerade(cluster, node, mine)
+        iptables += cni_exemptions(
+            cluster, node, mine, gateway=cluster.mode == "gateway" and gateway == node.name
+        )
         local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
         local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
         iptables.sort(key=lambda r: (r.table, r.chain, r.rule))

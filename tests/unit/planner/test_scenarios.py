@@ -111,7 +111,13 @@ def test_worked_example_exactly() -> None:
         # Only toward a1: no same-cluster mesh between b1 and b2 (Kosmos adds one; no route uses it).
         assert fdbs(p, b) == [("192.168.1.11", a1_bridge, "vx-bridge")]
         assert arps(p, b) == [("220.168.1.11", a1_bridge, "vx-bridge")]
-        assert rules(p, b) == []  # P2P gateways get no masquerade
+    # The P2P cluster's gateway is its service node: remote Service traffic is marked and
+    # masqueraded toward backends on other nodes, so replies come back through it.
+    assert rules(p, "c2-b1") == [
+        ("POSTROUTING", "! -d 10.234.70.0/26 -m mark --mark 0x10/0x10 -j MASQUERADE"),
+        ("PREROUTING", "-d 10.234.0.0/18 -i vx-bridge -j MARK --set-xmark 0x10/0x10"),
+    ]
+    assert rules(p, "c2-b2") == []
     assert devices(p, "c2-b1") == {"vx-bridge": "220.168.2.21/8"}
 
 
