@@ -69,6 +69,15 @@ def desired_state(
     if len(out.devices) < len(spec.devices):  # a device was left out: so are its entries
         out.entries = out.entries.on(set(out.devices))
     for r in spec.iptables:
-        family = 6 if ":" in r.rule else 4
+        family = rule_family(r.rule)
         out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))
     return out, errors
+
+
+V6_DEVICES = frozenset((C.VX_BRIDGE6, C.VX_LOCAL6))
+
+
+def rule_family(rule: str) -> int:
+    """ip6tables for a rule with an IPv6 address (Kosmos' test: a ':' in the text) or one of
+    our IPv6 devices; iptables otherwise."""
+    return 6 if ":" in rule or not V6_DEVICES.isdisjoint(rule.split()) else 4

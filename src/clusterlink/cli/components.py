@@ -237,7 +237,15 @@ def controller(
         st = open_store(store)
         if kubeconfig and is_lab_handle(kubeconfig):
             handle = kubeconfig
-            worker = MemberController(st, cluster, lambda _c: lab_facts(handle), period=period)
+            from clusterlink.lab.cni import sync_pools
+
+            worker = MemberController(
+                st,
+                cluster,
+                lambda _c: lab_facts(handle),
+                period=period,
+                extra=lambda _c: sync_pools(st, cluster, handle),
+            )
         else:
             from clusterlink.kube.api import KubeApi
             from clusterlink.kube.member import kube_facts, sync_calico_pools

@@ -27,6 +27,7 @@ from clusterlink.cli.common import (
     format_table,
 )
 from clusterlink.lab import build, supervisor
+from clusterlink.lab.services import services_status
 from clusterlink.lab.state import (
     LabError,
     handle_path,
@@ -237,6 +238,7 @@ def status_of(lab: str) -> dict[str, Any]:
             }
             for c in plan.clusters
         ],
+        "services": services_status(plan),
     }
 
 
@@ -411,9 +413,7 @@ def demo(
         names = []
         for i, c in enumerate(plan.clusters):
             handle = str(handle_path(plan.name, c.name))
-            options = deploy.LinkOptions(
-                c.join.network_type, c.join.ip_family or c.ip_family, "calico", "*"
-            )
+            options = deploy.topology_options(c)
             if i == 0:
                 typer.echo(f"2/4 installing clusterlink; {c.name} joins as the control cluster")
                 deploy.install(st, url, handle, "kosmos-control-cluster", options, progress)

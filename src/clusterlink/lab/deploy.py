@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, IPFamily, NetworkType
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
+from clusterlink.api.registry import format_validation_error
 from clusterlink.controllers.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.lab import supervisor
 from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
@@ -44,8 +48,21 @@ Progress = Callable[[str], None]
 class LinkOptions:
     network_type: NetworkType = "gateway"  # kosmosctl's default (the CRD's is p2p)
     ip_family: IPFamily = "ipv4"
-    cni: str = "calico"
+    cni: str = "calico"  # the lab uses its cluster's own CNI whatever this says
     default_nic: str = "*"
+    # Any other clusterLinkOptions field, as JSON (globalCIDRsMap, bridgeCIDRs, ...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def topology_options(cluster: ClusterPlan) -> LinkOptions:
+    """How the topology's `join:` says to join this lab cluster."""
+    return LinkOptions(
+        cluster.join.network_type,
+        cluster.join.ip_family or cluster.ip_family,
+        cluster.cni,
+        "*",
+        cluster.join.link_fields(),
+    )
 
 
 def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
@@ -78,12 +95,22 @@ def join(
     for other in store.list(Cluster):
         if other.spec.kubeconfig == handle and other.name != name:
             raise LabError(f"{cluster.name} of lab {lab} is joined already, as {other.name}")
-    link = ClusterLinkOptions(
-        network_type=options.network_type,
-        ip_family=options.ip_family,
-        cni=options.cni,
-        default_nic_name=options.default_nic,
-    )
+    if options.cni.lower() not in ("calico", cluster.cni):
+        progress(
+            f"{cluster.name} runs {cluster.cni}: --cni {options.cni} does not apply in the lab"
+        )
+    try:
+        link = ClusterLinkOptions.model_validate(
+            {
+                **options.extra,
+                "networkType": options.network_type,
+                "ipFamily": options.ip_family,
+                "cni": cluster.cni,
+                "defaultNICName": options.default_nic,
+            }
+        )
+    except ValidationError as exc:
+        raise LabError(f"clusterLinkOptions of {name}: {format_validation_error(exc)}") from None
     obj = Cluster(
         metadata=ObjectMeta(name=name),
         spec=ClusterSpec(kubeconfig=handle, cluster_link_options=link),

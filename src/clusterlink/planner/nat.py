@@ -18,7 +18,8 @@ from clusterlink.api.nodeconfig import Device, Iptables
 from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV
 from clusterlink.planner.topology import ClusterView, NodeView
 
-CALICO = "calico"  # its IPPools carry the exceptions (written by the member controller)
+CALICO = "calico"
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}  # its IPPools carry the exceptions (written by the member controller)
 
 
 def _rule(chain: str, rule: str) -> Iptables:
@@ -89,8 +90,10 @@ def service_masquerade(
                 _rule("PREROUTING", f"-d {advertised} -i {dev} -j MARK --set-xmark {mark}")
             )
         blocks = [b for b in node.pod_cidrs if cidr_family(b) == family]
-        local = f"! -d {blocks[0]} " if len(blocks) == 1 else ""
-        rules.append(_rule("POSTROUTING", f"{local}-m mark --mark {mark} -j MASQUERADE"))
+        # With one block, "not to my own pods"; else "not multicast" (always true here):
+        # either way the text names the family (the agent picks ip6tables by the address).
+        dst = blocks[0] if len(blocks) == 1 else MULTICAST[family]
+        rules.append(_rule("POSTROUTING", f"! -d {dst} -m mark --mark {mark} -j MASQUERADE"))
     return rules
 
 
@@ -127,7 +130,7 @@ def cni_exemptions(
                 rules.append(
                     _rule("PREROUTING", f"! -s {pool} -i {bridge} -j MARK --set-xmark {mark}")
                 )
-                rules.append(_rule("POSTROUTING", f"-m mark --mark {mark} -j ACCEPT"))
+                rules.append(_rule("POSTROUTING", f"! -s {pool} -m mark --mark {mark} -j ACCEPT"))
         elif local in devices:
             rules += [_rule("POSTROUTING", f"-s {cidr} -o {local} -j ACCEPT") for cidr in mine]
     return rules

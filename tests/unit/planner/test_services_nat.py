@@ -40,7 +40,9 @@ def test_p2p_service_node_follows_the_gateway() -> None:
     p = plan([cluster("a"), cluster("b", services=("10.102.0.0/16",))], nodes)
     assert rules(p, "b-b1") == []
     # b2 has no pod block: every marked connection is masqueraded.
-    assert ("POSTROUTING", "-m mark --mark 0x10/0x10 -j MASQUERADE") in rules(p, "b-b2")
+    assert ("POSTROUTING", "! -d 224.0.0.0/4 -m mark --mark 0x10/0x10 -j MASQUERADE") in rules(
+        p, "b-b2"
+    )
 
 
 def test_gateway_mode_services_need_no_masquerade() -> None:
@@ -92,7 +94,7 @@ def test_non_calico_cnis_get_exemptions_from_their_masquerade(cni: str) -> None:
     assert sorted(rules(p, "g-g1")) == sorted(
         [
             ("POSTROUTING", "-s 10.3.0.0/16 -o vx-bridge -j ACCEPT"),
-            ("POSTROUTING", "-m mark --mark 0x20/0x20 -j ACCEPT"),
+            ("POSTROUTING", "! -s 220.0.0.0/8 -m mark --mark 0x20/0x20 -j ACCEPT"),
             ("POSTROUTING", "-s 210.0.0.0/8 -o vx-bridge -j MASQUERADE"),
             ("POSTROUTING", "-s 220.0.0.0/8 -j MASQUERADE"),
             ("PREROUTING", "! -s 220.0.0.0/8 -i vx-bridge -j MARK --set-xmark 0x20/0x20"),
@@ -123,3 +125,29 @@ def test_globally_mapped_pods_are_netmapped_not_exempted() -> None:
         ("POSTROUTING", "-s 10.1.0.0/16 -o vx-bridge -j NETMAP --to 10.11.0.0/16"),
         ("PREROUTING", "-d 10.11.0.0/16 -i vx-bridge -j NETMAP --to 10.1.0.0/16"),
     ]
+
+
+def test_ipv6_rules_name_their_family() -> None:
+    """The agent sends a rule to ip6tables when its text has an IPv6 address or device."""
+    p = plan(
+        [
+            cluster("a", family="all", pods=("10.1.0.0/16", "fd10:1::/48")),
+            cluster(
+                "g",
+                mode="gateway",
+                family="all",
+                pods=("10.3.0.0/16", "fd10:3::/48"),
+                services=("fd20:3::/108",),
+                cni="flannel",
+            ),
+        ],
+        [
+            node("a", "a1", ip="192.168.1.1", ip6="fd00:1::1", pods=("10.1.1.0/24",)),
+            node("g", "g1", ip="192.168.3.1", ip6="fd00:3::1", gateway=True),
+            node("g", "g2", ip="192.168.3.2", ip6="fd00:3::2"),
+        ],
+    )
+    v6 = [r for r in rules(p, "g-g1") if ":" in r[1]]
+    assert ("POSTROUTING", "! -s 9480::/16 -m mark --mark 0x20/0x20 -j ACCEPT") in v6
+    assert ("POSTROUTING", "-s fd10:3::/48 -o vx-bridge-6 -j ACCEPT") in v6
+    assert ("PREROUTING", "! -s 9480::/16 -i vx-bridge-6 -j MARK --set-xmark 0x20/0x20") in v6
