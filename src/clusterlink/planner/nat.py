@@ -18,8 +18,8 @@ from clusterlink.api.nodeconfig import Device, Iptables
 from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV
 from clusterlink.planner.topology import ClusterView, NodeView
 
-CALICO = "calico"
-MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}  # its IPPools carry the exceptions (written by the member controller)
+CALICO = "calico"  # its IPPools carry the exceptions (written by the member controller)
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
 def _rule(chain: str, rule: str) -> Iptables:
