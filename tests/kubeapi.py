@@ -16,7 +16,9 @@ parser and holds the objects itself, following the API server's rules:
   resource: Name, then the printer columns of the CRD the double holds (our generated CRDs
   before one is applied; Age alone for built-in kinds), JSONPath cells with arrays as JSON and
   dates as ages. Names, short names and columns of kosmos.io come from our CRDs, not copies.
-  Not served: watches in Table form (`kubectl get -w`), OpenAPI v2, protobuf;
+  `/openapi/v2` has no definitions (kubectl before 1.24, e.g. Debian's 1.20, validates
+  client-side against it and so skips every kind). Not served: Table watches
+  (`kubectl get -w`), protobuf objects;
 
 - one resourceVersion counter for every kind (etcd's revision); uid, creationTimestamp,
   generation 1 on create; **201** on create, 409 AlreadyExists on a duplicate;
@@ -351,6 +353,35 @@ def _openapi_documents() -> dict[str, bytes]:
         _openapi_path(g, v): json.dumps(_openapi_document(g, v)).encode()
         for g, v in _group_versions()
     }
+
+
+def _protobuf(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def openapi_v2(path: str, accept: str) -> aiohttp.web.Response | None:
+    """`/openapi/v2` without definitions, for kubectl before 1.24 (Debian's is 1.20): it
+    validates client-side against this and skips kinds the document does not define. It asks
+    for gnostic's protobuf `Document`: swagger (1), info (2: title 1, version 2), paths (8)."""
+    if path.rstrip("/") != "/openapi/v2":
+        return None
+    title, version = "Kubernetes", VERSION["gitVersion"]
+    if "protobuf" in accept:
+        info = _protobuf(1, title.encode()) + _protobuf(2, version.encode())
+        body = _protobuf(1, b"2.0") + _protobuf(2, info) + _protobuf(8, b"")
+        return aiohttp.web.Response(body=body, content_type="application/octet-stream")
+    document = {"swagger": "2.0", "info": {"title": title, "version": version}, "paths": {}}
+    return _json(document)
 
 
 def openapi_v3(path: str) -> aiohttp.web.Response | None:
@@ -893,7 +924,7 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
             accept = request.headers.get("Accept", "")
             answer = discovery(request.url.path, accept)
             if answer is None:
-                answer = openapi_v3(request.url.path)
+                answer = openapi_v3(request.url.path) or openapi_v2(request.url.path, accept)
             if answer is None:
                 error = ApiError(
                     404, "NotFound", "the server could not find the requested resource"

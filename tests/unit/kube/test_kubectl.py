@@ -32,7 +32,7 @@ from clusterlink.kube.target import Target
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import AGE_COLUMN, RunningApiServer, cell, human_duration
 
-KUBECTL = shutil.which("kubectl")
+KUBECTL = shutil.which(os.environ.get("KUBECTL", "kubectl"))  # KUBECTL=path: another one
 needs_kubectl = pytest.mark.skipif(
     KUBECTL is None,
     reason="no kubectl binary on PATH (.ci/run installs Debian's kubernetes-client)",
