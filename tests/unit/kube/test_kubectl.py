@@ -129,6 +129,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             store.update_status(synced)
             yield Federation(control, member, tmp_path / "kubectl")
         finally:
+            store.close()
             for client in (control_api, member_api):
                 client.close()
 
@@ -191,8 +192,8 @@ def test_kubectl_finds_our_kinds_by_discovery(federation: Federation) -> None:
         "nodeconfigs.kosmos.io",
     ]
     # The member's objects are in the member cluster, where a namespace list works too.
-    pods = kubectl(federation.member, federation.home, "get", "daemonsets", "-n", "kosmos-system")
-    assert columns(pods)[1][0]["NAME"] == "clusterlink-agent"
+    agents = kubectl(federation.member, federation.home, "get", "daemonsets", "-n", "kosmos-system")
+    assert columns(agents)[1][0]["NAME"] == "clusterlink-agent"
     assert "kosmos-system" in kubectl(federation.member, federation.home, "get", "namespaces")
 
 
