@@ -59,7 +59,9 @@ DISTINCT: dict[str, object] = {
     ],
 }
 
-SAME: dict[str, object] = {  # both clusters: pods 10.50.0.0/16 + fd10:50::/48, services 10.150.0.0/16 + fd20:50::/108
+SAME: dict[
+    str, object
+] = {  # both clusters: pods 10.50.0.0/16 + fd10:50::/48, services 10.150.0.0/16 + fd20:50::/108
     "podCIDRs": ["10.50.0.0/16", "fd10:50::/48"],
     "serviceCIDRs": ["10.150.0.0/16", "fd20:50::/108"],
 }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from clusterlink import constants as C
 from clusterlink.agent.firewall import Rule
 from clusterlink.agent.kernel import Entries, Link, VxlanSpec
+from clusterlink.agent.prefixmaps import PrefixMap
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 
@@ -18,6 +19,7 @@ class Desired:
     rule_families: set[int] = field(default_factory=set)
     sysctls: dict[str, str] = field(default_factory=dict)
     firewall: dict[int, set[Rule]] = field(default_factory=lambda: {4: set(), 6: set()})
+    prefix_maps: dict[int, set[PrefixMap]] = field(default_factory=lambda: {4: set(), 6: set()})
 
 
 def family_of_device(name: str) -> int:
@@ -71,6 +73,9 @@ def desired_state(
     for r in spec.iptables:
         family = rule_family(r.rule)
         out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))
+    for m in spec.address_maps:
+        family = 6 if ":" in m.cidr else 4
+        out.prefix_maps[family].add(PrefixMap(family, m.dev, m.cidr, m.global_cidr))
     return out, errors
 
 

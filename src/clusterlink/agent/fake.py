@@ -1,4 +1,4 @@
-"""Fakes of the Kernel and Firewall ports: state in dicts, loud on what a kernel refuses."""
+"""Fakes of the Kernel, Firewall and PrefixMaps ports: state in dicts, loud on what a kernel refuses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
+from clusterlink.agent.prefixmaps import PrefixMap
 
 
 class FakeKernel:
@@ -115,3 +116,22 @@ class FakeFirewall:
     def teardown(self, family: int) -> None:
         self.calls.append(f"teardown {family}")
         self.state[family] = FamilyState()
+
+
+class FakePrefixMaps:
+    """Our nft tables per family as plain sets."""
+
+    def __init__(self) -> None:
+        self.state: dict[int, set[PrefixMap]] = {4: set(), 6: set()}
+        self.calls: list[str] = []
+
+    def observe(self) -> dict[int, set[PrefixMap]]:
+        return {f: set(m) for f, m in self.state.items()}
+
+    def write(self, family: int, maps: set[PrefixMap]) -> None:
+        self.calls.append(f"write {family} {len(maps)}")
+        self.state[family] = set(maps)
+
+    def teardown(self, family: int) -> None:
+        self.calls.append(f"teardown {family}")
+        self.state[family] = set()

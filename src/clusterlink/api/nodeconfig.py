@@ -106,12 +106,29 @@ class Arp(Fdb):
     pass
 
 
+class AddressMap(Entry):
+    """Ours: stateless 1:1 prefix translation on one of our devices - destinations of
+    arriving packets `globalCIDR` -> `cidr`, sources of leaving ones `cidr` -> `globalCIDR`.
+    For Service CIDRs in globalCIDRsMap: kube-proxy must see the real ClusterIP, and a NAT
+    rule (NETMAP) ahead of it would end the nat table's traversal before it does."""
+
+    dev: str
+    cidr: str
+    global_cidr: str = Field(alias="globalCIDR")
+
+    @field_validator("cidr", "global_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return normalize_cidr(value)
+
+
 class NodeConfigSpec(Model):
     devices: list[Device] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     iptables: list[Iptables] = Field(default_factory=list)
     fdbs: list[Fdb] = Field(default_factory=list)
     arps: list[Arp] = Field(default_factory=list)
+    address_maps: list[AddressMap] = Field(default_factory=list)  # ours
 
     def entry_count(self) -> int:
         return (
@@ -120,6 +137,7 @@ class NodeConfigSpec(Model):
             + len(self.iptables)
             + len(self.fdbs)
             + len(self.arps)
+            + len(self.address_maps)
         )
 
 

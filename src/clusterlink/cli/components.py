@@ -17,6 +17,7 @@ from clusterlink import __version__
 from clusterlink.agent.firewall import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
+from clusterlink.agent.prefixmaps import NftPrefixMaps
 from clusterlink.agent.service import Agent
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import cluster_node_name
@@ -107,6 +108,7 @@ def agent(
             node,
             kernel,
             IptablesFirewall(netns_name),
+            prefix_maps=NftPrefixMaps(netns_name),
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,

@@ -14,7 +14,7 @@ import ipaddress
 
 from clusterlink import constants as C
 from clusterlink.api.net import cidr_family
-from clusterlink.api.nodeconfig import Device, Iptables
+from clusterlink.api.nodeconfig import AddressMap, Device, Iptables
 from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV
 from clusterlink.planner.topology import ClusterView, NodeView
 
@@ -49,15 +49,30 @@ def gateway_masquerade(cluster: ClusterView, devices: dict[str, Device]) -> list
 def global_map(cluster: ClusterView, devices: dict[str, Device]) -> list[Iptables]:
     """1:1 prefix translation for globalCIDRsMap on every bridge-set node of the cluster:
     inbound destinations global -> real, outbound sources real -> global (NETMAP both ways;
-    Kosmos SNATs every source to the global network's first address)."""
+    Kosmos SNATs every source to the global network's first address). Service CIDRs are
+    left to `service_address_maps`: NETMAP would end the nat table before kube-proxy."""
     rules = []
     for real, glob in cluster.global_map.items():
+        if real in cluster.service_cidrs:
+            continue
         dev = BRIDGE_DEV[6 if ":" in real else 4]
         if dev not in devices:
             continue
         rules.append(_rule("PREROUTING", f"-d {glob} -i {dev} -j NETMAP --to {real}"))
         rules.append(_rule("POSTROUTING", f"-s {real} -o {dev} -j NETMAP --to {glob}"))
     return rules
+
+
+def service_address_maps(cluster: ClusterView, devices: dict[str, Device]) -> list[AddressMap]:
+    """Service CIDRs in globalCIDRsMap, on every bridge-set node of the cluster: stateless
+    global -> real for arriving destinations (before conntrack, so kube-proxy DNATs the real
+    ClusterIP), real -> global for leaving sources (the replies, after every NAT)."""
+    out = []
+    for real, glob in cluster.global_map.items():
+        dev = BRIDGE_DEV[cidr_family(real)]
+        if real in cluster.service_cidrs and dev in devices:
+            out.append(AddressMap.trusted(dev=dev, cidr=real, global_cidr=glob))
+    return out
 
 
 def _mark(bit: int) -> str:
@@ -84,11 +99,8 @@ def service_masquerade(
         if not cidrs:
             continue
         mark = _mark(C.MARK_SERVICE_MASQ)
-        for real in cidrs:
-            advertised = cluster.global_map.get(real, real)
-            rules.append(
-                _rule("PREROUTING", f"-d {advertised} -i {dev} -j MARK --set-xmark {mark}")
-            )
+        for real in cidrs:  # a global Service CIDR is rewritten to the real one before nat
+            rules.append(_rule("PREROUTING", f"-d {real} -i {dev} -j MARK --set-xmark {mark}"))
         blocks = [b for b in node.pod_cidrs if cidr_family(b) == family]
         # With one block, "not to my own pods"; else "not multicast" (always true here):
         # either way the text names the family (the agent picks ip6tables by the address).

@@ -25,7 +25,15 @@ from typing import TypeVar
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.net import ip_sort_key
-from clusterlink.api.nodeconfig import Arp, Device, Fdb, Iptables, NodeConfigSpec, Route
+from clusterlink.api.nodeconfig import (
+    AddressMap,
+    Arp,
+    Device,
+    Fdb,
+    Iptables,
+    NodeConfigSpec,
+    Route,
+)
 from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV, device_ip, plan_devices
 from clusterlink.planner.exports import ExportTable, build_exports
 from clusterlink.planner.findings import Finding, sorted_findings
@@ -34,6 +42,7 @@ from clusterlink.planner.nat import (
     cni_exemptions,
     gateway_masquerade,
     global_map,
+    service_address_maps,
     service_masquerade,
 )
 from clusterlink.planner.topology import Topology, build_topology
@@ -62,6 +71,7 @@ class Recipe:
     local_fdbs: tuple[Fdb, ...]
     local_arps: tuple[Arp, ...]
     iptables: tuple[Iptables, ...]
+    address_maps: tuple[AddressMap, ...] = ()
 
     def own_hash(self) -> int:
         return hash(
@@ -74,6 +84,7 @@ class Recipe:
                 tuple(_h_l2(e) for e in self.local_fdbs),
                 tuple(_h_l2(e) for e in self.local_arps),
                 tuple((r.table, r.chain, r.rule) for r in self.iptables),
+                tuple((m.dev, m.cidr, m.global_cidr) for m in self.address_maps),
             )
         )
 
@@ -278,6 +289,7 @@ class Plan:
             iptables=list(r.iptables),
             fdbs=fdbs,
             arps=arps,
+            address_maps=list(r.address_maps),
         )
 
     def node_configs(self) -> Iterator[tuple[str, NodeConfigSpec]]:
@@ -333,8 +345,10 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
                     gw_dev = devices[gateway].get(dev)
                     if gw_dev is not None and BRIDGE_DEV[family] in devices[gateway]:
                         via.append((family, device_ip(gw_dev)))
+        address_maps: list[AddressMap] = []
         if bridge_families:
             iptables += global_map(cluster, mine)
+            address_maps += service_address_maps(cluster, mine)
         if cluster.mode == "p2p" and topo.service_node.get(node.cluster) == node.name:
             iptables += service_masquerade(cluster, node, mine)
         iptables += cni_exemptions(
@@ -352,6 +366,7 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
             local_fdbs=tuple(local_fdbs),
             local_arps=tuple(local_arps),
             iptables=tuple(iptables),
+            address_maps=tuple(address_maps),
         )
     findings = sorted_findings(topo.findings + device_findings + export_findings)
     return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings)

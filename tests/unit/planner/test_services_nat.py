@@ -151,3 +151,27 @@ def test_ipv6_rules_name_their_family() -> None:
     assert ("POSTROUTING", "! -s 9480::/16 -m mark --mark 0x20/0x20 -j ACCEPT") in v6
     assert ("POSTROUTING", "-s fd10:3::/48 -o vx-bridge-6 -j ACCEPT") in v6
     assert ("PREROUTING", "! -s 9480::/16 -i vx-bridge-6 -j MARK --set-xmark 0x20/0x20") in v6
+
+
+def test_global_service_cidrs_are_translated_statelessly_not_netmapped() -> None:
+    """kube-proxy must see the real ClusterIP: NETMAP ahead of it would end the nat table."""
+    gmap = {"10.1.0.0/16": "10.11.0.0/16", "10.101.0.0/16": "10.111.0.0/16"}
+    p = plan(
+        [
+            cluster("a", pods=("10.1.0.0/16",), services=("10.101.0.0/16",), global_map=gmap),
+            cluster("b"),
+        ],
+        [*A, P2P_NO_GATEWAY[0]],
+    )
+    spec = p.spec("a-a1")
+    assert [(m.dev, m.cidr, m.global_cidr) for m in spec.address_maps] == [
+        ("vx-bridge", "10.101.0.0/16", "10.111.0.0/16")
+    ]
+    assert not [r for _, r in rules(p, "a-a1") if "10.101.0.0/16 -o" in r or "10.111" in r]
+    # the service node marks on the real CIDR: the rewrite happens before nat PREROUTING
+    assert ("PREROUTING", "-d 10.101.0.0/16 -i vx-bridge -j MARK --set-xmark 0x10/0x10") in rules(
+        p, "a-a1"
+    )
+    assert ("10.111.0.0/16", p.spec("a-a1").devices[0].addr.split("/")[0], "vx-bridge") in routes(
+        p, "b-b1"
+    )
