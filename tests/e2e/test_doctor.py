@@ -224,7 +224,7 @@ def test_the_table_output(lab: Lab) -> None:
             "1",
             "--protocol",
             "tcp",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=120,
