@@ -30,9 +30,9 @@ import sys
 import tempfile
 import time
 
-from clusterlink.cli.federation import wait_connected
-from clusterlink.cli.lab import lab_down, lab_up
-from clusterlink.lab import deploy
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path, store_url
 from clusterlink.lab.topology import Topology, plan_lab
 from clusterlink.store.url import open_store

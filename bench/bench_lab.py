@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-from clusterlink.cli.lab import lab_down, lab_up
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.topology import Topology, plan_lab
 
 RUNS = 3

@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 
-from clusterlink.cli.federation import wait_connected
-from clusterlink.cli.lab import lab_down, lab_up
-from clusterlink.lab import deploy, supervisor
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import wait_connected
+from clusterlink.lab import supervisor
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path, state_dir, store_url
 from clusterlink.lab.topology import Topology, plan_lab
 from clusterlink.store.url import open_store

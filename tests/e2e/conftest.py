@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlink.cli.lab import lab_down, lab_up
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.topology import LabPlan, Topology, plan_lab
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from clusterlink.cli.federation import wait_connected
-from clusterlink.cli.lab import lab_down, lab_up
-from clusterlink.lab import deploy
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path, store_url
 from clusterlink.lab.topology import LabPlan, Topology, plan_lab
 from clusterlink.store.base import Store

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from clusterlink.api import ClusterNode
-from clusterlink.controllers.membership import connected
-from clusterlink.lab import deploy, supervisor
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import connected
+from clusterlink.lab import supervisor
 from clusterlink.lab.state import handle_path, state_dir, store_url
 from tests.e2e.connect import Lab, joined_lab, ping, wait_for
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from clusterlink.agent import netns
-from clusterlink.cli.federation import wait_connected
-from clusterlink.cli.lab import lab_down, lab_up
-from clusterlink.lab import deploy
+from clusterlink.federation import lab as deploy
+from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path
 from clusterlink.lab.topology import Topology, plan_lab
 from clusterlink.store.kube import kube_url

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from clusterlink.cli.lab import lab_down, lab_up
+from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.topology import LabPlan, Topology, plan_lab
 from tests.conftest import KOSMOSCTL, host_state, sh
 from tests.e2e.conftest import lab_name

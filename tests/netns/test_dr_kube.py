@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from tests.conftest import KOSMOSCTL, sh
 from tests.kubeapi import PROXY_SOCKET, RunningApiServer
 

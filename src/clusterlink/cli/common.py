@@ -15,11 +15,10 @@ from rich.console import Console
 
 from clusterlink.api.manifest import ManifestError
 from clusterlink.api.registry import UnknownKind
-from clusterlink.store.base import NotFound, StoreError
+from clusterlink.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ClusterlinkError
 from clusterlink.store.url import ENV_STORE
 
-EXIT_FAILURE = 1  # the operation ran and failed (not found, a check failed)
-EXIT_BAD_INPUT = 2  # the input was wrong; nothing was changed
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE"]  # the codes live in clusterlink.errors
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -49,15 +48,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn expected failures into one line on stderr and an exit code; never a traceback."""
+    """Turn expected failures into one line on stderr and the exit code the error carries
+    (`clusterlink.errors`); never a traceback."""
     try:
         yield
     except (ManifestError, UnknownKind) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    except NotFound as exc:
-        fail(str(exc), EXIT_FAILURE)
-    except StoreError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+    except ClusterlinkError as exc:
+        fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

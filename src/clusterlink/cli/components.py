@@ -19,15 +19,15 @@ from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.prefixmaps import NftPrefixMaps
 from clusterlink.agent.service import Agent
-from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
 from clusterlink.api.net import normalize_cidr
 from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
 from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
-from clusterlink.controllers.member import MemberController, lab_facts
+from clusterlink.controllers.member import FactsPort, MemberController
 from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.lab.facts import LabFacts
 from clusterlink.lab.state import is_lab_handle
 from clusterlink.store.url import open_store
 
@@ -237,38 +237,17 @@ def controller(
     (and, with Calico on Kubernetes, IPPools for the other clusters' CIDRs)."""
     with user_errors():
         st = open_store(store)
+        source: FactsPort
         if kubeconfig and is_lab_handle(kubeconfig):
-            handle = kubeconfig
-            from clusterlink.lab.cni import sync_pools
-
-            worker = MemberController(
-                st,
-                cluster,
-                lambda _c: lab_facts(handle),
-                period=period,
-                extra=lambda _c: sync_pools(st, cluster, handle),
-            )
+            source = LabFacts(kubeconfig, st)
         else:
-            from clusterlink.kube.api import KubeApi
-            from clusterlink.kube.member import kube_facts, sync_calico_pools
-            from clusterlink.kube.target import Target
+            from clusterlink.kube.member import KubeFacts
+            from clusterlink.kubeclient.api import KubeApi
+            from clusterlink.kubeclient.target import Target
 
             api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
-            overrides = [normalize_cidr(c) for c in service_cidr or []]
-
-            def calico_pools(obj: Cluster) -> int:
-                options = obj.spec.cluster_link_options
-                if options is None or options.cni.lower() != "calico":
-                    return 0
-                return sync_calico_pools(api, st, cluster)
-
-            worker = MemberController(
-                st,
-                cluster,
-                lambda obj: kube_facts(api, obj, overrides),
-                period=period,
-                extra=calico_pools,
-            )
+            source = KubeFacts(api, st, [normalize_cidr(c) for c in service_cidr or []])
+        worker = MemberController(st, cluster, source, period=period)
         _serve(f"controller[{cluster}]", worker.run)
 
 

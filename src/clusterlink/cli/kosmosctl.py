@@ -12,13 +12,12 @@ from clusterlink import __version__
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, parse_documents
-from clusterlink.api.meta import ObjectMeta, Resource, parse_rfc3339
+from clusterlink.api.meta import Resource, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.api.registry import kind_class
 from clusterlink.cli import doctor as doctor_cli
 from clusterlink.cli import federation
 from clusterlink.cli.common import (
-    EXIT_FAILURE,
     OutputFormat,
     StoreOption,
     emit,
@@ -29,9 +28,9 @@ from clusterlink.cli.common import (
 )
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
-from clusterlink.planner import plan
-from clusterlink.store.base import NotFound, Store
-from clusterlink.store.url import open_store
+from clusterlink.federation.control import store_for
+from clusterlink.planner.whatif import what_if
+from clusterlink.store.base import NotFound
 
 app = typer.Typer(
     name="kosmosctl",
@@ -122,45 +121,45 @@ def _age(obj: Resource, now: dt.datetime) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def _cluster_row(obj: Cluster, wide: bool, now: dt.datetime) -> list[str]:
+    link = obj.link
+    row = [obj.name, link.network_type if link else "", link.ip_family if link else ""]
+    if wide:
+        status = obj.status.cluster_link_status
+        row += [
+            link.cni if link else "",
+            str(link.enable).lower() if link else "false",
+            ",".join(status.pod_cidrs) or "<none>",
+            ",".join(status.service_cidrs) or "<none>",
+            _age(obj, now),
+        ]
+    return row
+
+
+def _cluster_node_row(obj: ClusterNode, wide: bool, now: dt.datetime) -> list[str]:
+    spec = obj.spec
+    row = [obj.name, ",".join(spec.roles) or "<none>", spec.interface_name, spec.ip]
+    if wide:
+        row += [spec.ip6, spec.cluster_name, ",".join(spec.pod_cidrs) or "<none>", _age(obj, now)]
+    return row
+
+
+def _node_config_row(obj: NodeConfig, wide: bool, now: dt.datetime) -> list[str]:
+    row = [obj.name, _age(obj, now)]
+    if wide:
+        s = obj.spec
+        counts = (s.devices, s.routes, s.fdbs, s.arps, s.iptables)
+        row += [str(len(c)) for c in counts] + [obj.status.phase or "<pending>", obj.status.message]
+    return row
+
+
 def _row(obj: Resource, wide: bool, now: dt.datetime) -> list[str]:
     if isinstance(obj, Cluster):
-        link = obj.link
-        row = [obj.name, link.network_type if link else "", link.ip_family if link else ""]
-        if wide:
-            status = obj.status.cluster_link_status
-            row += [
-                link.cni if link else "",
-                str(link.enable).lower() if link else "false",
-                ",".join(status.pod_cidrs) or "<none>",
-                ",".join(status.service_cidrs) or "<none>",
-                _age(obj, now),
-            ]
-        return row
+        return _cluster_row(obj, wide, now)
     if isinstance(obj, ClusterNode):
-        spec = obj.spec
-        row = [obj.name, ",".join(spec.roles) or "<none>", spec.interface_name, spec.ip]
-        if wide:
-            row += [
-                spec.ip6,
-                spec.cluster_name,
-                ",".join(spec.pod_cidrs) or "<none>",
-                _age(obj, now),
-            ]
-        return row
+        return _cluster_node_row(obj, wide, now)
     if isinstance(obj, NodeConfig):
-        row = [obj.name, _age(obj, now)]
-        if wide:
-            s = obj.spec
-            row += [
-                str(len(s.devices)),
-                str(len(s.routes)),
-                str(len(s.fdbs)),
-                str(len(s.arps)),
-                str(len(s.iptables)),
-                obj.status.phase or "<pending>",
-                obj.status.message,
-            ]
-        return row
+        return _node_config_row(obj, wide, now)
     return [obj.name, _age(obj, now)]
 
 
@@ -268,31 +267,12 @@ def plan_command(
     Findings (what was left out or adjusted) go to stderr, or under `findings` with -o json.
     """
     with user_errors():
-        objects = read_manifest(filename)
-        clusters = [o for o in objects if isinstance(o, Cluster)]
-        nodes = [o for o in objects if isinstance(o, ClusterNode)]
-        result = plan(clusters, nodes)
-        names = result.names
-        if node is not None:
-            if node not in result:
-                why = [f.message for f in result.findings if f.object == f"ClusterNode/{node}"]
-                reason = f": {'; '.join(why)}" if why else " (no such ClusterNode)"
-                fail(f"node {node} gets no NodeConfig{reason}", EXIT_FAILURE)
-            names = [node]
-        configs = [
-            NodeConfig(metadata=ObjectMeta(name=n), spec=result.spec(n)).model_dump(
-                mode="json", by_alias=True, exclude={"status"}, exclude_none=True
-            )
-            for n in names
-        ]
-        for c in configs:
-            meta = c["metadata"]
-            c["metadata"] = {"name": meta["name"]}
-        findings = [f.to_dict() for f in result.findings]
+        configs, found = what_if(read_manifest(filename), node)
+        findings = [f.to_dict() for f in found]
         if output == OutputFormat.json:
             emit({"nodeConfigs": configs, "findings": findings}, output)
             return
-        for f in result.findings:
+        for f in found:
             err_console.print(f"{f.level}: {f.object}: {f.message}", markup=False, highlight=False)
         if output == OutputFormat.yaml:
             typer.echo(dump_yaml(configs), nl=False)
@@ -313,14 +293,8 @@ app.command("uninstall")(federation.uninstall)
 app.add_typer(federation.join_app, name="join")
 app.add_typer(federation.unjoin_app, name="unjoin")
 app.command("dr")(doctor_cli.dr)
+app.command("check", help="The same as `dr` (Kosmos renamed dr to check).")(doctor_cli.dr)
 app.add_typer(doctor_cli.analysis_app, name="analysis")
-
-
-def store_for(kubeconfig: str | None, store: str | None, context: str | None = None) -> Store:
-    """--store, else the store the control cluster's --kubeconfig names, else the default."""
-    if kubeconfig and not store:
-        return federation.control_store(kubeconfig, None, context)[0]
-    return open_store(store)
 
 
 def main() -> None:

@@ -1,20 +1,19 @@
 """The member controller: a member cluster's Nodes -> ClusterNodes, and its pod and service
-CIDRs -> Cluster.status.clusterLinkStatus. Adapters read the member: `lab_facts` a lab handle,
-`clusterlink.kube.member.kube_facts` a Kubernetes cluster."""
+CIDRs -> Cluster.status.clusterLinkStatus. It reads the member through one port, `FactsPort`;
+the adapters live with what they read: `clusterlink.lab.facts.LabFacts` (a lab handle) and
+`clusterlink.kube.member.KubeFacts` (a Kubernetes cluster)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkStatus
 from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec, cluster_node_name
 from clusterlink.api.meta import ObjectMeta
-from clusterlink.lab.state import LabError, load_handle
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger("clusterlink.controller")
@@ -31,15 +30,6 @@ class MemberFacts:
     nodes: tuple[MemberNode, ...]
     pod_cidrs: tuple[str, ...]
     service_cidrs: tuple[str, ...]
-
-
-def lab_facts(handle: str | Path) -> MemberFacts:
-    data = load_handle(handle)
-    return MemberFacts(
-        nodes=tuple(MemberNode(n["name"], tuple(n.get("podCIDRs") or ())) for n in data["nodes"]),
-        pod_cidrs=tuple(data.get("podCIDRs") or ()),
-        service_cidrs=tuple(data.get("serviceCIDRs") or ()),
-    )
 
 
 def sync_member(store: Store, cluster: str, facts: MemberFacts, obj: Cluster | None = None) -> int:
@@ -97,35 +87,39 @@ def sync_member(store: Store, cluster: str, facts: MemberFacts, obj: Cluster | N
     return writes
 
 
-FactsSource = Callable[[Cluster], MemberFacts]
+class FactsError(Exception):
+    """The member's facts could not be read (or its extras written); the message says why."""
+
+
+class FactsPort(Protocol):
+    """Where a member's facts come from. Adapters raise only `FactsError`."""
+
+    def facts(self, cluster: Cluster) -> MemberFacts:
+        """The member's nodes and CIDRs (`cluster`: its Cluster, just read)."""
+        ...
+
+    def after_sync(self, cluster: Cluster) -> int:
+        """What the member needs after a sync (Calico IPPools on Kubernetes); writes made."""
+        ...
 
 
 class MemberController:
-    """Every `period`: read the member's facts (`facts`: a lab handle or the Kubernetes API),
-    sync them into the store, then run `extra` (Calico IPPools on Kubernetes)."""
+    """Every `period`: read the member's facts through `source`, sync them into the store,
+    then let the source do what its member needs after a sync."""
 
     def __init__(
-        self,
-        store: Store,
-        cluster: str,
-        facts: FactsSource,
-        *,
-        period: float = 5.0,
-        extra: Callable[[Cluster], int] | None = None,
+        self, store: Store, cluster: str, source: FactsPort, *, period: float = 5.0
     ) -> None:
-        self.store, self.cluster, self.facts, self.period = store, cluster, facts, period
-        self.extra = extra
+        self.store, self.cluster, self.source, self.period = store, cluster, source, period
 
     def step(self) -> int:
         try:
             obj = self.store.get(Cluster, self.cluster)
-            writes = sync_member(self.store, self.cluster, self.facts(obj), obj)
-            if self.extra is not None:
-                writes += self.extra(obj)
-            return writes
+            writes = sync_member(self.store, self.cluster, self.source.facts(obj), obj)
+            return writes + self.source.after_sync(obj)
         except NotFound:
             log.info("cluster %s is not there (yet)", self.cluster)
-        except (StoreError, LabError, ValueError) as exc:  # DiscoveryError is a ValueError
+        except (StoreError, FactsError) as exc:
             log.warning("cluster %s: %s", self.cluster, exc)
         return 0
 

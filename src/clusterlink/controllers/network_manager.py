@@ -1,5 +1,9 @@
 """The network-manager: Clusters + ClusterNodes -> one NodeConfig per node, written only
-when its content changed. One active replica (Lease `network-manager`)."""
+when its content changed. One active replica (Lease `network-manager`).
+
+Running, it plans from a watch-fed cache of Clusters and ClusterNodes (`Informer`): it lists
+them once, then only when something changed does it plan again - an idle federation costs
+the store no LIST but the NodeConfigs of the full comparison every `resync`."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.leader import Leadership, LeaseTiming
-from clusterlink.controllers.watch import Waker
+from clusterlink.controllers.watch import Informer
 from clusterlink.planner import Plan, plan
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
 
@@ -31,12 +35,15 @@ class NetworkManager:
         self.resync = resync
         self.previous: Plan | None = None
         self.writes = 0
+        self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
 
     def sync(self, full: bool) -> tuple[int, int]:
         """Plan and write. `full`: compare with the stored NodeConfigs (start, resync);
         otherwise trust the previous plan's fingerprints. Returns (written, deleted)."""
-        clusters = self.store.list(Cluster)
-        nodes = self.store.list(ClusterNode)
+        if self.cache is not None:
+            clusters, nodes = self.cache.list(Cluster), self.cache.list(ClusterNode)
+        else:
+            clusters, nodes = self.store.list(Cluster), self.store.list(ClusterNode)
         current = plan(clusters, nodes)
         written = deleted = 0
         if full or self.previous is None:
@@ -93,7 +100,7 @@ class NetworkManager:
 
     def run(self, stop: threading.Event, timing: LeaseTiming) -> None:
         leadership = Leadership(self.store, LEASE, self.identity, timing)
-        waker = Waker(self.store, (Cluster, ClusterNode), stop)
+        waker = self.cache = Informer(self.store, (Cluster, ClusterNode), stop)
         waker.start()
         lease_thread = threading.Thread(target=leadership.run, args=(stop,), daemon=True)
         lease_thread.start()
@@ -108,6 +115,8 @@ class NetworkManager:
                     led = False
                     continue
                 full = not led or time.monotonic() >= next_full
+                if not (woke or full) or not waker.synced(timeout=0):
+                    continue  # nothing changed since the last plan (or the cache not filled)
                 try:
                     self.sync(full)
                 except StoreError as exc:

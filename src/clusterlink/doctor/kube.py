@@ -16,12 +16,12 @@ from typing import Any
 
 from clusterlink import constants as C
 from clusterlink.controllers.discovery import member_nodes
-from clusterlink.doctor.dr import Place
+from clusterlink.doctor.probe import Place
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import KubeApi
 from clusterlink.kube.deploy import apply, remove
-from clusterlink.store.base import StoreError
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.errors import ApiError
 
 NS = C.DEFAULT_NAMESPACE
 
@@ -120,7 +120,7 @@ class KubeFloaters:
             answer = await asyncio.to_thread(
                 api.request, method, path, body=body, timeout=timeout, what=f"floater {label}"
             )
-        except StoreError as exc:
+        except ApiError as exc:
             raise OSError(str(exc)) from None
         return 200, answer
 

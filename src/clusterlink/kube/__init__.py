@@ -1,8 +1,10 @@
-"""Kubernetes: the API connection, member discovery, manifests, deployment.
+"""Kubernetes as a member or control cluster: member discovery (`member`), manifests and their
+server-side apply (`manifests`, `deploy`). The HTTP client is the bottom package
+`clusterlink.kubeclient`; the install/join use cases are in `clusterlink.federation.kube`."""
 
-Light on purpose (kosmosctl imports it on every start): the client library loads only with
-`clusterlink.kube.api`."""
+from clusterlink.errors import Failed
 
 
-class DeployError(Exception):
-    """A deployment step failed; the message says which and why."""
+class DeployError(Failed):
+    """A deployment step failed; the message says which and why (exit 1: it may be partly
+    applied)."""

@@ -1,17 +1,17 @@
-"""install / join / unjoin / uninstall on real Kubernetes clusters.
+"""Our objects on a Kubernetes cluster: server-side apply and removal of manifests, the
+Cluster object that carries a member's kubeconfig, the control kubeconfig members mount.
 
 Objects are written with server-side apply (field manager `kosmosctl`, forced), so running a
 command twice changes nothing and a user's own fields on our objects survive. The Cluster
 object keeps the member's kubeconfig (base64, as Kosmos' `spec.kubeconfig`), so `unjoin` and
-`uninstall` need only the control cluster.
+`uninstall` need only the control cluster. The use cases (install, join, ...) that use these
+are `clusterlink.federation.kube`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +19,13 @@ from typing import Any
 
 import yaml
 
-from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
 from clusterlink.api.meta import ObjectMeta
-from clusterlink.controllers.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import APPLY_PATCH, KubeApi, load_config
-from clusterlink.kube.target import Target
-from clusterlink.store.base import NotFound, Store, StoreError
+from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi, load_config
+from clusterlink.kubeclient.errors import ApiError, ApiNotFound
+from clusterlink.kubeclient.target import Target
 
 Progress = Callable[[str], None]
 FIELD_MANAGER = "kosmosctl"
@@ -58,7 +56,7 @@ def apply(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) 
                 content_type=APPLY_PATCH,
                 what=m.describe(obj),
             )
-        except StoreError as exc:
+        except ApiError as exc:
             raise DeployError(f"applying {m.describe(obj)}: {exc}") from None
         if out.get("metadata", {}).get("resourceVersion") != before:
             changed += 1
@@ -70,7 +68,7 @@ def apply(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) 
 def _resource_version(api: KubeApi, obj: m.Obj) -> str | None:
     try:
         got = api.request("GET", m.object_path(obj))
-    except NotFound:
+    except ApiNotFound:
         return None
     return str(got.get("metadata", {}).get("resourceVersion"))
 
@@ -81,9 +79,9 @@ def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None)
     for obj in reversed(objects):
         try:
             api.request("DELETE", m.object_path(obj), what=m.describe(obj))
-        except NotFound:
+        except ApiNotFound:
             continue
-        except StoreError as exc:
+        except ApiError as exc:
             raise DeployError(f"deleting {m.describe(obj)}: {exc}") from None
         removed += 1
         if progress:
@@ -159,46 +157,13 @@ def member_objects(
     )
 
 
-def install(
-    control: KubeApi,
-    store: Store,
-    kubeconfig_text: str,
-    name: str,
-    options: KubeLinkOptions,
-    progress: Progress,
-) -> None:
-    changed = apply(control, m.control_plane(options.image), progress)
-    progress(f"control plane applied ({changed} object(s) changed)")
-    join(control, store, name, kubeconfig_text, None, options, progress)
-
-
-def join(
-    member: KubeApi,
-    store: Store,
-    name: str,
-    member_kubeconfig: str,
-    control_kubeconfig: str | None,
-    options: KubeLinkOptions,
-    progress: Progress,
-) -> None:
-    """`control_kubeconfig` None: the member is the control cluster itself."""
-    for other in store.list(Cluster):
-        if other.name != name and _server_of(other) == member.server:
-            raise DeployError(f"{member.server} is joined already, as {other.name}")
-    same = control_kubeconfig is None
-    changed = apply(member, member_objects(name, options, same, control_kubeconfig), progress)
-    progress(f"{name}: member components applied ({changed} object(s) changed)")
-    store.apply_all([cluster_object(name, member_kubeconfig, options)])
-    progress(f"Cluster {name} applied ({options.network_type}, {options.ip_family})")
-
-
-def _server_of(cluster: Cluster) -> str | None:
+def server_of(cluster: Cluster) -> str | None:
     text = member_kubeconfig_of(cluster)
     if text is None:
         return None
     try:
         return str(load_config(Target(data=text)).cluster.server)  # no client needed
-    except StoreError:
+    except ApiError:
         return None
 
 
@@ -216,43 +181,3 @@ def member_kubeconfig_of(cluster: Cluster) -> str | None:
     except yaml.YAMLError:
         return None
     return text if isinstance(data, dict) and "clusters" in data else None
-
-
-def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -> None:
-    try:
-        obj = store.get(Cluster, name)
-    except NotFound:
-        raise DeployError(f"no Cluster {name}") from None
-    text = member_kubeconfig_of(obj)
-    if text is None:
-        raise DeployError(f"Cluster {name} carries no Kubernetes kubeconfig")
-    member = KubeApi(Target(data=text))
-    objects = member_objects(name, KubeLinkOptions(), same_cluster=True, control_kubeconfig=None)
-    objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
-    workloads = [o for o in objects if o["kind"] == "Deployment"]
-    remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
-    nodes = forget(store, name)
-    progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
-    names = {cn.name for cn in nodes}
-    wait_until(
-        lambda: nodeconfigs_gone(store, names),
-        timeout,
-        f"{name}: the network-manager to remove its NodeConfigs (is it running? the agents keep "
-        "the tunnels until it does)",
-        DeployError,
-        interval=0.2,
-    )
-    time.sleep(2.0 if names else 0.0)  # let agents see their NodeConfig go and tear down
-    rest = [o for o in objects if o["kind"] not in ("Deployment", "Namespace")]
-    remove(member, m.unique(rest), progress)
-    progress(f"{name}: unjoined")
-
-
-def uninstall(control: KubeApi, store: Store, progress: Progress, timeout: float = 60.0) -> None:
-    for cluster in store.list(Cluster):
-        unjoin(store, cluster.name, progress, timeout)
-    objects = m.control_plane()
-    remove(control, [o for o in objects if o["kind"] != "Namespace"], progress)
-    with contextlib.suppress(NotFound):
-        control.request("DELETE", m.object_path(m.namespace()))
-        progress(f"deleted Namespace {C.DEFAULT_NAMESPACE}")

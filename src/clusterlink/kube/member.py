@@ -11,9 +11,10 @@ from typing import Any
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.net import cidr_sort_key
 from clusterlink.controllers import discovery as d
-from clusterlink.controllers.member import MemberFacts, MemberNode
-from clusterlink.kube.api import APPLY_PATCH, KubeApi
-from clusterlink.store.base import NotFound, Store
+from clusterlink.controllers.member import FactsError, MemberFacts, MemberNode
+from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
+from clusterlink.kubeclient.errors import ApiError, ApiNotFound
+from clusterlink.store.base import Store, StoreError
 
 log = logging.getLogger("clusterlink.controller")
 
@@ -73,7 +74,7 @@ def _flannel_configmap(api: KubeApi) -> dict[str, Any]:
     for namespace, name in FLANNEL_CONFIGMAPS:
         try:
             return api.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-        except NotFound:
+        except ApiNotFound:
             continue
     raise d.DiscoveryError("flannel: no kube-flannel-cfg ConfigMap in kube-flannel or kube-system")
 
@@ -93,8 +94,31 @@ def sync_calico_pools(api: KubeApi, store: Store, cluster: str) -> int:
             content_type=APPLY_PATCH,
         )
     for name in stale:
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(ApiNotFound):
             api.request("DELETE", f"{CALICO}/ippools/{name}")
     if apply or stale:
         log.info("cluster %s: %d IPPool(s) applied, %d removed", cluster, len(apply), len(stale))
     return len(apply) + len(stale)
+
+
+class KubeFacts:
+    """The member controller's facts port on Kubernetes: the member's facts, and its Calico
+    IPPools kept after each sync; every failure is a `FactsError`."""
+
+    def __init__(self, api: KubeApi, store: Store, service_cidrs: list[str] | None = None) -> None:
+        self.api, self.store, self.service_cidrs = api, store, service_cidrs
+
+    def facts(self, cluster: Cluster) -> MemberFacts:
+        try:
+            return kube_facts(self.api, cluster, self.service_cidrs)
+        except (ApiError, d.DiscoveryError) as exc:
+            raise FactsError(str(exc)) from None
+
+    def after_sync(self, cluster: Cluster) -> int:
+        options = cluster.spec.cluster_link_options
+        if options is None or options.cni.lower() != "calico":
+            return 0
+        try:
+            return sync_calico_pools(self.api, self.store, cluster.name)
+        except (ApiError, StoreError) as exc:
+            raise FactsError(f"Calico IPPools: {exc}") from None

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from clusterlink.errors import BadInput
 from clusterlink.lab.topology import ClusterPlan, LabPlan
 
 ENV_LAB_DIR = "CLUSTERLINK_LAB_DIR"
@@ -19,8 +20,9 @@ HANDLE_KIND = "LabClusterHandle"
 HANDLE_API = "lab.clusterlink.io/v1"
 
 
-class LabError(Exception):
-    """Bad input or a lab in the wrong state; the message is for a user."""
+class LabError(BadInput):
+    """Bad input or a lab in the wrong state (nothing was changed); the message is for a
+    user."""
 
 
 def labs_root() -> Path:

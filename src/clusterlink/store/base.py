@@ -9,18 +9,23 @@ from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
 from clusterlink.api.meta import Resource
+from clusterlink.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ClusterlinkError
 
 R = TypeVar("R", bound=Resource)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
-class StoreError(Exception):
-    """Any store failure; the message is meant for a user."""
+class StoreError(ClusterlinkError):
+    """Any store failure; the message is meant for a user. Raised before a command changed
+    anything it means an unusable store (exit 2); use cases that fail half-way say so
+    (`errors.partly_applied`)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class NotFound(StoreError):
-    pass
+    exit_code = EXIT_FAILURE
 
 
 class AlreadyExists(StoreError):

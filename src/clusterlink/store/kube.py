@@ -25,16 +25,26 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 from clusterlink import constants as C
 from clusterlink.api.meta import Resource
-from clusterlink.kube.api import KubeApi, status_error
-from clusterlink.kube.target import Target, kube_url, parse_kube_url
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.errors import (
+    ApiAlreadyExists,
+    ApiConflict,
+    ApiError,
+    ApiGone,
+    ApiNotFound,
+    status_error,
+)
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import (
     AlreadyExists,
     Conflict,
     EventType,
     Expired,
+    NotFound,
     R,
     ResourceList,
     StoreError,
@@ -46,6 +56,46 @@ from clusterlink.store.base import (
 # spares the API server re-established watches from every agent.
 WATCH_SERVER_TIMEOUT = 60.0
 _UNCONDITIONAL_TRIES = 20
+
+
+_STORE_ERRORS: tuple[tuple[type[ApiError], type[StoreError]], ...] = (
+    (ApiNotFound, NotFound),
+    (ApiAlreadyExists, AlreadyExists),
+    (ApiConflict, Conflict),
+    (ApiGone, Expired),
+)
+
+
+def store_error(exc: ApiError) -> StoreError:
+    """The one place a Kubernetes client error becomes the Store's error."""
+    for api_error, error in _STORE_ERRORS:
+        if isinstance(exc, api_error):
+            return error(str(exc))
+    return StoreError(str(exc))
+
+
+class MappedApi:
+    """The client's two calls the store makes, with client errors as Store errors."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return self.api.request(method, path, **kwargs)
+        except ApiError as exc:
+            raise store_error(exc) from None
+
+    def watch_lines(
+        self, path: str, params: dict[str, str], read_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.api.watch_lines(path, params, read_timeout)
+        except ApiError as exc:
+            raise store_error(exc) from None
+
+    def close(self) -> None:
+        self.api.close()
 
 
 def collection_path(cls: type[Resource], namespace: str | None = None) -> str:
@@ -64,12 +114,16 @@ class KubeStore:
     """`Store` over the Kubernetes API. Thread-safe; one per process is enough."""
 
     def __init__(self, api: KubeApi, watch_timeout: float = WATCH_SERVER_TIMEOUT) -> None:
-        self.api = api
+        self.client = api
+        self.api = MappedApi(api)
         self.watch_timeout = watch_timeout
 
     @classmethod
     def open(cls, target: Target) -> KubeStore:
-        return cls(KubeApi(target))
+        try:
+            return cls(KubeApi(target))
+        except ApiError as exc:
+            raise store_error(exc) from None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -222,7 +276,8 @@ class KubeStore:
                     etype = event.get("type")
                     raw = event.get("object") or {}
                     if etype == "ERROR":
-                        err = status_error(int(raw.get("code") or 500), raw, f"watch {cls.PLURAL}")
+                        code = int(raw.get("code") or 500)
+                        err = store_error(status_error(code, raw, f"watch {cls.PLURAL}"))
                         if isinstance(err, Expired):
                             raise Expired(
                                 f"watch {cls.PLURAL} from revision {last}: the API server no "
@@ -264,4 +319,25 @@ def format_selector(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-__all__ = ["KubeStore", "kube_url", "parse_kube_url"]
+def parse_kube_url(rest: str) -> Target:
+    """`kube://` or `kube://?kubeconfig=PATH&context=NAME` -> Target."""
+    host, _, query = rest.partition("?")
+    if host.strip("/"):
+        raise StoreError(
+            f"store URL kube://{rest}: expected kube:// or kube://?kubeconfig=PATH&context=NAME"
+        )
+    values = parse_qs(query, keep_blank_values=False)
+    unknown = set(values) - {"kubeconfig", "context"}
+    if unknown:
+        raise StoreError(
+            f"store URL kube://{rest}: unknown parameter(s) {', '.join(sorted(unknown))}"
+        )
+    return Target(
+        kubeconfig=values.get("kubeconfig", [None])[-1], context=values.get("context", [None])[-1]
+    )
+
+
+def kube_url(kubeconfig: str | None = None, context: str | None = None) -> str:
+    parts = [f"kubeconfig={kubeconfig}"] if kubeconfig else []
+    parts += [f"context={context}"] if context else []
+    return "kube://" + ("?" + "&".join(parts) if parts else "")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from clusterlink.store.base import Store, StoreError
+from clusterlink.store.counting import counted
 from clusterlink.store.sqlite import SqliteStore
 
 ENV_STORE = "CLUSTERLINK_STORE"
@@ -27,11 +28,11 @@ def open_store(url: str | None = None) -> Store:
             raise StoreError(f"store URL {url!r}: no file path")
         path = Path(rest)
         _check_writable(path)
-        return SqliteStore(path)
+        return counted(SqliteStore(path))
     if scheme == "kube":
         from clusterlink.store.kube import KubeStore, parse_kube_url
 
-        return KubeStore.open(parse_kube_url(rest))
+        return counted(KubeStore.open(parse_kube_url(rest)))
     raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (supported: sqlite, kube)")
 
 

@@ -122,3 +122,21 @@ def test_unwritable_store_is_one_line(tmp_path: Path) -> None:
 def test_version(run) -> None:
     result = run("--version")
     assert result.exit_code == 0 and result.output.startswith("kosmosctl ")
+
+
+def test_no_store_configured_is_a_clear_error_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("CLUSTERLINK_STORE", "KUBECONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    result = CliRunner().invoke(app, ["get", "clusters"])
+    assert result.exit_code == 2 and "no store configured" in result.output
+    assert "--store" in result.output and "$KUBECONFIG" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_is_dr() -> None:
+    """Kosmos renamed `dr` to `check`: both names, one command."""
+    dr, check = (CliRunner().invoke(app, [name, "--help"]).output for name in ("dr", "check"))
+    assert "--src-kubeconfig" in check and check.split("Options")[1] == dr.split("Options")[1]

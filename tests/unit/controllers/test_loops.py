@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,10 @@ import yaml
 from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
 from clusterlink.controllers.elector import Elector, set_gateway
 from clusterlink.controllers.leader import Leadership, LeaseTiming
-from clusterlink.controllers.member import lab_facts, sync_member
+from clusterlink.controllers.member import sync_member
 from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.lab.facts import lab_facts
+from clusterlink.store.counting import CountingStore
 from clusterlink.store.sqlite import SqliteStore
 from tests.unit.planner.federation import cluster, node
 
@@ -161,3 +166,34 @@ def test_underlay_check_follows_the_clusternode_nic(store: SqliteStore) -> None:
     store.create(node("b", "g", "192.168.2.1", iface="eth1"))
     assert not check() and seen[-1] == "eth1"  # up, but no carrier
     assert not UnderlayCheck(store, "b-g", state, interface="eth9")()  # no such link
+
+
+def test_network_manager_plans_from_its_watch_fed_cache(store: SqliteStore, tmp_path: Path) -> None:
+    """Running, it lists Clusters and ClusterNodes once; afterwards a change arrives by watch
+    and is planned, and an idle federation costs no LIST at all."""
+    seed(store)
+    counted = CountingStore(store, tmp_path / "counts")
+    stop = threading.Event()
+    nm = NetworkManager(counted, "me")
+    thread = threading.Thread(target=nm.run, args=(stop, LeaseTiming(2.0, 1.5, 0.1)), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(store.list(NodeConfig)) == 3)
+        moved = store.get(ClusterNode, "a-n1")
+        moved.spec.pod_cidrs = ["10.1.9.0/24"]
+        store.update(moved)
+        wait_for(lambda: "10.1.9.0/24" in str(store.get(NodeConfig, "b-g").spec.routes))
+        store.delete(ClusterNode, "b-i")
+        wait_for(lambda: sorted(nc.name for nc in store.list(NodeConfig)) == ["a-n1", "b-g"])
+        time.sleep(1.0)  # idle: ten lease retry periods
+    finally:
+        stop.set()
+        thread.join(10)
+    assert counted.counts["list Cluster"] == 1 and counted.counts["list ClusterNode"] == 1
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
-from clusterlink.doctor.dr import Pair, Place, Result, matrix, report_html, summary
 from clusterlink.doctor.floater import BadRequest, parse_request
 from clusterlink.doctor.icmp import _checksum, echo_request
+from clusterlink.doctor.probe import Pair, Place, Result, matrix, report_html, summary
 
 
 def test_parse_request_normalises_and_defaults() -> None:

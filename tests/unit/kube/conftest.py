@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer
 

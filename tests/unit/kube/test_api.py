@@ -1,4 +1,4 @@
-"""The API connection: kubeconfigs, errors as the Store's, retries on 429/5xx."""
+"""The API connection: kubeconfigs, its errors and how the store maps them, retries on 429/5xx."""
 
 from __future__ import annotations
 
@@ -9,24 +9,25 @@ import pytest
 import yaml
 
 from clusterlink.api import Cluster, ObjectMeta
-from clusterlink.kube.api import KubeApi, status_error
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.errors import ApiError, KubeconfigError, status_error
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, StoreError
-from clusterlink.store.kube import KubeStore, kube_url, parse_kube_url
+from clusterlink.store.kube import KubeStore, kube_url, parse_kube_url, store_error
 from clusterlink.store.url import open_store
 from tests.kubeapi import RunningApiServer, kubeconfig_for
 
 
 def test_kubeconfig_problems_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no such file"):
+    with pytest.raises(KubeconfigError, match="no such file"):
         KubeApi(Target(str(tmp_path / "missing")))
     bad = tmp_path / "bad"
     bad.write_text("clusters: [")
-    with pytest.raises(StoreError, match="kubeconfig"):
+    with pytest.raises(KubeconfigError, match="kubeconfig"):
         KubeApi(Target(str(bad)))
     good = tmp_path / "good"
     good.write_text(yaml.safe_dump(kubeconfig_for("http://127.0.0.1:1")))
-    with pytest.raises(StoreError, match="Context 'nope' not found"):
+    with pytest.raises(KubeconfigError, match="Context 'nope' not found"):
         KubeApi(Target(str(good), context="nope"))
     assert KubeApi(Target(str(good), context="double")).server == "http://127.0.0.1:1"
     assert KubeApi(Target(data=good.read_text())).server == "http://127.0.0.1:1"
@@ -43,12 +44,17 @@ def test_store_urls() -> None:
 
 
 def test_status_codes_map_to_store_errors() -> None:
-    assert isinstance(status_error(404, {}, "x"), NotFound)
-    assert isinstance(status_error(409, {"reason": "AlreadyExists"}, "x"), AlreadyExists)
-    assert isinstance(status_error(409, {"reason": "Conflict"}, "x"), Conflict)
-    assert isinstance(status_error(410, {}, "x"), Expired)
+    def mapped(code: int, status: dict[str, str]) -> StoreError:
+        return store_error(status_error(code, status, "x"))
+
+    assert isinstance(mapped(404, {}), NotFound)
+    assert isinstance(mapped(409, {"reason": "AlreadyExists"}), AlreadyExists)
+    assert isinstance(mapped(409, {"reason": "Conflict"}), Conflict)
+    assert isinstance(mapped(410, {}), Expired)
     denied = status_error(403, {"message": "forbidden: User cannot list"}, "list clusters")
+    assert isinstance(denied, ApiError) and denied.code == 403
     assert "forbidden" in str(denied) and "RBAC" in str(denied)
+    assert type(store_error(denied)) is StoreError
 
 
 def test_retries_429_and_5xx_then_succeeds(apiserver: RunningApiServer, api: KubeApi) -> None:

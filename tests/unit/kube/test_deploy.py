@@ -19,8 +19,8 @@ from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.kube import deploy as kdeploy
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.lab.state import HANDLE_KIND
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer
@@ -221,4 +221,22 @@ def test_contexts_of_one_kubeconfig(
     result = CliRunner().invoke(app, ["get", "clusters", "--kubeconfig", k, "--context", "nope"])
     assert result.exit_code == 2 and "Context 'nope' not found" in result.output
     kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", k)
+    assert inventory(member) == {("namespaces", None, "kosmos-system")}
+
+
+def test_the_control_cluster_comes_from_kubeconfig_as_kubectl_finds_it(
+    control: RunningApiServer, member: RunningApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kosmos' commands: `install --cni calico --default-nic eth0` and `join cluster --name c
+    --kubeconfig MEMBER --cni calico --default-nic eth0 --enable-link`, the control cluster
+    from $KUBECONFIG; `get` reads it from there too."""
+    monkeypatch.delenv("CLUSTERLINK_STORE", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(control.kubeconfig))
+    kosmosctl("install", "--cni", "calico", "--default-nic", "eth0", "--wait-time", "0")
+    kosmosctl("join", "cluster", "--name", "c", "--kubeconfig", str(member.kubeconfig),
+              "--cni", "calico", "--default-nic", "eth0", "--enable-link", "--wait-time", "0")  # fmt: skip
+    assert ("deployments", "kosmos-system", "clusterlink-controller") in inventory(member)
+    rows = kosmosctl("get", "clusters").split()
+    assert "kosmos-control-cluster" in rows and "c" in rows
+    kosmosctl("uninstall")
     assert inventory(member) == {("namespaces", None, "kosmos-system")}

@@ -25,10 +25,11 @@ import yaml
 
 from clusterlink.api import ClusterNode, NodeConfig, ObjectMeta
 from clusterlink.api.clusternode import ClusterNodeSpec
+from clusterlink.federation import kube as kube_federation
 from clusterlink.kube import deploy as kdeploy
 from clusterlink.kube import manifests as m
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import AGE_COLUMN, RunningApiServer, cell, human_duration
 
@@ -104,10 +105,10 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         member_api = KubeApi(Target(str(member.kubeconfig)), field_manager=kdeploy.FIELD_MANAGER)
         store = KubeStore(KubeApi(Target(ck)))
         try:
-            kdeploy.install(control_api, store, control.kubeconfig.read_text(),
+            kube_federation.install(control_api, store, control.kubeconfig.read_text(),
                             "kosmos-control-cluster", kdeploy.KubeLinkOptions(network_type="p2p"),
                             lambda _: None)  # fmt: skip
-            kdeploy.join(member_api, store, "m1", member.kubeconfig.read_text(),
+            kube_federation.join(member_api, store, "m1", member.kubeconfig.read_text(),
                          kdeploy.control_kubeconfig_text(ck),
                          kdeploy.KubeLinkOptions(network_type="gateway", ip_family="all"),
                          lambda _: None)  # fmt: skip

@@ -18,8 +18,8 @@ from clusterlink.api.cluster import (
     ClusterStatus,
 )
 from clusterlink.controllers.member import MemberController
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.member import kube_facts, sync_calico_pools
+from clusterlink.kube.member import KubeFacts
+from clusterlink.kubeclient.api import KubeApi
 from clusterlink.store.kube import KubeStore, kube_url
 from tests.conftest import CLUSTERLINK
 from tests.kubeapi import RunningApiServer
@@ -60,12 +60,7 @@ def cluster(name: str, cni: str = "calico", **cidrs: list[str]) -> Cluster:
 
 
 def controller(api: KubeApi, store: KubeStore, name: str) -> MemberController:
-    return MemberController(
-        store,
-        name,
-        lambda obj: kube_facts(api, obj),
-        extra=lambda _obj: sync_calico_pools(api, store, name),
-    )
+    return MemberController(store, name, KubeFacts(api, store))
 
 
 def test_calico_member_nodes_cidrs_and_pools(api: KubeApi, kstore: KubeStore) -> None:
@@ -107,7 +102,7 @@ def test_flannel_member_uses_node_pod_cidrs_and_a_service_override(
 ) -> None:
     seed(api, "flannel")
     kstore.create(cluster("f1", cni="flannel"))
-    worker = MemberController(kstore, "f1", lambda obj: kube_facts(api, obj, ["10.96.0.0/12"]))
+    worker = MemberController(kstore, "f1", KubeFacts(api, kstore, ["10.96.0.0/12"]))
     worker.step()
     nodes = {cn.name: cn.spec.pod_cidrs for cn in kstore.list(ClusterNode)}
     assert nodes == {"f1-node1": ["10.244.1.0/24"], "f1-node2": ["10.244.2.0/24"]}
@@ -122,7 +117,7 @@ def test_broken_member_objects_are_logged_not_fatal(api: KubeApi, kstore: KubeSt
     broken["data"]["net-conf.json"] = "{not json"
     api.request("POST", "/api/v1/namespaces/kube-flannel/configmaps", body=broken)
     kstore.create(cluster("f1", cni="flannel"))
-    assert MemberController(kstore, "f1", lambda obj: kube_facts(api, obj)).step() == 0
+    assert MemberController(kstore, "f1", KubeFacts(api, kstore)).step() == 0
     assert kstore.list(ClusterNode) == []
 
 

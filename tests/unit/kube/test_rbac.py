@@ -16,10 +16,11 @@ from clusterlink.api.cluster import ClusterLinkStatus, ClusterStatus
 from clusterlink.controllers.elector import Elector
 from clusterlink.controllers.member import MemberController
 from clusterlink.controllers.network_manager import LEASE, NetworkManager
+from clusterlink.federation import kube as kube_federation
 from clusterlink.kube import deploy as kdeploy
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.member import kube_facts, sync_calico_pools
-from clusterlink.kube.target import Target
+from clusterlink.kube.member import KubeFacts
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import StoreError
 from clusterlink.store.kube import KubeStore
 from clusterlink.store.lease import try_acquire_or_renew
@@ -40,7 +41,9 @@ def install(server: RunningApiServer) -> KubeApi:
     admin = KubeApi(Target(str(server.kubeconfig)))
     store = KubeStore(admin)
     options = kdeploy.KubeLinkOptions(network_type="gateway", cni="calico", default_nic="eth0")
-    kdeploy.install(admin, store, server.kubeconfig.read_text(), CLUSTER, options, lambda _: None)
+    kube_federation.install(
+        admin, store, server.kubeconfig.read_text(), CLUSTER, options, lambda _: None
+    )
     other = Cluster(
         metadata=ObjectMeta(name="remote"),
         status=ClusterStatus(cluster_link_status=ClusterLinkStatus(pod_cidrs=["10.77.0.0/16"])),
@@ -61,10 +64,7 @@ def test_every_component_works_under_its_own_account(
     # the Cluster's status and IPPools.
     ctrl = as_account(apiserver, tmp_path, "clusterlink-controller")
     ctrl_store = KubeStore(ctrl)
-    controller = MemberController(
-        ctrl_store, CLUSTER, lambda obj: kube_facts(ctrl, obj),
-        extra=lambda _obj: sync_calico_pools(ctrl, ctrl_store, CLUSTER),
-    )  # fmt: skip
+    controller = MemberController(ctrl_store, CLUSTER, KubeFacts(ctrl, ctrl_store))
     assert controller.step() > 0
     assert [cn.name for cn in ctrl_store.list(ClusterNode)] == [
         f"{CLUSTER}-node1",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from clusterlink.api import Cluster, Lease, ObjectMeta
-from clusterlink.kube.api import KubeApi
-from clusterlink.kube.target import Target
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import Expired
 from clusterlink.store.kube import KubeStore
 from tests.kubeapi import RunningApiServer

@@ -1,5 +1,6 @@
 """A member cluster's life in the store, wherever its components run (lab processes or
-Kubernetes workloads): when it counts as connected, how it is forgotten, and waiting."""
+Kubernetes workloads): when it counts as connected, how it is forgotten, and waiting.
+(Was `controllers/membership.py`: it is no controller, but what the federation use cases do.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.lease import Lease
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.elector import lease_name
+from clusterlink.errors import Failed
 from clusterlink.planner import plan
 from clusterlink.store.base import NotFound, Store
 
@@ -83,3 +85,32 @@ def connected(store: Store, names: list[str]) -> tuple[bool, str]:
             ):
                 return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
     return True, ""
+
+
+def wait_connected(
+    store: Store,
+    names: list[str],
+    timeout: float,
+    interval: float = 0.1,
+    progress: Callable[[str], None] | None = None,
+) -> float:
+    """Poll until `connected`; seconds it took (Failed after `timeout`). The clusters are
+    read and planned again only when the store's revision moved: an idle poll costs one
+    request and no planning (on Kubernetes poll once a second: each check lists the Clusters,
+    ClusterNodes and NodeConfigs - large objects - from the API server)."""
+    start = time.monotonic()
+    seen: int | None = None
+    waiting = last = ""
+    while True:
+        revision = store.revision()
+        if revision != seen:
+            ok, waiting = connected(store, names)
+            if ok:
+                return time.monotonic() - start
+            seen = revision
+        if waiting != last and progress is not None:
+            progress(f"waiting for {waiting}")
+            last = waiting
+        if time.monotonic() - start > timeout:
+            raise Failed(f"not connected after {timeout:.0f} s: still waiting for {waiting}")
+        time.sleep(interval)

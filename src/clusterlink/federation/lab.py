@@ -1,5 +1,5 @@
-"""Control plane and member components in a lab: what `kosmosctl install/join/unjoin/
-uninstall` do when `--kubeconfig` is a lab handle.
+"""The lab's federation: what `kosmosctl install/join/unjoin/uninstall` do when
+`--kubeconfig` is a lab handle (`LabFederation`; the module functions are its steps).
 
 Components run as supervised processes inside node namespaces, as host-network pods would on
 Kubernetes: the network-manager on the control cluster's first node; per member cluster a
@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from clusterlink import constants as C
-from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, IPFamily, NetworkType
+from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.registry import format_validation_error
-from clusterlink.controllers.membership import forget, nodeconfigs_gone, wait_until
+from clusterlink.errors import Failed
+from clusterlink.federation.base import LinkOptions, Progress
+from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.lab import supervisor
 from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
@@ -39,19 +38,6 @@ def component_env(lab: str) -> dict[str, str]:
     processes on one host, polling less often keeps the CPU for the datapath."""
     nodes = sum(len(c.nodes) for c in load_plan(lab).clusters)
     return {"CLUSTERLINK_WATCH_POLL": "0.005" if nodes <= 20 else "0.025"}
-
-
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class LinkOptions:
-    network_type: NetworkType = "gateway"  # kosmosctl's default (the CRD's is p2p)
-    ip_family: IPFamily = "ipv4"
-    cni: str = "calico"  # the lab uses its cluster's own CNI whatever this says
-    default_nic: str = "*"
-    # Any other clusterLinkOptions field, as JSON (globalCIDRsMap, bridgeCIDRs, ...).
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def topology_options(cluster: ClusterPlan) -> LinkOptions:
@@ -149,7 +135,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     try:
         obj = store.get(Cluster, name)
     except NotFound:
-        raise LabError(f"no Cluster {name}") from None
+        raise Failed(f"no Cluster {name}") from None
     lab, cluster = lab_cluster(obj.spec.kubeconfig or "")
     d = state_dir(lab)
     keep_agents = [c for c in _components_of(lab, name) if ".agent." not in c]
@@ -163,7 +149,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
         lambda: nodeconfigs_gone(store, names) and no_state_left([n.netns for n in cluster.nodes]),
         timeout,
         f"{name}: NodeConfigs removed and no vx device left on its nodes",
-        LabError,
+        Failed,
     )
     supervisor.unregister(d, _components_of(lab, name))
     progress(f"{name}: unjoined; its nodes hold no clusterlink state")
@@ -176,3 +162,39 @@ def uninstall(store: Store, lab: str, progress: Progress) -> None:
     for lease in store.list(Lease):
         store.delete(Lease, lease.metadata.name, lease.metadata.namespace)
     progress("control plane removed")
+
+
+class LabFederation:
+    """`Federation` in a lab: components are supervised processes in node namespaces."""
+
+    poll_interval = 0.1
+
+    def __init__(self, store: Store, url: str, lab: str | None) -> None:
+        self.store, self.url, self.lab = store, url, lab
+
+    def install(self, member: str, name: str, options: LinkOptions, progress: Progress) -> None:
+        install(self.store, self.url, member, name, options, progress)
+
+    def join(self, member: str, name: str, options: LinkOptions, progress: Progress) -> None:
+        join(self.store, self.url, member, name, options, progress)
+
+    def unjoin(self, name: str, progress: Progress, timeout: float) -> None:
+        unjoin(self.store, name, progress, timeout)
+
+    def uninstall(self, progress: Progress, timeout: float) -> None:
+        if self.lab is None:
+            raise LabError("uninstall in a lab: --kubeconfig must be one of its handles")
+        uninstall(self.store, self.lab, progress)
+
+
+__all__ = [
+    "LabFederation",
+    "LinkOptions",
+    "component_env",
+    "install",
+    "join",
+    "lab_cluster",
+    "no_state_left",
+    "uninstall",
+    "unjoin",
+]

@@ -15,7 +15,7 @@ kubernetes-asyncio:
 We use lightkube for configuration and its authenticated httpx client, and speak the REST paths
 of our few kinds ourselves: lightkube's `Client.watch` loops forever with no read timeout, so a
 quiet watch could never notice a stop request; our own loop re-arms a bounded read and resumes
-from the last resourceVersion, and maps status codes to the Store's errors in one place.
+from the last resourceVersion, and maps status codes to our errors (`kubeclient.errors`) in one place.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError
 
-from clusterlink.kube.target import Target
-from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, StoreError
+from clusterlink.kubeclient.errors import ApiError, KubeconfigError, status_error
+from clusterlink.kubeclient.target import Target
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 JSON = "application/json"
@@ -47,22 +47,22 @@ def load_config(target: Target) -> SingleConfig:
         if target.data is not None:
             loaded = yaml.safe_load(target.data)
             if not isinstance(loaded, dict):
-                raise StoreError(f"kubeconfig {target.describe()}: not a kubeconfig")
+                raise KubeconfigError(f"kubeconfig {target.describe()}: not a kubeconfig")
             config = KubeConfig.from_dict(loaded)
         elif target.kubeconfig:
             path = Path(target.kubeconfig)
             if not path.is_file():
-                raise StoreError(f"kubeconfig {path}: no such file")
+                raise KubeconfigError(f"kubeconfig {path}: no such file")
             config = KubeConfig.from_file(path)
         else:
             config = KubeConfig.from_env()
         single = config.get(context_name=target.context)
     except ConfigError as exc:
-        raise StoreError(f"kubeconfig {target.describe()}: {exc}") from None
+        raise KubeconfigError(f"kubeconfig {target.describe()}: {exc}") from None
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise StoreError(f"kubeconfig {target.describe()}: malformed ({exc})") from None
+        raise KubeconfigError(f"kubeconfig {target.describe()}: malformed ({exc})") from None
     if single is None:  # pragma: no cover - lightkube raises instead
-        raise StoreError(f"kubeconfig {target.describe()}: no context")
+        raise KubeconfigError(f"kubeconfig {target.describe()}: no context")
     return single
 
 
@@ -87,7 +87,7 @@ class KubeApi:
         try:
             self._http = client_adapter.Client(config, params)
         except (ConfigError, OSError) as exc:
-            raise StoreError(f"kubeconfig {target.describe()}: {exc}") from None
+            raise KubeconfigError(f"kubeconfig {target.describe()}: {exc}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -122,7 +122,7 @@ class KubeApi:
                 )
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise StoreError(
+                    raise ApiError(
                         f"Kubernetes API {self.server}: {type(exc).__name__}: {exc}"
                     ) from None
             else:
@@ -175,19 +175,4 @@ def _retry_after(resp: httpx.Response) -> float:
         return 0.0
 
 
-def status_error(code: int, status: dict[str, Any], what: str) -> StoreError:
-    """A Kubernetes Status (HTTP code + body) as the Store's error with a readable message."""
-    reason = str(status.get("reason") or "")
-    message = str(status.get("message") or reason or f"HTTP {code}")
-    text = f"{what}: {message}"
-    if code == 404:
-        return NotFound(text)
-    if code == 409 and reason == "AlreadyExists":
-        return AlreadyExists(text)
-    if code == 409:
-        return Conflict(f"{what}: stale resourceVersion, the object changed ({message})")
-    if code == 410:
-        return Expired(text)
-    if code in (401, 403):
-        return StoreError(f"{text} (HTTP {code}: check the kubeconfig's credentials and RBAC)")
-    return StoreError(f"{text} (HTTP {code} {reason})".rstrip())
+__all__ = ["APPLY_PATCH", "JSON", "MERGE_PATCH", "KubeApi", "load_config", "status_error"]

@@ -1,31 +1,20 @@
-"""`kosmosctl dr`: every source x destination pair, host or container network, in the lab.
+"""`kosmosctl dr`'s core: places, pairs, results; probing every pair through the floaters
+(`FloaterCaller`, whatever drives them), the summary, resume files and the HTML report. The
+adapters that place floaters are siblings: `doctor.lab` (lab namespaces) and `doctor.kube`
+(DaemonSets); `doctor.run` runs a whole check.
 
-Floaters are started in each node's namespace (`--host-network`) or in the first pod of each
-node; they are driven over Unix sockets (the controller sits outside the lab's namespaces and
-sends no traffic itself), each source floater gets its whole batch at once and runs it
-concurrently; a floater that does not come up is reported as missing for every pair it is in,
-and the run goes on. Floaters are always removed, also on Ctrl-C.
+Each source floater gets its whole batch at once and runs it concurrently; a floater that
+does not come up is reported as missing for every pair it is in, and the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-from clusterlink.lab.state import load_handle, load_plan
-
-FLOATER = [sys.executable, "-m", "clusterlink.doctor"]  # the light entry point
 
 
 @dataclass(frozen=True)
@@ -66,29 +55,6 @@ class Result:
                 "ok": self.ok, "reason": self.reason, "rttMs": self.rtt_ms}  # fmt: skip
 
 
-def places(handle: str, host_network: bool) -> tuple[list[Place], list[str]]:
-    """Floater places of one lab cluster, and nodes that cannot have one (no pod)."""
-    data = load_handle(handle)
-    cluster = load_plan(data["lab"]).cluster(data["cluster"])
-    out, missing = [], []
-    for node in cluster.nodes:
-        if host_network:
-            out.append(
-                Place(
-                    cluster.name, node.name, node.netns, tuple(i for i in (node.ip, node.ip6) if i)
-                )
-            )
-            continue
-        pod = next((p for p in cluster.pods if p.node == node.name), None)
-        if pod is None:
-            missing.append(f"{cluster.name}/{node.name}")
-        else:
-            out.append(
-                Place(cluster.name, node.name, pod.netns, tuple(i for i in (pod.ip, pod.ip6) if i))
-            )
-    return out, missing
-
-
 def matrix(srcs: list[Place], dsts: list[Place], protocols: list[str]) -> list[Pair]:
     """Every source x destination x target address (families both have) x protocol."""
     pairs = []
@@ -99,95 +65,6 @@ def matrix(srcs: list[Place], dsts: list[Place], protocols: list[str]) -> list[P
                 if (":" in ip) in fams:
                     pairs += [Pair(s.label, d.label, ip, proto) for proto in protocols]
     return pairs
-
-
-@dataclass
-class Floaters:
-    workdir: Path
-    port: int
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def socket(self, label: str) -> str:
-        return str(self.workdir / (label.replace("/", "_") + ".sock"))
-
-    def start(self, place: Place) -> None:
-        argv = [
-            *FLOATER,
-            "--port",
-            str(self.port),
-            "--netns",
-            place.netns,
-            "--unix",
-            self.socket(place.label),
-        ]
-        self.procs[place.label] = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-
-    async def call(
-        self, label: str, method: str, url: str, body: Any, timeout: float
-    ) -> tuple[int, Any]:
-        return await http(self.socket(label), method, url, body, timeout)
-
-    def ready(self, timeout: float) -> set[str]:
-        """Labels whose floater answers `GET /` before the deadline."""
-        deadline = time.monotonic() + timeout
-        up: set[str] = set()
-
-        def pending() -> bool:  # started, still running, not answering yet
-            return any(label not in up and p.poll() is None for label, p in self.procs.items())
-
-        while time.monotonic() < deadline and pending():
-            for label, proc in self.procs.items():
-                if label in up or proc.poll() is not None:
-                    continue
-                try:
-                    if asyncio.run(http(self.socket(label), "GET", "/", None, 1.0))[0] == 200:
-                        up.add(label)
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        return up
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-@contextmanager
-def floaters(port: int) -> Iterator[Floaters]:
-    fl = Floaters(Path(tempfile.mkdtemp(prefix="cl-dr-")), port)
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        yield fl
-    finally:
-        fl.stop()
-        signal.signal(signal.SIGTERM, previous)
-
-
-async def http(path: str, method: str, url: str, body: Any, timeout: float) -> tuple[int, Any]:
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-    try:
-        payload = json.dumps(body).encode() if body is not None else b""
-        writer.write(
-            f"{method} {url} HTTP/1.1\r\nHost: floater\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout)
-    finally:
-        writer.close()
-    head, _, data = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(data) if data and data[:1] in (b"{", b"[") else data.decode()
 
 
 class FloaterCaller(Protocol):
@@ -320,13 +197,10 @@ def report_html(results: list[Result], title: str) -> str:
 
 
 __all__ = [
-    "Floaters",
     "Pair",
     "Place",
     "Result",
-    "floaters",
     "matrix",
-    "places",
     "probe_all",
     "report_html",
 ]

@@ -1,0 +1,205 @@
+"""The doctor's use cases: `dr` (every source against every destination, in a lab or on
+Kubernetes) and `analysis` (each lab node's NodeConfig against its kernel). They take
+progress callbacks and return data; the CLI renders it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterlink import __version__
+from clusterlink.api.cluster import Cluster
+from clusterlink.api.clusternode import cluster_node_name
+from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.doctor import lab as lab_doctor
+from clusterlink.doctor import probe
+from clusterlink.errors import BadInput
+from clusterlink.federation.control import open_control
+from clusterlink.lab.state import LabError, is_lab_handle
+from clusterlink.store.base import NotFound
+
+Progress = Callable[[str], None]
+# Given the number of pairs, a context whose value advances a progress bar by n pairs.
+ProbeBar = Callable[[int], AbstractContextManager[Callable[[int], None]]]
+
+PROTOCOLS = {"icmp": ["icmp"], "tcp": ["tcp"], "all": ["icmp", "tcp"]}
+
+
+def no_bar(_total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda _n: None)
+
+
+@dataclass(frozen=True)
+class DrRequest:
+    sources: list[str]  # kubeconfigs or lab handles
+    destinations: list[str] = field(default_factory=list)  # empty: the sources themselves
+    host_network: bool = False
+    image: str | None = None  # Kubernetes: the floater image (default: from the repository)
+    image_repository: str | None = None
+    floater_wait: float = 120.0
+    port: int = 8889
+    protocol: str = "icmp"
+    concurrency: int = 256
+    timeout: float = 2.0
+    retries: int = 1
+    resume: Path | None = None
+    report: Path | None = None
+    context: str | None = None
+
+
+@dataclass
+class DrOutcome:
+    results: list[probe.Result]
+    summary: dict[str, Any]
+    resume_path: Path
+
+    @property
+    def failed(self) -> list[probe.Result]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.summary["nodesWithoutFloater"]
+
+
+def dr(request: DrRequest, progress: Progress, bar: ProbeBar = no_bar) -> DrOutcome:
+    """Probe every pair; save the failures for --resume, write the report; the outcome."""
+    if request.protocol not in PROTOCOLS:
+        raise BadInput(f"--protocol {request.protocol!r}: icmp, tcp or all")
+    destinations = request.destinations or request.sources
+    on_lab = {is_lab_handle(h) for h in [*request.sources, *destinations]}
+    if len(on_lab) > 1:
+        raise BadInput("--src/--dst-kubeconfig: all lab handles or all kubeconfigs, not a mix")
+    started = time.monotonic()
+    run = _lab if on_lab == {True} else _kube
+    results, missing = run(request, destinations, progress, bar)
+    seconds = time.monotonic() - started
+    summary = probe.summary(results, seconds) | {"nodesWithoutFloater": sorted(set(missing))}
+    outcome = DrOutcome(results, summary, request.resume or Path("dr-resume.json"))
+    if outcome.failed or request.resume is not None:
+        probe.save_resume(outcome.resume_path, results)
+    if request.report is not None:
+        request.report.write_text(probe.report_html(results, "clusterlink dr"))
+    return outcome
+
+
+Run = tuple[list[probe.Result], list[str]]
+
+
+def _lab(request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar) -> Run:
+    try:
+        srcs, missing = lab_doctor.lab_places(request.sources, request.host_network)
+        dsts, dst_missing = lab_doctor.lab_places(destinations, request.host_network)
+    except (LabError, KeyError) as exc:
+        raise BadInput(str(exc)) from None
+    places = {p.label: p for p in srcs + dsts}
+    with lab_doctor.floaters(request.port) as fl:
+        for place in places.values():
+            fl.start(place)
+        up = fl.ready(timeout=15 + 0.2 * len(places))  # many starting at once share the CPU
+        for label in sorted(set(places) - up):
+            progress(f"warning: floater on {label} did not come up; its pairs are reported as such")
+        pairs = _pairs(srcs, dsts, request, progress)
+        return _probe(fl, pairs, up, request, bar), missing + dst_missing
+
+
+def _kube(request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar) -> Run:
+    from clusterlink.doctor.kube import KubeCluster, KubeFloaters
+    from clusterlink.kube.manifests import DEFAULT_IMAGE
+    from clusterlink.kubeclient.api import KubeApi
+    from clusterlink.kubeclient.target import Target
+
+    repository = request.image_repository
+    image = request.image or (
+        f"{repository.rstrip('/')}/clusterlink:{__version__}" if repository else DEFAULT_IMAGE
+    )
+    clusters: dict[str, KubeCluster] = {}
+    for k in dict.fromkeys([*request.sources, *destinations]):
+        api = KubeApi(Target(k, request.context), field_manager="kosmosctl-dr")
+        clusters[k] = KubeCluster(api.context or Path(k).name, api)
+    kf = KubeFloaters(list(clusters.values()), request.host_network, image, request.port)
+    try:
+        progress(f"placing floater DaemonSets ({image}) ...")
+        kf.deploy()
+        found, absent = kf.places(request.floater_wait, progress)
+        names = {clusters[k].name for k in request.sources}
+        dst_names = {clusters[k].name for k in destinations}
+        srcs = [p for p in found if p.cluster in names]
+        dsts = [p for p in found if p.cluster in dst_names]
+        missing = [a for a in absent if a.split("/")[0] in names | dst_names]
+        pairs = _pairs(srcs, dsts, request, progress)
+        return _probe(kf, pairs, {p.label for p in found}, request, bar), missing
+    finally:
+        for problem in kf.cleanup():
+            progress(f"warning: floaters not removed: {problem}")
+
+
+def _pairs(
+    srcs: list[probe.Place], dsts: list[probe.Place], request: DrRequest, progress: Progress
+) -> list[probe.Pair]:
+    pairs = probe.matrix(srcs, dsts, PROTOCOLS[request.protocol])
+    if request.resume is not None and request.resume.exists():
+        wanted = probe.load_resume(request.resume)
+        pairs = [p for p in pairs if p.key() in wanted]
+        progress(f"resuming: {len(pairs)} pairs that failed last time")
+    return pairs
+
+
+def _probe(
+    caller: probe.FloaterCaller,
+    pairs: list[probe.Pair],
+    up: set[str],
+    request: DrRequest,
+    bar: ProbeBar,
+) -> list[probe.Result]:
+    with bar(len(pairs)) as advance:
+        return asyncio.run(
+            probe.probe_all(
+                caller,
+                pairs,
+                up,
+                timeout=request.timeout,
+                concurrency=request.concurrency,
+                port=request.port,
+                retries=request.retries,
+                done=advance,
+            )
+        )
+
+
+NOT_A_LAB = (
+    "analysis reads each node's kernel directly. On Kubernetes each agent compares and "
+    "repairs its node itself and reports it in its NodeConfig's status (`kosmosctl get "
+    "nodeconfigs -o wide`); `kosmosctl dr` checks the datapath"
+)
+
+
+def analysis(
+    name: str, kubeconfig: str | None, store: str | None, context: str | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """Per node of a lab Cluster: its NodeConfig against its kernel; (type, detail) list,
+    empty when in sync."""
+    st = open_control(kubeconfig, store, context).store
+    try:
+        cluster = st.get(Cluster, name)
+    except NotFound:
+        raise NotFound(f"no Cluster {name}") from None
+    try:
+        plan = lab_doctor.lab_cluster_of(cluster.spec.kubeconfig or "")
+    except LabError as exc:
+        raise BadInput(f"Cluster {name} is not a lab cluster: {NOT_A_LAB} ({exc})") from None
+    nodes: dict[str, list[tuple[str, str]]] = {}
+    for node in plan.nodes:
+        cn = cluster_node_name(name, node.name)
+        try:
+            spec = st.get(NodeConfig, cn).spec
+        except NotFound:
+            nodes[cn] = [("nodeconfig", "no NodeConfig")]
+            continue
+        nodes[cn] = lab_doctor.node_drift(node.netns, spec)
+    return nodes
