@@ -11,6 +11,7 @@ Set CLUSTERLINK_MATRIX_OUT=DIR to get each matrix as a table.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,8 @@ import pytest
 
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.lab import cni, supervisor
-from clusterlink.lab.state import state_dir
+from clusterlink.lab.state import handle_path, state_dir
+from tests.conftest import KOSMOSCTL
 from tests.e2e.conftest import lab_name
 from tests.e2e.connect import Lab, joined_lab, wait_for
 from tests.e2e.matrix import (
@@ -202,4 +204,16 @@ def test_matrix_with_overlapping_cidrs(tmp_path: Path) -> None:
     addresses, and a server sees a remote pod's global address."""
     with joined_lab(OVERLAP, None, tmp_path) as lab:
         cells = check(lab, OVERLAP, "overlap")
+        # dr understands global CIDRs: it probes a remote pod at its global address, says so
+        handles = [str(handle_path(lab.plan.name, c)) for c in ("oa", "ob")]
+        out = subprocess.run(
+            [KOSMOSCTL, "dr", "--src-kubeconfig", handles[0], "--src-kubeconfig", handles[1],
+             "--protocol", "all", "--timeout", "1", "-o", "json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+        results = json.loads(out.stdout)["results"]
+        across = [r for r in results if r["src"][:2] != r["dst"][:2]]
+        assert across and all(r.get("realIP") and r["target"] != r["realIP"] for r in across)
+        assert all("realIP" not in r for r in results if r["src"][:2] == r["dst"][:2])
     assert {c.kind for c in cells} == {"pod", "service", "host"}
