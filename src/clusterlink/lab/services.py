@@ -18,6 +18,9 @@ masqueraded: the backend sees whatever source reached the node. Nothing here kno
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from clusterlink.lab.topology import ClusterPlan, LabPlan
@@ -104,3 +107,86 @@ def services_status(plan: LabPlan) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+# A backend: answers each connection with the source address it saw, then closes.
+_BACKEND = """
+import socket, sys, threading
+def serve(fam, host):
+    s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((host, int(sys.argv[1]))); s.listen(64)
+    while True:
+        c, peer = s.accept()
+        try: c.sendall(peer[0].encode())
+        finally: c.close()
+for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    threading.Thread(target=serve, args=(fam, host), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+_CLIENT = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+    print(s.recv(100).decode())
+except OSError as exc:
+    print(f"error: {exc}"); sys.exit(1)
+"""
+
+
+@dataclass(frozen=True)
+class ServiceCheck:
+    service: str  # cluster/name
+    address: str  # ClusterIP:port
+    client: str  # the pod that connected, as `lab exec` names it
+    ok: bool
+    seen: str  # the source address the backend saw, or the error
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.service} {self.address} from {self.client}: answered; the backend saw {self.seen}"
+        return f"{self.service} {self.address} from {self.client}: FAILED ({self.seen})"
+
+
+def _connect(netns: str, ip: str, port: int, timeout: float) -> tuple[bool, str]:
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", _CLIENT, ip, str(port)]
+    result = subprocess.run([*argv, str(timeout)], capture_output=True, text=True)
+    return result.returncode == 0, result.stdout.strip() or result.stderr.strip()
+
+
+def _serve(netns: str, port: int) -> subprocess.Popen[str]:
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", _BACKEND, str(port)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def check_across(plan: LabPlan, timeout: float = 3.0) -> list[ServiceCheck]:
+    """Every Service, reached by ClusterIP from the first pod of every other cluster, in
+    each family both have: real TCP connections to backends that report who called."""
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        for c in plan.clusters:
+            pods = {p.name: p for p in c.pods}
+            servers += [_serve(pods[b].netns, s.port) for s in c.services for b in s.backends]
+        for server in servers:
+            assert server.stdout is not None
+            server.stdout.readline()  # "ready"
+        out = []
+        for c in plan.clusters:
+            for svc in c.services:
+                for other in (o for o in plan.clusters if o.name != c.name and o.pods):
+                    client = other.pods[0]
+                    pod = (
+                        f"{other.name}/{client.node}/{client.name.removeprefix(client.node + '-')}"
+                    )
+                    for ip in svc.ips:
+                        if (client.ip6 if ":" in ip else client.ip) is None:
+                            continue
+                        ok, seen = _connect(client.netns, ip, svc.port, timeout)
+                        address = f"[{ip}]:{svc.port}" if ":" in ip else f"{ip}:{svc.port}"
+                        out.append(ServiceCheck(f"{c.name}/{svc.name}", address, pod, ok, seen))
+        return out
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
