@@ -353,8 +353,11 @@ class Plan:
         def make() -> list[Route]:
             table, adv = self.exports.by_family[family], self._adv[family]
             dev = LOCAL_DEV[family]
+            kept = self._kept(cluster, family)
+            if not capped and not bisect_left(self._below[family].mtus, limit):  # nothing capped
+                return [Route.trusted(cidr=table[i].cidr, gw=gw, dev=dev, mtu=0) for i in kept]
             out = []
-            for i in self._kept(cluster, family):
+            for i in kept:
                 path = adv[i] if adv[i] < limit else limit
                 out.append(
                     Route.trusted(
