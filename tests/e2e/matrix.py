@@ -226,10 +226,14 @@ def sources(plan: LabPlan) -> list[Source]:
 
 
 def serve_everywhere(plan: LabPlan) -> list[subprocess.Popen[str]]:
+    nodes = [n.netns for c in plan.clusters for n in c.nodes]
+    return serve_in(nodes + [p.netns for c in plan.clusters for p in c.pods])
+
+
+def serve_in(namespaces: list[str]) -> list[subprocess.Popen[str]]:
+    """A server on PORT (both families) in each namespace; returns once all listen."""
     procs = []
-    for ns in [n.netns for c in plan.clusters for n in c.nodes] + [
-        p.netns for c in plan.clusters for p in c.pods
-    ]:
+    for ns in namespaces:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(PORT)],
             stdout=subprocess.PIPE,

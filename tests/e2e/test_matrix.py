@@ -34,6 +34,7 @@ from tests.e2e.matrix import (
     probe,
     render,
     serve_everywhere,
+    serve_in,
     sources,
 )
 
@@ -217,3 +218,24 @@ def test_matrix_with_overlapping_cidrs(tmp_path: Path) -> None:
         assert across and all(r.get("realIP") and r["target"] != r["realIP"] for r in across)
         assert all("realIP" not in r for r in results if r["src"][:2] == r["dst"][:2])
     assert {c.kind for c in cells} == {"pod", "service", "host"}
+
+
+def test_pods_and_nodes_reach_their_own_clusters_services(distinct: Lab) -> None:
+    """Sanity of the lab's kube-proxy: inside a cluster a Service answers its pods (which
+    keep their address: the CNI does not masquerade inside the cluster) and its nodes."""
+    servers = serve_in([p.netns for c in distinct.plan.clusters for p in c.pods])
+    try:
+        for c in distinct.plan.clusters:
+            svc = c.services[0]
+            client, node = next(p for p in c.pods if p.node == "n1"), c.nodes[0]
+            for family, ip in ((4, svc.ips[0]), (6, svc.ips[1])):
+                pod_ip, node_ip = (client.ip, node.ip) if family == 4 else (client.ip6, node.ip6)
+                seen = distinct.tcp_peer(client.netns, ip, svc.port)
+                assert seen == pod_ip, f"{c.name}: pod -> own Service {ip}: the backend saw {seen}"
+                seen = distinct.tcp_peer(node.netns, ip, svc.port)
+                assert seen == node_ip, (
+                    f"{c.name}: node -> own Service {ip}: the backend saw {seen}"
+                )
+    finally:
+        for proc in servers:
+            proc.kill()

@@ -60,18 +60,24 @@ class FakeKernel:
         self.fdbs -= remove.fdbs
         self.arps -= remove.arps
         errors = []
-        for kind, store, items in (
-            ("fdb", self.fdbs, add.fdbs),
-            ("neigh", self.arps, add.arps),
-            ("route", self.routes, add.routes),
-        ):
+        for kind, store, items in (("fdb", self.fdbs, add.fdbs), ("neigh", self.arps, add.arps)):
             for item in items:
-                link = self._links.get(item[2])
-                if link is None or not link.up:
+                if self._down(item[2]):
                     errors.append(f"{kind} {item}: device {item[2]} missing or down")
                     continue
                 store.add(item)
+        for route in add.routes:
+            if self._down(route[2]):
+                errors.append(f"route {route}: device {route[2]} missing or down")
+                continue
+            # `ip route replace`: one route per destination (a new MTU retunes it in place)
+            self.routes = {r for r in self.routes if r[0] != route[0]}
+            self.routes.add(route)
         return errors
+
+    def _down(self, dev: str) -> bool:
+        link = self._links.get(dev)
+        return link is None or not link.up
 
     def rule_families(self) -> set[int]:
         return set(self.rules)

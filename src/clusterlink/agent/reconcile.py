@@ -117,6 +117,10 @@ def reconcile(
     kept = {name: link.index for name, link in owned.items() if name not in replace}
     observed = kernel.entries(kept)
     stale = observed - desired.entries
+    if stale.routes:  # a route that differs only in its MTU is replaced in place, not deleted
+        retuned = {r[:3] for r in desired.entries.routes}
+        keep = frozenset(r for r in stale.routes if r[:3] in retuned)
+        stale = Entries(stale.routes - keep, stale.fdbs, stale.arps)
     if len(stale):
         report.errors += kernel.change_entries(stale, Entries())
         report.entries_removed += len(stale)

@@ -68,6 +68,10 @@ class Route(Entry):
     cidr: str
     gw: str
     dev: str
+    # Ours: the path MTU toward the CIDR when it is below the device's (a peer on a smaller
+    # underlay). 0 = the device MTU; left out of manifests then, so Kosmos' shape is kept.
+    # `trusted` callers must pass it (no per-call default filling: millions of routes).
+    mtu: int = Field(default=0, ge=0, le=65535, exclude_if=lambda v: v == 0)
 
     @field_validator("cidr")
     @classmethod

@@ -100,7 +100,7 @@ def build_exports(topo: Topology, devices: DeviceMap) -> tuple[ExportTable, list
                 )
                 continue
             cidr = to_global(cluster.global_map, real)
-            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev)
+            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
             raw[family].append(Export(cidr, cluster.name, target, route))
 
     by_family: dict[int, list[Export]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterlink.agent.desired import rule_family
+from clusterlink.agent.desired import family_of_rule
 
 
 @pytest.mark.parametrize(
@@ -18,5 +18,5 @@ from clusterlink.agent.desired import rule_family
         ("-m comment --comment vx-bridge-6x -j ACCEPT", 4),
     ],
 )
-def test_rule_family(rule: str, family: int) -> None:
-    assert rule_family(rule) == family
+def test_family_of_rule(rule: str, family: int) -> None:
+    assert family_of_rule(rule) == family
