@@ -1,12 +1,24 @@
 """The Kubernetes API server double: kmock's HTTP server plus what a real API server does.
 
-kmock (PyPI; by kopf's author) gives the aiohttp server, request parsing and the discovery
-endpoints (/api, /apis, /version). Its own
+kmock (PyPI; by kopf's author) gives the aiohttp server and request parsing. Its own
 `KubernetesEmulator` merges every write into a dict and lacks what our clients rely on
 (machine-probe §3: no resourceVersion/uid/generation, 200 on create, PUT -> 404, no 409 on a
 stale update, selectors ignored, no status subresource, watches ignore resourceVersion and
-timeoutSeconds). So this shim keeps kmock's server and parser and holds the objects itself,
-following the API server's rules:
+timeoutSeconds), and its discovery lists no resources. So this shim keeps kmock's server and
+parser and holds the objects itself, following the API server's rules:
+
+- what a real `kubectl` reads (tests/unit/kube/test_kubectl.py runs one): discovery of every
+  kind in `KINDS` (`/api`, `/apis` - aggregated `apidiscovery.k8s.io/v2` when asked for, as
+  kubectl 1.32 does, else the legacy lists - `/api/v1`, `/apis/G`, `/apis/G/V`), `/version`,
+  `/openapi/v3` (the PATCH operations with their `fieldValidation` parameter, which
+  `kubectl apply` looks for, and our CRDs' schemas, for `kubectl explain`), and the **Table**
+  format (`Accept: ...;as=Table;g=meta.k8s.io;v=v1`) as apiextensions renders a custom
+  resource: Name, then the printer columns of the CRD the double holds (our generated CRDs
+  before one is applied; Age alone for built-in kinds), JSONPath cells with arrays as JSON and
+  dates as ages. Names, short names and columns of kosmos.io come from our CRDs, not copies.
+  `/openapi/v2` has no definitions (kubectl before 1.24, e.g. Debian's 1.20, validates
+  client-side against it and so skips every kind). Not served: Table watches
+  (`kubectl get -w`), protobuf objects;
 
 - one resourceVersion counter for every kind (etcd's revision); uid, creationTimestamp,
   generation 1 on create; **201** on create, 409 AlreadyExists on a duplicate;
@@ -23,6 +35,7 @@ following the API server's rules:
   the compacted point (`log_limit` events are kept), no resourceVersion means synthetic ADDED
   events first; `timeoutSeconds` ends the stream; a client that goes away ends its handler;
 - DELETE answers the deleted object (as for custom resources). `faults` injects error answers;
+  an unknown path is a 404 Status;
 - RBAC for service accounts: a bearer token `system:serviceaccount:NS:NAME` is authorized by
   the stored (Cluster)Roles and bindings (403 Forbidden otherwise, recorded in `denied`); any
   other token is an administrator;
@@ -40,8 +53,10 @@ import contextlib
 import copy
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -54,8 +69,25 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
+from kmock._internal import parsing as kmock_parsing
 
 from clusterlink.agent.netns import entered as netns_entered
+from clusterlink.api.crds import crd_objects
+
+
+def _kmock_parse_path(
+    path: str, _parse: Any = kmock_parsing.parse_path
+) -> kmock_parsing.ParsedPath:
+    """kmock (0.8) labels each request it logs with its own path parser, which raises on
+    `/api/v1/namespaces` (a list of namespaces: a 500 before our handler runs). Ours serves the
+    requests; kmock's only labels them, so a path it cannot read gets no label."""
+    try:
+        return _parse(path)  # type: ignore[no-any-return]
+    except ValueError:
+        return kmock_parsing.ParsedPath()
+
+
+kmock_parsing.parse_path = _kmock_parse_path
 
 
 @dataclass(frozen=True)
@@ -91,6 +123,447 @@ KINDS: dict[tuple[str, str, str], Kind] = {
     ("crd.projectcalico.org", "v1", "ippools"): Kind("IPPool", False, False),
     ("crd.projectcalico.org", "v1", "blockaffinities"): Kind("BlockAffinity", False, False),
 }
+
+# Discovery: what kubectl reads to map `clusters.kosmos.io` to a URL (legacy per-group lists,
+# or the aggregated `apidiscovery.k8s.io/v2` list when the client asks for it, as 1.32 does).
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]  # no deletecollection
+SHORT_NAMES = {
+    "namespaces": ["ns"],
+    "nodes": ["no"],
+    "pods": ["po"],
+    "configmaps": ["cm"],
+    "serviceaccounts": ["sa"],
+    "services": ["svc"],
+    "deployments": ["deploy"],
+    "daemonsets": ["ds"],
+    "customresourcedefinitions": ["crd", "crds"],
+}
+VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-11T00:00:00Z",
+    "goVersion": "go1.23.3",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+@functools.cache
+def our_crds() -> dict[tuple[str, str], dict[str, Any]]:
+    """(group, plural) -> our CRD as the models' generator makes it (what deploy/crds holds: a
+    test keeps the two equal). Names and printer columns of kosmos.io come from here."""
+    return {(c["spec"]["group"], c["spec"]["names"]["plural"]): c for c in crd_objects()}
+
+
+def _group_versions() -> list[tuple[str, str]]:
+    return list(dict.fromkeys((g, v) for g, v, _ in KINDS))
+
+
+def _names(gvr: tuple[str, str, str], kind: Kind) -> dict[str, Any]:
+    crd = our_crds().get((gvr[0], gvr[2]))
+    names = crd["spec"]["names"] if crd else {}
+    out: dict[str, Any] = {"singular": names.get("singular", kind.kind.lower())}
+    short = names.get("shortNames", SHORT_NAMES.get(gvr[2]))
+    if short:
+        out["shortNames"] = list(short)
+    if names.get("categories"):
+        out["categories"] = list(names["categories"])
+    return out
+
+
+def _subresources(gvr: tuple[str, str, str], kind: Kind) -> list[tuple[str, str, list[str]]]:
+    """(name, kind, verbs) of each subresource the double serves."""
+    out = [("status", kind.kind, ["get", "patch", "update"])] if kind.status else []
+    if gvr == ("", "v1", "pods"):
+        out.append(("proxy", "PodProxyOptions", ["create", "delete", "get", "patch", "update"]))
+    return out
+
+
+def _resource_list(group: str, version: str) -> dict[str, Any]:
+    """`/api/v1`, `/apis/G/V`: the legacy APIResourceList."""
+    resources: list[dict[str, Any]] = []
+    for gvr, kind in KINDS.items():
+        if gvr[:2] != (group, version):
+            continue
+        names = _names(gvr, kind)
+        entry = {
+            "name": gvr[2],
+            "singularName": names["singular"],
+            "namespaced": kind.namespaced,
+            "kind": kind.kind,
+            "verbs": VERBS,
+        }
+        entry.update({k: names[k] for k in ("shortNames", "categories") if k in names})
+        resources.append(entry)
+        for sub, sub_kind, verbs in _subresources(gvr, kind):
+            resources.append(
+                {
+                    "name": f"{gvr[2]}/{sub}",
+                    "singularName": "",
+                    "namespaced": kind.namespaced,
+                    "kind": sub_kind,
+                    "verbs": verbs,
+                }
+            )
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": _api_version((group, version, "")),
+        "resources": resources,
+    }
+
+
+def _group(group: str) -> dict[str, Any]:
+    versions = [
+        {"groupVersion": f"{group}/{v}", "version": v} for g, v in _group_versions() if g == group
+    ]
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions[0],
+    }
+
+
+def _aggregated(core: bool) -> dict[str, Any]:
+    """`/api` or `/apis` as an `apidiscovery.k8s.io/v2` APIGroupDiscoveryList."""
+    items: list[dict[str, Any]] = []
+    for group, version in _group_versions():
+        if (group == "") != core:
+            continue
+        resources = []
+        for gvr, kind in KINDS.items():
+            if gvr[:2] != (group, version):
+                continue
+            names = _names(gvr, kind)
+            gvk = {"group": group, "version": version, "kind": kind.kind}
+            entry: dict[str, Any] = {
+                "resource": gvr[2],
+                "responseKind": gvk,
+                "scope": "Namespaced" if kind.namespaced else "Cluster",
+                "singularResource": names["singular"],
+                "verbs": VERBS,
+            }
+            entry.update({k: names[k] for k in ("shortNames", "categories") if k in names})
+            subs = _subresources(gvr, kind)
+            if subs:
+                entry["subresources"] = [
+                    {"subresource": s, "responseKind": {**gvk, "kind": k}, "verbs": verbs}
+                    for s, k, verbs in subs
+                ]
+            resources.append(entry)
+        item = next((i for i in items if i["metadata"].get("name", "") == group), None)
+        if item is None:
+            item = {"metadata": {"name": group} if group else {}, "versions": []}
+            items.append(item)
+        item["versions"].append(
+            {"version": version, "resources": resources, "freshness": "Current"}
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }
+
+
+def _wants(accept: str, **params: str) -> bool:
+    """Whether one media type of an Accept header carries all these parameters."""
+    for media in accept.split(","):
+        got = dict(p.strip().partition("=")[::2] for p in media.split(";")[1:] if "=" in p)
+        if all(got.get(k) == v for k, v in params.items()):
+            return True
+    return False
+
+
+def discovery(path: str, accept: str) -> aiohttp.web.Response | None:
+    """/version, /api, /apis, /api/v1, /apis/G, /apis/G/V; None for any other path."""
+    parts = path.strip("/").split("/")
+    versions = _group_versions()
+    if parts in (["api"], ["apis"]):
+        core = parts == ["api"]
+        if _wants(accept, g="apidiscovery.k8s.io", v="v2", **{"as": "APIGroupDiscoveryList"}):
+            body = json.dumps(_aggregated(core)).encode()
+            return aiohttp.web.Response(body=body, headers={"Content-Type": AGGREGATED})
+        if core:
+            return _json({"kind": "APIVersions", "versions": ["v1"]})
+        groups = [_group(g) for g in dict.fromkeys(g for g, _ in versions if g)]
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    if parts == ["version"]:
+        return _json(VERSION)
+    if len(parts) == 2 and parts[0] == "api" and ("", parts[1]) in versions:
+        return _json(_resource_list("", parts[1]))
+    if len(parts) == 2 and parts[0] == "apis" and any(g == parts[1] for g, _ in versions):
+        return _json(_group(parts[1]))
+    if len(parts) == 3 and parts[0] == "apis" and (parts[1], parts[2]) in versions:
+        return _json(_resource_list(parts[1], parts[2]))
+    return None
+
+
+# OpenAPI v3, as much as `kubectl apply` reads: it looks for the PATCH operation of each kind
+# and whether it takes `fieldValidation`, to leave validation to the server (which the double
+# accepts and does not do: see the module's docstring). Our CRDs' schemas are included.
+PATCH_PARAMETERS = ["dryRun", "fieldManager", "fieldValidation", "force"]
+
+
+def _openapi_path(group: str, version: str) -> str:
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def _openapi_document(group: str, version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for gvr, kind in KINDS.items():
+        if gvr[:2] != (group, version):
+            continue
+        gvk = {"group": group, "version": version, "kind": kind.kind}
+        scope = "/namespaces/{namespace}" if kind.namespaced else ""
+        operation = {
+            "operationId": f"patch{kind.kind}",
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [
+                {"name": p, "in": "query", "schema": {"type": "string"}} for p in PATCH_PARAMETERS
+            ],
+            "responses": {"200": {"description": "OK"}},
+        }
+        paths[f"/{_openapi_path(group, version)}{scope}/{gvr[2]}/{{name}}"] = {"patch": operation}
+        crd = our_crds().get((group, gvr[2]))
+        if crd is not None:
+            served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+            schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
+            schema["x-kubernetes-group-version-kind"] = [gvk]
+            schemas[f"{'.'.join(reversed(group.split('.')))}.{version}.{kind.kind}"] = schema
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+@functools.cache
+def _openapi_documents() -> dict[str, bytes]:
+    return {
+        _openapi_path(g, v): json.dumps(_openapi_document(g, v)).encode()
+        for g, v in _group_versions()
+    }
+
+
+def _protobuf(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def openapi_v2(path: str, accept: str) -> aiohttp.web.Response | None:
+    """`/openapi/v2` without definitions, for kubectl before 1.24 (Debian's is 1.20): it
+    validates client-side against this and skips kinds the document does not define. It asks
+    for gnostic's protobuf `Document`: swagger (1), info (2: title 1, version 2), paths (8)."""
+    if path.rstrip("/") != "/openapi/v2":
+        return None
+    title, version = "Kubernetes", VERSION["gitVersion"]
+    if "protobuf" in accept:
+        info = _protobuf(1, title.encode()) + _protobuf(2, version.encode())
+        body = _protobuf(1, b"2.0") + _protobuf(2, info) + _protobuf(8, b"")
+        return aiohttp.web.Response(body=body, content_type="application/octet-stream")
+    document = {"swagger": "2.0", "info": {"title": title, "version": version}, "paths": {}}
+    return _json(document)
+
+
+def openapi_v3(path: str) -> aiohttp.web.Response | None:
+    """`/openapi/v3` (the index of group-versions) and `/openapi/v3/<group-version>`."""
+    documents = _openapi_documents()
+    rest = path.strip("/").removeprefix("openapi/v3").strip("/")
+    if not path.strip("/").startswith("openapi/v3"):
+        return None
+    if not rest:
+        index = {
+            gv: {
+                "serverRelativeURL": f"/openapi/v3/{gv}?hash="
+                + hashlib.sha512(doc).hexdigest().upper()
+            }
+            for gv, doc in documents.items()
+        }
+        return _json({"paths": index})
+    if rest in documents:
+        return aiohttp.web.Response(body=documents[rest], content_type="application/json")
+    return None
+
+
+# The Table format (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), as the API server
+# renders a custom resource (apiextensions' tableconvertor): a Name column, then the CRD
+# version's additionalPrinterColumns (or Age when it has none), each a simple JSONPath.
+CRD_GVR = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+NAME_COLUMN = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "description": "Name must be unique within a namespace.",
+    "priority": 0,
+}
+AGE_COLUMN = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+    "description": "CreationTimestamp is a timestamp representing the server time when this "
+    "object was created.",
+}
+
+
+def _wants_table(accept: str) -> bool:
+    return any(_wants(accept, g="meta.k8s.io", v=v, **{"as": "Table"}) for v in ("v1", "v1beta1"))
+
+
+def printer_columns(state: State, gvr: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """The columns of the CRD the double holds for this resource (what install applied), else
+    of our generated CRD (kosmos.io before an install); Age alone for every other kind."""
+    group, version, plural = gvr
+    crd = state.objects.get((CRD_GVR, None, f"{plural}.{group}")) or our_crds().get((group, plural))
+    for served in (crd or {}).get("spec", {}).get("versions") or []:
+        if served.get("name") == version:
+            return list(served.get("additionalPrinterColumns") or [AGE_COLUMN])
+    return [AGE_COLUMN]
+
+
+_PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\*)\]|\['([^']*)'\]")
+
+
+def jsonpath(obj: Any, path: str) -> list[Any]:
+    """The values a simple JSONPath (`.a.b`, `.a[0]`, `.a[*].b`, `['a.b']`) finds; [] for none."""
+    values, pos = [obj], 0
+    path = path.strip().removeprefix("{").removesuffix("}")
+    while pos < len(path):
+        token = _PATH_TOKEN.match(path, pos)
+        if token is None:
+            raise ValueError(f"unsupported JSONPath {path!r}")
+        pos = token.end()
+        field, index, quoted = token.groups()
+        found: list[Any] = []
+        for value in values:
+            if index is None:
+                key = field if field is not None else quoted
+                if isinstance(value, dict) and key in value:
+                    found.append(value[key])
+            elif isinstance(value, list):
+                found.extend(value if index == "*" else value[int(index) : int(index) + 1])
+        values = found
+    return values
+
+
+def go_json(value: Any) -> str:
+    """Go's json.Marshal: compact, sorted keys, <>& escaped."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def human_duration(seconds: float) -> str:
+    """k8s.io/apimachinery's duration.HumanDuration (what an AGE column shows)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes, hours = s // 60, s // 3600
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def cell(column: dict[str, Any], obj: dict[str, Any]) -> Any:
+    """One cell as the tableconvertor renders it: None where the path finds nothing; a string
+    column prints the value as JSONPath does (objects and arrays as JSON, `["gateway"]`)."""
+    found = jsonpath(obj, column["jsonPath"])
+    if not found or found[0] is None:
+        return None
+    value, kind = found[0], column.get("type")
+    if kind == "string":
+        if isinstance(value, dict | list):
+            return go_json(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+    if kind == "integer" and isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    if kind == "date" and isinstance(value, str):
+        try:
+            created = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return "<invalid>"
+        return human_duration((dt.datetime.now(dt.UTC) - created).total_seconds())
+    return None
+
+
+def table(
+    objects: list[dict[str, Any]],
+    columns: list[dict[str, Any]],
+    include: str | None,
+    revision: str,
+) -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table; `include` is the includeObject parameter (None, Object, or
+    Metadata, the default: a PartialObjectMetadata per row)."""
+    definitions = [NAME_COLUMN] + [
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in columns
+    ]
+    rows = []
+    for obj in objects:
+        row: dict[str, Any] = {"cells": [obj["metadata"]["name"], *(cell(c, obj) for c in columns)]}
+        if include == "Object":
+            row["object"] = obj
+        elif include != "None":
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
+        rows.append(row)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": revision},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
+
 
 Key = tuple[tuple[str, str, str], str | None, str]
 PROXY_SOCKET = "kubeapi.test/proxy-unix-socket"  # pod annotation: where its proxy goes  # (group, version, plural), namespace, name
@@ -444,11 +917,20 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
     faults: list[tuple[str, str, int]] = attrs.field(factory=list, init=False)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        target = parse_path(request.url.path)
-        if target is None:
-            return await super()._handle(request)  # discovery, /version
         if self.state is None:
             self.state = State(self.log_limit)
+        target = parse_path(request.url.path)
+        if target is None:
+            accept = request.headers.get("Accept", "")
+            answer = discovery(request.url.path, accept)
+            if answer is None:
+                answer = openapi_v3(request.url.path) or openapi_v2(request.url.path, accept)
+            if answer is None:
+                error = ApiError(
+                    404, "NotFound", "the server could not find the requested resource"
+                )
+                answer = aiohttp.web.json_response(error.status(), status=404)
+            return answer
         gvr, ns, name, subresource = target
         kind = KINDS.get(gvr)
         raw_headers = request._raw_request.headers if request._raw_request is not None else {}
@@ -498,12 +980,17 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
             if method == "GET" and params.get("watch") in ("true", "1"):
                 return await self._watch(request, gvr, kind, ns, params, state)
             if method == "GET":
+                items = state.items(gvr, ns, params)
+                revision = str(state.revision)
+                if _wants_table(request.headers.get("Accept", "")):
+                    columns = printer_columns(state, gvr)
+                    return _json(table(items, columns, params.get("includeObject"), revision))
                 return _json(
                     {
                         "apiVersion": _api_version(gvr),
                         "kind": f"{kind.kind}List",
-                        "metadata": {"resourceVersion": str(state.revision)},
-                        "items": state.items(gvr, ns, params),
+                        "metadata": {"resourceVersion": revision},
+                        "items": items,
                     }
                 )
             if method == "POST":
@@ -515,7 +1002,12 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
         if method == "GET":
             if subresource not in (None, "status"):
                 raise ApiError(404, "NotFound", f"no subresource {subresource}")
-            return _json(state.get(key))
+            obj = state.get(key)
+            if subresource is None and _wants_table(request.headers.get("Accept", "")):
+                columns = printer_columns(state, gvr)
+                rv = obj["metadata"]["resourceVersion"]
+                return _json(table([obj], columns, params.get("includeObject"), rv))
+            return _json(obj)
         if method == "PUT":
             return _json(await state.replace(key, kind, _decode(request.body), subresource))
         if method == "PATCH":

@@ -38,3 +38,9 @@ DEFAULT_UNDERLAY_MTU: Final = 1500
 VXLAN_OVERHEAD: Final = {4: 50, 6: 70}  # outer IPv4 header is 20 bytes, IPv6 is 40
 
 ZERO_MAC: Final = "00:00:00:00:00:00"  # FDB flood entry: where BUM frames go when no MAC matches
+
+# Packet marks clusterlink sets in nat PREROUTING (first packet of a connection only). Bits
+# outside kube-proxy's (0x4000 masquerade, 0x8000 drop), Calico's (0xffff0000 by default) and
+# Cilium's (0x0f00 and 0xf000 ranges), so every one of them leaves them alone.
+MARK_SERVICE_MASQ: Final = 0x10  # remote Service traffic a P2P service node must masquerade
+MARK_FROM_TUNNEL: Final = 0x20  # tunnel traffic a gateway must not let the CNI masquerade

@@ -82,10 +82,10 @@ def ping(netns: str, dst: str, count: int = 1, wait: float = 1.0) -> bool:
 
 @contextmanager
 def joined_lab(
-    topology: dict[str, object], joins: dict[str, tuple[str, str]], tmp: Path
+    topology: dict[str, object], joins: dict[str, tuple[str, str]] | None, tmp: Path
 ) -> Iterator[Lab]:
-    """A lab whose clusters are joined: {lab cluster: (networkType, ipFamily)}; the first one
-    installs the control plane."""
+    """A lab whose clusters are joined: {lab cluster: (networkType, ipFamily)}, or each as
+    its topology's `join:` says (None); the first one installs the control plane."""
     old = os.environ.get("CLUSTERLINK_LAB_DIR")
     os.environ["CLUSTERLINK_LAB_DIR"] = str(tmp / "labs")
     plan = plan_lab(Topology.model_validate(topology))
@@ -94,13 +94,16 @@ def joined_lab(
         lab_up(plan, quiet=True)
         url = store_url(plan.name)
         store = open_store(url)
-        for i, (name, (network_type, ip_family)) in enumerate(joins.items()):
-            options = deploy.LinkOptions(network_type, ip_family)  # type: ignore[arg-type]
+        if joins is None:
+            how = {c.name: deploy.topology_options(c) for c in plan.clusters}
+        else:
+            how = {n: deploy.LinkOptions(m, f) for n, (m, f) in joins.items()}  # type: ignore[arg-type]
+        for i, (name, options) in enumerate(how.items()):
             handle = str(handle_path(plan.name, name))
             (deploy.install if i == 0 else deploy.join)(
                 store, url, handle, name, options, lambda _: None
             )
-        wait_connected(store, list(joins), 60)
+        wait_connected(store, list(how), 60)
         lab = Lab(plan, store)
         yield lab
     finally:

@@ -193,3 +193,49 @@ def test_analysis_shows_a_hand_made_drift(lab: Lab) -> None:
             ],
             check=True,
         )
+
+
+def test_host_network_pairs_pass_except_where_the_underlay_is_isolated(lab: Lab) -> None:
+    """`dr --host-network`: every node reaches every node IP, both families, except across
+    clusters for the isolated cluster's non-candidate (c2/n3): it has no underlay path to
+    other clusters, by design (the lab's isolation, as in a private cloud network)."""
+    code, data = dr(lab, "--host-network", "--protocol", "all")
+    assert code == 1
+    assert data["summary"]["total"] == 6 * 6 * 2 * 2
+    bad = {(r["src"], r["dst"]) for r in data["results"] if not r["ok"]}
+    c1 = {r["src"] for r in data["results"] if r["src"].startswith("c1")}
+    n3 = {r["src"] for r in data["results"] if r["src"].startswith("c2") and "n3" in r["src"]}
+    assert len(c1) == 3 and len(n3) == 1
+    want = {(a, b) for a in c1 for b in n3} | {(b, a) for a in c1 for b in n3}
+    assert bad == want, sorted(bad ^ want)
+
+
+def test_the_table_output(lab: Lab) -> None:
+    h = [str(handle_path(lab.plan.name, c)) for c in ("c1", "c2")]
+    out = subprocess.run(
+        [
+            KOSMOSCTL,
+            "dr",
+            "--src-kubeconfig",
+            h[0],
+            "--src-kubeconfig",
+            h[1],
+            "--timeout",
+            "1",
+            "--protocol",
+            "tcp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == [
+        "S/N", "SRC_NODE_NAME", "DST_NODE_NAME", "TARGET_IP", "PROTOCOL", "RESULT"
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[1:-1]]
+    assert len(rows) == 6 * 6 * 2
+    assert [r[0] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+    assert all(r[4] == "tcp" and r[5] == "SUCCEEDED" for r in rows)
+    assert lines[-1].startswith("72/72 pairs passed, 0 failed in ")

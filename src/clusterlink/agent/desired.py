@@ -3,11 +3,13 @@ its bind NIC's MTU and tunnel source address), entries, rules, sysctls, firewall
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from clusterlink import constants as C
 from clusterlink.agent.firewall import Rule
 from clusterlink.agent.kernel import Entries, Link, VxlanSpec
+from clusterlink.agent.prefixmaps import PrefixMap
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 
@@ -18,10 +20,24 @@ class Desired:
     rule_families: set[int] = field(default_factory=set)
     sysctls: dict[str, str] = field(default_factory=dict)
     firewall: dict[int, set[Rule]] = field(default_factory=lambda: {4: set(), 6: set()})
+    prefix_maps: dict[int, set[PrefixMap]] = field(default_factory=lambda: {4: set(), 6: set()})
 
 
 def family_of_device(name: str) -> int:
     return 6 if name.endswith("-6") else 4
+
+
+def family_of_rule(rule: str) -> int:
+    """ip6tables for a rule with an IPv6 address or on one of our IPv6 devices (the MSS
+    clamp, `-o vx-bridge-6 ...`, has no address); iptables otherwise."""
+    if ":" in rule:
+        return 6
+    words = rule.split()
+    on_v6 = any(
+        flag in ("-i", "-o") and dev in C.OWNED_DEVICES and family_of_device(dev) == 6
+        for flag, dev in itertools.pairwise(words)
+    )
+    return 6 if on_v6 else 4
 
 
 def desired_state(
@@ -69,6 +85,9 @@ def desired_state(
     if len(out.devices) < len(spec.devices):  # a device was left out: so are its entries
         out.entries = out.entries.on(set(out.devices))
     for r in spec.iptables:
-        family = 6 if ":" in r.rule else 4
+        family = family_of_rule(r.rule)
         out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))
+    for m in spec.address_maps:
+        family = 6 if ":" in m.cidr else 4
+        out.prefix_maps[family].add(PrefixMap(family, m.dev, m.cidr, m.global_cidr))
     return out, errors

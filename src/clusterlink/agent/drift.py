@@ -7,7 +7,7 @@ from dataclasses import fields
 from clusterlink import constants as C
 from clusterlink.agent.desired import desired_state
 from clusterlink.agent.firewall import Firewall, in_sync
-from clusterlink.agent.kernel import Kernel
+from clusterlink.agent.kernel import Kernel, entry_text
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 
@@ -37,9 +37,9 @@ def drift(kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec) -> list[tupl
         ("fdb", observed.fdbs, desired.entries.fdbs),
         ("arp", observed.arps, desired.entries.arps),
     ):
-        out += [(kind, f"{' '.join(e)}: missing") for e in sorted(want_set - have_set)]
+        out += [(kind, f"{entry_text(e)}: missing") for e in sorted(want_set - have_set)]
         out += [
-            (kind, f"{' '.join(e)}: not in the NodeConfig") for e in sorted(have_set - want_set)
+            (kind, f"{entry_text(e)}: not in the NodeConfig") for e in sorted(have_set - want_set)
         ]
     have_rules = kernel.rule_families()
     out += [

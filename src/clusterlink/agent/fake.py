@@ -1,4 +1,4 @@
-"""Fakes of the Kernel and Firewall ports: state in dicts, loud on what a kernel refuses."""
+"""Fakes of the Kernel, Firewall and PrefixMaps ports: state in dicts, loud on what a kernel refuses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
+from clusterlink.agent.prefixmaps import PrefixMap
 
 
 class FakeKernel:
@@ -59,18 +60,24 @@ class FakeKernel:
         self.fdbs -= remove.fdbs
         self.arps -= remove.arps
         errors = []
-        for kind, store, items in (
-            ("fdb", self.fdbs, add.fdbs),
-            ("neigh", self.arps, add.arps),
-            ("route", self.routes, add.routes),
-        ):
+        for kind, store, items in (("fdb", self.fdbs, add.fdbs), ("neigh", self.arps, add.arps)):
             for item in items:
-                link = self._links.get(item[2])
-                if link is None or not link.up:
+                if self._down(item[2]):
                     errors.append(f"{kind} {item}: device {item[2]} missing or down")
                     continue
                 store.add(item)
+        for route in add.routes:
+            if self._down(route[2]):
+                errors.append(f"route {route}: device {route[2]} missing or down")
+                continue
+            # `ip route replace`: one route per destination (a new MTU retunes it in place)
+            self.routes = {r for r in self.routes if r[0] != route[0]}
+            self.routes.add(route)
         return errors
+
+    def _down(self, dev: str) -> bool:
+        link = self._links.get(dev)
+        return link is None or not link.up
 
     def rule_families(self) -> set[int]:
         return set(self.rules)
@@ -115,3 +122,22 @@ class FakeFirewall:
     def teardown(self, family: int) -> None:
         self.calls.append(f"teardown {family}")
         self.state[family] = FamilyState()
+
+
+class FakePrefixMaps:
+    """Our nft tables per family as plain sets."""
+
+    def __init__(self) -> None:
+        self.state: dict[int, set[PrefixMap]] = {4: set(), 6: set()}
+        self.calls: list[str] = []
+
+    def observe(self) -> dict[int, set[PrefixMap]]:
+        return {f: set(m) for f, m in self.state.items()}
+
+    def write(self, family: int, maps: set[PrefixMap]) -> None:
+        self.calls.append(f"write {family} {len(maps)}")
+        self.state[family] = set(maps)
+
+    def teardown(self, family: int) -> None:
+        self.calls.append(f"teardown {family}")
+        self.state[family] = set()

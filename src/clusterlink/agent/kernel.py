@@ -14,7 +14,7 @@ from clusterlink.api.nodeconfig import NodeConfigSpec
 
 # Entries are compared as plain tuples: a no-op resync hashes and compares ~15,000 of them,
 # and building a pydantic model (or even a NamedTuple) per entry costs more than the dump.
-RouteKey = tuple[str, str, str]  # (cidr, gw, dev)
+RouteKey = tuple[str, str, str, int]  # (cidr, gw, dev, mtu); mtu 0 = the device's
 FdbKey = tuple[str, str, str]  # (peer underlay ip, mac, dev)
 ArpKey = tuple[str, str, str]  # (peer vx ip, mac, dev)
 
@@ -58,7 +58,7 @@ class Entries:
     @classmethod
     def of(cls, spec: NodeConfigSpec) -> Entries:
         return cls(
-            frozenset((r.cidr, r.gw, r.dev) for r in spec.routes),
+            frozenset((r.cidr, r.gw, r.dev, r.mtu) for r in spec.routes),
             frozenset((f.ip, f.mac, f.dev) for f in spec.fdbs),
             frozenset((a.ip, a.mac, a.dev) for a in spec.arps),
         )
@@ -76,6 +76,13 @@ class Entries:
             frozenset(f for f in self.fdbs if f[2] in devices),
             frozenset(a for a in self.arps if a[2] in devices),
         )
+
+
+def entry_text(entry: tuple[str | int, ...]) -> str:
+    """An entry as people read it: its fields, and a route's MTU when it has one."""
+    return " ".join(
+        f"mtu {x}" if isinstance(x, int) else x for x in entry if not isinstance(x, int) or x
+    )
 
 
 class KernelError(Exception):

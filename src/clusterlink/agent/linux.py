@@ -167,9 +167,9 @@ class LinuxKernel:
         # Only dump the families we have devices of (IPv6 devices end in -6).
         families = sorted({AF_INET6 if n.endswith("-6") else AF_INET for n in devices})
         routes = frozenset(
-            (dst, gw, by_index[oif])
+            (dst, gw, by_index[oif], mtu)
             for family in families
-            for dst, gw, oif in self.reader.routes(family, C.ROUTE_TABLE)
+            for dst, gw, oif, mtu in self.reader.routes(family, C.ROUTE_TABLE)
             if oif in by_index
         )
         arps = frozenset(
@@ -189,7 +189,7 @@ class LinuxKernel:
         self._cached = None
         ip_lines = [
             f"route del {cidr} via {gw} dev {dev} table {C.ROUTE_TABLE}"
-            for cidr, gw, dev in remove.routes
+            for cidr, gw, dev, _mtu in remove.routes
         ]
         ip_lines += [f"neigh del {ip} dev {dev}" for ip, _mac, dev in remove.arps]
         ip_lines += [
@@ -199,10 +199,11 @@ class LinuxKernel:
         bridge_lines += [
             f"fdb append {mac} dev {dev} dst {ip} self permanent" for ip, mac, dev in add.fdbs
         ]
+        # `replace` also retunes a route in place (its MTU changed): no gap in traffic.
         route_lines = [
             f"route replace {cidr} via {gw} dev {dev} onlink table {C.ROUTE_TABLE} "
-            f"proto {C.ROUTE_PROTO}"
-            for cidr, gw, dev in add.routes
+            f"proto {C.ROUTE_PROTO}" + (f" mtu {mtu}" if mtu else "")
+            for cidr, gw, dev, mtu in add.routes
         ]
         errors = self._batch("ip", ip_lines) + self._batch("bridge", bridge_lines)
         return errors + self._batch("ip", route_lines)

@@ -22,7 +22,8 @@ AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
+RTAX_MTU = 2  # inside RTA_METRICS
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
@@ -39,7 +40,7 @@ class NetlinkError(OSError):
 
 
 # Records are plain tuples (a dataclass per entry costs more than the dump itself):
-RawRoute = tuple[str, str, int]  # (dst CIDR, gateway, oif)
+RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none)
 RawNeigh = tuple[str, str, int, int]  # (ip, lladdr, ifindex, state)
 
 
@@ -49,6 +50,18 @@ def _ip(family: int, raw: bytes) -> str:
 
 def _mac(raw: bytes) -> str:
     return raw.hex(":")
+
+
+def _metric(msg: bytes, pos: int, end: int, wanted: int) -> int:
+    """One u32 of a nested RTA_METRICS attribute (0 when absent)."""
+    while pos + 8 <= end:
+        alen, atype = _ATTR.unpack_from(msg, pos)
+        if alen < 4:
+            break
+        if atype & 0x3FFF == wanted and alen >= 8:
+            return int(_U32.unpack_from(msg, pos + 4)[0])
+        pos += (alen + 3) & ~3
+    return 0
 
 
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x1, 0x4, 0x40, 0x400
@@ -152,7 +165,7 @@ class Reader:
             fam, dst_len, _s, _t, tbl, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg, off)
             pos = off + _RTMSG.size
             dst = gateway = b""
-            oif = 0
+            oif = mtu = 0
             end = len(msg)
             while pos + 4 <= end:
                 alen, atype = _ATTR.unpack_from(msg, pos)
@@ -167,11 +180,13 @@ class Reader:
                     (oif,) = _U32.unpack_from(msg, pos + 4)
                 elif atype == RTA_TABLE:
                     (tbl,) = _U32.unpack_from(msg, pos + 4)
+                elif atype == RTA_METRICS:
+                    mtu = _metric(msg, pos + 4, pos + alen, RTAX_MTU)
                 pos += (alen + 3) & ~3
             if tbl != table or not gateway:
                 continue
             prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
-            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway), oif))
+            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway), oif, mtu))
         return out
 
     def neighbours(self, family: int) -> list[RawNeigh]:

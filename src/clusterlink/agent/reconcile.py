@@ -2,7 +2,8 @@
 
 Order: stale entries on devices that stay -> devices to replace or remove -> devices to
 create -> (re-observe, since a replaced device lost its routes, FDB and neighbours; Kosmos
-waits 30 s for its next pass here) -> missing entries -> policy rules -> sysctls -> firewall.
+waits 30 s for its next pass here) -> missing entries -> policy rules -> sysctls -> firewall
+-> prefix maps.
 A pass with nothing to do makes no kernel change.
 """
 
@@ -14,6 +15,7 @@ from clusterlink import constants as C
 from clusterlink.agent.desired import Desired, desired_state, family_of_device
 from clusterlink.agent.firewall import Firewall, FirewallError, in_sync
 from clusterlink.agent.kernel import Entries, Kernel, KernelError, Link
+from clusterlink.agent.prefixmaps import PrefixMapError, PrefixMaps
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 
@@ -26,6 +28,7 @@ class Report:
     rules_changed: int = 0
     sysctls_changed: int = 0
     firewall_changed: list[int] = field(default_factory=list)
+    prefix_maps_changed: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -38,6 +41,7 @@ class Report:
             + self.rules_changed
             + self.sysctls_changed
             + len(self.firewall_changed)
+            + len(self.prefix_maps_changed)
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -50,6 +54,7 @@ class Report:
             "rulesChanged": self.rules_changed,
             "sysctlsChanged": self.sysctls_changed,
             "firewallFamiliesWritten": self.firewall_changed,
+            "prefixMapFamiliesWritten": self.prefix_maps_changed,
             "errors": self.errors,
         }
 
@@ -73,9 +78,10 @@ class Reconciler:
     """`reconcile` that remembers the entry set of the last spec it saw: a resync of an
     unchanged NodeConfig (the same object) skips rebuilding ~15,000 tuples."""
 
-    def __init__(self, kernel: Kernel, firewall: Firewall) -> None:
+    def __init__(self, kernel: Kernel, firewall: Firewall, maps: PrefixMaps | None = None) -> None:
         self.kernel = kernel
         self.firewall = firewall
+        self.maps = maps
         self._spec: NodeConfigSpec | None = None
         self._entries = Entries()
 
@@ -83,12 +89,20 @@ class Reconciler:
         if spec is not None and spec is not self._spec:
             self._spec, self._entries = spec, Entries.of(spec)
         return reconcile(
-            self.kernel, self.firewall, spec, self._entries if spec is not None else None
+            self.kernel,
+            self.firewall,
+            spec,
+            self._entries if spec is not None else None,
+            self.maps,
         )
 
 
 def reconcile(
-    kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec | None, entries: Entries | None = None
+    kernel: Kernel,
+    firewall: Firewall,
+    spec: NodeConfigSpec | None,
+    entries: Entries | None = None,
+    maps: PrefixMaps | None = None,
 ) -> Report:
     """Make the kernel match `spec`; None (NodeConfig deleted) tears all our state down."""
     report = Report()
@@ -103,6 +117,10 @@ def reconcile(
     kept = {name: link.index for name, link in owned.items() if name not in replace}
     observed = kernel.entries(kept)
     stale = observed - desired.entries
+    if stale.routes:  # a route that differs only in its MTU is replaced in place, not deleted
+        retuned = {r[:3] for r in desired.entries.routes}
+        keep = frozenset(r for r in stale.routes if r[:3] in retuned)
+        stale = Entries(stale.routes - keep, stale.fdbs, stale.arps)
     if len(stale):
         report.errors += kernel.change_entries(stale, Entries())
         report.entries_removed += len(stale)
@@ -132,6 +150,7 @@ def reconcile(
     _rules(kernel, desired, report)
     _sysctls(kernel, desired, report)
     _firewall(firewall, desired, report)
+    _prefix_maps(maps, desired, report)
     return report
 
 
@@ -176,6 +195,26 @@ def _firewall(firewall: Firewall, desired: Desired, report: Report) -> None:
                 report.firewall_changed.append(family)
     except FirewallError as exc:
         report.errors.append(f"firewall: {exc}")
+
+
+def _prefix_maps(port: PrefixMaps | None, desired: Desired, report: Report) -> None:
+    wanted = any(desired.prefix_maps.values())
+    if port is None:
+        if wanted:
+            report.errors.append("addressMaps: this agent has no prefix-map adapter")
+        return
+    try:
+        state = port.observe()
+        for family in (4, 6):
+            want, have = desired.prefix_maps[family], state.get(family, set())
+            if want and want != have:
+                port.write(family, want)
+                report.prefix_maps_changed.append(family)
+            elif not want and have:
+                port.teardown(family)
+                report.prefix_maps_changed.append(family)
+    except PrefixMapError as exc:
+        report.errors.append(f"addressMaps: {exc}")
 
 
 __all__ = ["Reconciler", "Report", "family_of_device", "reconcile"]

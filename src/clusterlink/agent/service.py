@@ -19,6 +19,7 @@ from typing import Any
 from clusterlink.agent.detect import detect, merged, source_address
 from clusterlink.agent.firewall import Firewall
 from clusterlink.agent.kernel import Kernel
+from clusterlink.agent.prefixmaps import PrefixMaps
 from clusterlink.agent.reconcile import Reconciler, Report
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
@@ -43,6 +44,7 @@ class Agent:
         kernel: Kernel,
         firewall: Firewall,
         *,
+        prefix_maps: PrefixMaps | None = None,
         netns_name: str | None = None,
         resync: float = 30.0,
         coalesce: float = 0.1,
@@ -60,7 +62,7 @@ class Agent:
         self.last: Report | None = None
         self.synced_generation: int | None = None
         self.wake = threading.Event()  # set by watch events (and by stop) to run a pass now
-        self.reconciler = Reconciler(kernel, firewall)
+        self.reconciler = Reconciler(kernel, firewall, prefix_maps)
         self._cached: NodeConfig | None = None  # reused by timer resyncs while no event came
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
         self._hashed: tuple[NodeConfig, str] | None = None

@@ -32,9 +32,10 @@ PRINTER_COLUMNS: dict[str, list[dict[str, str]]] = {
         {"name": "IP", "type": "string", "jsonPath": ".spec.ip"},
         _AGE,
     ],
+    # Kosmos' NodeConfig has no columns: the API server shows NAME AGE. PHASE is ours, after.
     "NodeConfig": [
-        {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
         _AGE,
+        {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
     ],
 }
 

@@ -68,6 +68,10 @@ class Route(Entry):
     cidr: str
     gw: str
     dev: str
+    # Ours: the path MTU toward the CIDR when it is below the device's (a peer on a smaller
+    # underlay). 0 = the device MTU; left out of manifests then, so Kosmos' shape is kept.
+    # `trusted` callers must pass it (no per-call default filling: millions of routes).
+    mtu: int = Field(default=0, ge=0, le=65535, exclude_if=lambda v: v == 0)
 
     @field_validator("cidr")
     @classmethod
@@ -106,12 +110,29 @@ class Arp(Fdb):
     pass
 
 
+class AddressMap(Entry):
+    """Ours: stateless 1:1 prefix translation on one of our devices - destinations of
+    arriving packets `globalCIDR` -> `cidr`, sources of leaving ones `cidr` -> `globalCIDR`.
+    For Service CIDRs in globalCIDRsMap: kube-proxy must see the real ClusterIP, and a NAT
+    rule (NETMAP) ahead of it would end the nat table's traversal before it does."""
+
+    dev: str
+    cidr: str
+    global_cidr: str = Field(alias="globalCIDR")
+
+    @field_validator("cidr", "global_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return normalize_cidr(value)
+
+
 class NodeConfigSpec(Model):
     devices: list[Device] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     iptables: list[Iptables] = Field(default_factory=list)
     fdbs: list[Fdb] = Field(default_factory=list)
     arps: list[Arp] = Field(default_factory=list)
+    address_maps: list[AddressMap] = Field(default_factory=list)  # ours
 
     def entry_count(self) -> int:
         return (
@@ -120,6 +141,7 @@ class NodeConfigSpec(Model):
             + len(self.iptables)
             + len(self.fdbs)
             + len(self.arps)
+            + len(self.address_maps)
         )
 
 

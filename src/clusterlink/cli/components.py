@@ -17,6 +17,7 @@ from clusterlink import __version__
 from clusterlink.agent.firewall import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
+from clusterlink.agent.prefixmaps import NftPrefixMaps
 from clusterlink.agent.service import Agent
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
@@ -107,6 +108,7 @@ def agent(
             node,
             kernel,
             IptablesFirewall(netns_name),
+            prefix_maps=NftPrefixMaps(netns_name),
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
@@ -237,7 +239,7 @@ def controller(
         st = open_store(store)
         source: FactsPort
         if kubeconfig and is_lab_handle(kubeconfig):
-            source = LabFacts(kubeconfig)
+            source = LabFacts(kubeconfig, st)
         else:
             from clusterlink.kube.member import KubeFacts
             from clusterlink.kubeclient.api import KubeApi

@@ -126,7 +126,9 @@ def render_dr(outcome: run.DrOutcome) -> None:
     summary, failed = outcome.summary, outcome.failed
     ordered = failed + [r for r in outcome.results if r.ok]
     rows = [
-        [str(i), r.pair.src, r.pair.dst, r.pair.target, r.pair.protocol,
+        [str(i), r.pair.src, r.pair.dst,
+         f"{r.pair.target} (global of {r.pair.real})" if r.pair.real else r.pair.target,
+         r.pair.protocol,
          "SUCCEEDED" if r.ok else f"FAILED ({r.reason})"]
         for i, r in enumerate(ordered, 1)
     ]  # fmt: skip

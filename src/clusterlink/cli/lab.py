@@ -161,6 +161,6 @@ def demo(
 
     with user_errors():
         outcome = run_demo(filename, wait_time, typer.echo, progress, probe_bar(OutputFormat.table))
-        render_dr(outcome)
+        render_dr(outcome.dr)
         if not outcome.ok:
             raise typer.Exit(EXIT_FAILURE)

@@ -17,7 +17,9 @@ import json
 import re
 from typing import Any
 
+from clusterlink.api.cluster import Cluster
 from clusterlink.api.net import cidr_sort_key, cidrs_overlap, normalize_cidr
+from clusterlink.planner.exports import to_global
 
 OUR_POOL_PREFIX = "clusterlink"
 EXCLUDE_LABEL = "kosmos.io/exclude"
@@ -134,6 +136,23 @@ def member_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _pool_name(cluster: str, cidr: str) -> str:
     return f"{OUR_POOL_PREFIX}-{cluster}-" + re.sub(r"[^0-9a-f]+", "-", cidr.lower()).strip("-")
+
+
+def federation_cidrs(clusters: list[Cluster], name: str) -> tuple[dict[str, list[str]], list[str]]:
+    """({other cluster: the pod and service CIDRs it is reached at}, this cluster's own). A
+    remote CIDR is the one it is advertised as: its global CIDR when its cluster maps it."""
+    remote: dict[str, list[str]] = {}
+    local: list[str] = []
+    for other in clusters:
+        status = other.status.cluster_link_status
+        cidrs = list(status.pod_cidrs) + list(status.service_cidrs)
+        if other.name == name:
+            local = cidrs
+            continue
+        link = other.link
+        global_map = link.global_cidrs_map if link is not None else {}
+        remote[other.name] = [to_global(global_map, c) for c in cidrs]
+    return remote, local
 
 
 def remote_calico_pools(

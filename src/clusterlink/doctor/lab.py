@@ -23,18 +23,41 @@ from clusterlink.agent.drift import drift
 from clusterlink.agent.firewall import FirewallError, IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
+from clusterlink.api.cluster import Cluster
 from clusterlink.api.nodeconfig import NodeConfigSpec
 from clusterlink.doctor.probe import Place
-from clusterlink.lab.state import load_handle, load_plan
+from clusterlink.lab.state import load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
+from clusterlink.store.base import StoreError
+from clusterlink.store.sqlite import SqliteStore
 
 FLOATER = [sys.executable, "-m", "clusterlink.doctor"]  # the light entry point
+
+
+def global_map_of(lab: str, handle: str) -> tuple[tuple[str, str], ...]:
+    """The globalCIDRsMap of the Cluster a lab handle was joined as (none if not joined)."""
+    path = state_dir(lab) / "store.db"
+    if not path.exists():
+        return ()
+    want = Path(handle).resolve()
+    store = SqliteStore(path)
+    try:
+        for cluster in store.list(Cluster):
+            link = cluster.link
+            if link and cluster.spec.kubeconfig and Path(cluster.spec.kubeconfig).resolve() == want:
+                return tuple(sorted(link.global_cidrs_map.items()))
+    except StoreError:
+        return ()
+    finally:
+        store.close()
+    return ()
 
 
 def places(handle: str, host_network: bool) -> tuple[list[Place], list[str]]:
     """Floater places of one lab cluster, and nodes that cannot have one (no pod)."""
     data = load_handle(handle)
     cluster = load_plan(data["lab"]).cluster(data["cluster"])
+    gmap = () if host_network else global_map_of(data["lab"], handle)
     out, missing = [], []
     for node in cluster.nodes:
         if host_network:
@@ -48,9 +71,8 @@ def places(handle: str, host_network: bool) -> tuple[list[Place], list[str]]:
         if pod is None:
             missing.append(f"{cluster.name}/{node.name}")
         else:
-            out.append(
-                Place(cluster.name, node.name, pod.netns, tuple(i for i in (pod.ip, pod.ip6) if i))
-            )
+            ips = tuple(i for i in (pod.ip, pod.ip6) if i)
+            out.append(Place(cluster.name, node.name, pod.netns, ips, gmap))
     return out, missing
 
 

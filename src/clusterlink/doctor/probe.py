@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from clusterlink.planner.exports import to_global
+
 
 @dataclass(frozen=True)
 class Place:
@@ -25,6 +27,17 @@ class Place:
     node: str
     netns: str
     ips: tuple[str, ...]
+    # The cluster's globalCIDRsMap (real -> global): other clusters reach these IPs there.
+    global_map: tuple[tuple[str, str], ...] = ()
+
+    def reached_at(self, ip: str, src_cluster: str) -> str:
+        """The address a floater of `src_cluster` must probe for `ip` (Kosmos' check
+        translates the same way): its global address from another cluster."""
+        if src_cluster == self.cluster or not self.global_map:
+            return ip
+        host = 128 if ":" in ip else 32
+        mapped = to_global(dict(self.global_map), f"{ip}/{host}")
+        return mapped.split("/")[0]
 
     @property
     def label(self) -> str:
@@ -35,8 +48,9 @@ class Place:
 class Pair:
     src: str  # place label
     dst: str
-    target: str
+    target: str  # the address probed
     protocol: str
+    real: str = ""  # when `target` is a global address: the destination's own address
 
     def key(self) -> tuple[str, str, str, str]:
         return (self.src, self.dst, self.target, self.protocol)
@@ -51,19 +65,26 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         p = self.pair
-        return {"src": p.src, "dst": p.dst, "target": p.target, "protocol": p.protocol,
-                "ok": self.ok, "reason": self.reason, "rttMs": self.rtt_ms}  # fmt: skip
+        out = {"src": p.src, "dst": p.dst, "target": p.target, "protocol": p.protocol,
+               "ok": self.ok, "reason": self.reason, "rttMs": self.rtt_ms}  # fmt: skip
+        if p.real:
+            out["realIP"] = p.real  # the target is this address's global one
+        return out
 
 
 def matrix(srcs: list[Place], dsts: list[Place], protocols: list[str]) -> list[Pair]:
-    """Every source x destination x target address (families both have) x protocol."""
+    """Every source x destination x target address (families both have) x protocol; a
+    destination in a cluster with globalCIDRsMap is probed at its global address from other
+    clusters."""
     pairs = []
     for s in srcs:
         fams = {":" in ip for ip in s.ips}
         for d in dsts:
             for ip in d.ips:
                 if (":" in ip) in fams:
-                    pairs += [Pair(s.label, d.label, ip, proto) for proto in protocols]
+                    target = d.reached_at(ip, s.cluster)
+                    real = ip if target != ip else ""
+                    pairs += [Pair(s.label, d.label, target, proto, real) for proto in protocols]
     return pairs
 
 

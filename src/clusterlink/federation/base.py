@@ -3,10 +3,10 @@ progress callback, the `Federation` interface, and truthful failures."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from clusterlink.api.cluster import IPFamily, NetworkType
 from clusterlink.errors import ClusterlinkError, partly_applied
@@ -23,8 +23,10 @@ def quiet(_message: str) -> None:
 class LinkOptions:
     network_type: NetworkType = "gateway"  # kosmosctl's default (the CRD's is p2p)
     ip_family: IPFamily = "ipv4"
-    cni: str = "calico"
+    cni: str = "calico"  # the lab uses its cluster's own CNI whatever this says
     default_nic: str = "*"
+    # Any other clusterLinkOptions field, as JSON (globalCIDRsMap, bridgeCIDRs, ...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Federation(Protocol):

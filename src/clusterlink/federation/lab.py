@@ -14,11 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
+from clusterlink.api.registry import format_validation_error
 from clusterlink.errors import Failed
 from clusterlink.federation.base import LinkOptions, Progress
 from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
@@ -35,6 +38,17 @@ def component_env(lab: str) -> dict[str, str]:
     processes on one host, polling less often keeps the CPU for the datapath."""
     nodes = sum(len(c.nodes) for c in load_plan(lab).clusters)
     return {"CLUSTERLINK_WATCH_POLL": "0.005" if nodes <= 20 else "0.025"}
+
+
+def topology_options(cluster: ClusterPlan) -> LinkOptions:
+    """How the topology's `join:` says to join this lab cluster."""
+    return LinkOptions(
+        cluster.join.network_type,
+        cluster.join.ip_family or cluster.ip_family,
+        cluster.cni,
+        "*",
+        cluster.join.link_fields(),
+    )
 
 
 def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
@@ -67,12 +81,22 @@ def join(
     for other in store.list(Cluster):
         if other.spec.kubeconfig == handle and other.name != name:
             raise LabError(f"{cluster.name} of lab {lab} is joined already, as {other.name}")
-    link = ClusterLinkOptions(
-        network_type=options.network_type,
-        ip_family=options.ip_family,
-        cni=options.cni,
-        default_nic_name=options.default_nic,
-    )
+    if options.cni.lower() not in ("calico", cluster.cni):
+        progress(
+            f"{cluster.name} runs {cluster.cni}: --cni {options.cni} does not apply in the lab"
+        )
+    try:
+        link = ClusterLinkOptions.model_validate(
+            {
+                **options.extra,
+                "networkType": options.network_type,
+                "ipFamily": options.ip_family,
+                "cni": cluster.cni,
+                "defaultNICName": options.default_nic,
+            }
+        )
+    except ValidationError as exc:
+        raise LabError(f"clusterLinkOptions of {name}: {format_validation_error(exc)}") from None
     obj = Cluster(
         metadata=ObjectMeta(name=name),
         spec=ClusterSpec(kubeconfig=handle, cluster_link_options=link),

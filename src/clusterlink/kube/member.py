@@ -82,15 +82,7 @@ def _flannel_configmap(api: KubeApi) -> dict[str, Any]:
 def sync_calico_pools(api: KubeApi, store: Store, cluster: str) -> int:
     """Keep one disabled, non-NAT `clusterlink-*` IPPool per remote pod/service CIDR so Calico
     neither SNATs traffic to other clusters nor allocates from their ranges. Returns writes."""
-    remote: dict[str, list[str]] = {}
-    local: list[str] = []
-    for other in store.list(Cluster):
-        status = other.status.cluster_link_status
-        cidrs = list(status.pod_cidrs) + list(status.service_cidrs)
-        if other.name == cluster:
-            local = cidrs
-        else:
-            remote[other.name] = cidrs
+    remote, local = d.federation_cidrs(store.list(Cluster), cluster)
     existing = _items(api, f"{CALICO}/ippools")
     apply, stale = d.remote_calico_pools(remote, local, existing)
     for pool in apply:

@@ -10,12 +10,14 @@ import ipaddress
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from clusterlink.agent import netns
-from clusterlink.lab.state import LabError
+from clusterlink.lab import cni, services, supervisor
+from clusterlink.lab.state import LabError, state_dir
 from clusterlink.lab.supervisor import alive
 from clusterlink.lab.topology import ClusterPlan, LabPlan, NodePlan
 
@@ -163,6 +165,36 @@ def pod_lines(c: ClusterPlan, node: NodePlan, ip: str | None, ip6: str | None) -
     return lines
 
 
+def nat_table(c: ClusterPlan, n: NodePlan, family: int) -> str:
+    """What the cluster's kube-proxy and CNI put in a node's nat table (one family), as
+    `iptables-restore` input: Services first in POSTROUTING (kube-proxy's masquerade of what
+    it marked), then the CNI's masquerade."""
+    chains, hooks, rules = services.nat_rules(c, family)
+    if c.cni == "flannel":
+        chains.append(cni.FLANNEL_CHAIN)
+        hooks.append(f"-A POSTROUTING -j {cni.FLANNEL_CHAIN}")
+        rules += cni.flannel_rules(c, n, family)
+    else:
+        chains.append(cni.CALICO_CHAIN)
+        hooks.append(f"-A POSTROUTING -j {cni.CALICO_CHAIN}")
+        rules += cni.calico_rules(cni.default_pools(c), family)
+    return "\n".join(["*nat", *(f":{ch} - [0:0]" for ch in chains), *hooks, *rules, "COMMIT", ""])
+
+
+def start_cni(plan: LabPlan) -> None:
+    """Calico clusters: their pools, and the felix stand-in the supervisor keeps running."""
+    for c in plan.clusters:
+        if c.cni != "calico":
+            continue
+        cni.save_default_pools(plan.name, c)
+        supervisor.register(
+            state_dir(plan.name),
+            cni.component_name(c.name),
+            c.nodes[0].netns,
+            [sys.executable, "-m", "clusterlink.lab.cni", "--lab", plan.name, "--cluster", c.name],
+        )
+
+
 def _parallel(jobs: list[Callable[[], None]]) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         for future in [pool.submit(job) for job in jobs]:
@@ -196,6 +228,9 @@ def build(plan: LabPlan, progress: Callable[[str], None] = lambda _: None) -> No
             def node_job(c: ClusterPlan = c, n: NodePlan = n) -> None:
                 batch(n.netns, node_lines(c, n))
                 sysctls(n.netns, {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"})
+                for family in c.families:
+                    tool = "iptables-restore" if family == 4 else "ip6tables-restore"
+                    _run(netns.command(n.netns, [tool, "-w", "5"]), nat_table(c, n, family))
 
             jobs.append(node_job)
     _parallel(jobs)
@@ -207,6 +242,7 @@ def build(plan: LabPlan, progress: Callable[[str], None] = lambda _: None) -> No
             lines = pod_lines(c, nodes[p.node], p.ip, p.ip6)
             pod_jobs.append(functools.partial(batch, p.netns, lines))
     _parallel(pod_jobs)
+    start_cni(plan)
 
 
 def kill_processes(namespaces: list[str], grace: float = 3.0) -> int:

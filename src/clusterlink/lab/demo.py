@@ -14,6 +14,7 @@ DEFAULT_TOPOLOGY: dict[str, object] = {
             "podCIDRs": ["10.233.64.0/18", "fd11:233::/48"],
             "serviceCIDRs": ["10.233.0.0/18", "fd11:96::/108"],
             "podsPerNode": 1,
+            "services": [{"name": "web", "port": 80, "pods": ["n2/p1", "n3/p1"]}],
             "join": {"networkType": "p2p", "ipFamily": "all"},
         },
         {
@@ -25,6 +26,7 @@ DEFAULT_TOPOLOGY: dict[str, object] = {
             "gatewayCandidates": 2,
             "isolated": True,
             "podsPerNode": 1,
+            "services": [{"name": "web", "port": 80, "pods": ["n3/p1"]}],
             "join": {"networkType": "gateway", "ipFamily": "all"},
         },
     ],

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from clusterlink.api.cluster import Cluster
 from clusterlink.controllers.member import FactsError, MemberFacts, MemberNode
+from clusterlink.lab.cni import sync_pools
 from clusterlink.lab.state import LabError, load_handle
+from clusterlink.store.base import Store
 
 
 def lab_facts(handle: str | Path) -> MemberFacts:
@@ -21,10 +23,11 @@ def lab_facts(handle: str | Path) -> MemberFacts:
 
 
 class LabFacts:
-    """`FactsPort` over one lab handle; the lab needs nothing after a sync."""
+    """`FactsPort` over one lab handle; after a sync, a Calico cluster's `clusterlink-*`
+    IPPools in its lab datastore (as `KubeFacts` writes real ones)."""
 
-    def __init__(self, handle: str | Path) -> None:
-        self.handle = handle
+    def __init__(self, handle: str | Path, store: Store) -> None:
+        self.handle, self.store = handle, store
 
     def facts(self, cluster: Cluster) -> MemberFacts:
         try:
@@ -33,4 +36,7 @@ class LabFacts:
             raise FactsError(str(exc)) from None
 
     def after_sync(self, cluster: Cluster) -> int:
-        return 0
+        try:
+            return sync_pools(self.store, cluster.name, str(self.handle))
+        except LabError as exc:
+            raise FactsError(str(exc)) from None

@@ -20,6 +20,7 @@ from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.registry import format_validation_error
 from clusterlink.lab import build, supervisor
+from clusterlink.lab.services import services_status
 from clusterlink.lab.state import (
     LabError,
     handle_path,
@@ -203,6 +204,7 @@ def status_of(name: str | None) -> dict[str, Any]:
             }
             for c in plan.clusters
         ],
+        "services": services_status(plan),
     }
 
 

@@ -7,18 +7,19 @@ Address plan for the i-th cluster (1-based, file order), node j, pod k:
   router .254 / ::fe; all segments share one bridge and reach each other on-link;
 - pods (defaults) 10.i.0.0/16 and fd10:i::/48, one block per node (10.i.j.0/24,
   fd10:i:j::/64) whose first address is the node's cni0 bridge and pod k gets the (k+1)-th;
-- services (defaults) 10.(100+i).0.0/16 and fd20:i::/108.
+- services (defaults) 10.(100+i).0.0/16 and fd20:i::/108; the k-th Service (0-based) of a
+  cluster gets the (10+k)-th address of each service CIDR as its ClusterIPs.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from clusterlink.api.cluster import IPFamily, NetworkType
+from clusterlink.api.cluster import ClusterLinkOptions, IPFamily
 from clusterlink.api.meta import Model, validate_dns1123
 from clusterlink.api.net import normalize_cidr
 
@@ -28,11 +29,53 @@ MAX_NODES = 250
 MAX_LAB_NODES = 1000
 
 
-class JoinOptions(Model):
-    """How `kosmosctl lab demo` joins this cluster."""
+Cni = Literal["calico", "flannel"]
+_POD_REF = re.compile(r"^n([1-9][0-9]*)/p([1-9][0-9]*)$")
+FIRST_CLUSTER_IP = 10  # offset of the first ClusterIP in each service CIDR
 
-    network_type: NetworkType = "p2p"
-    ip_family: IPFamily | None = None  # default: the cluster's ipFamily
+
+class JoinOptions(ClusterLinkOptions):
+    """How `kosmosctl lab demo` (and the e2e tests) join this cluster: any field of a Cluster's
+    `spec.clusterLinkOptions` (globalCIDRsMap, bridgeCIDRs, ...), networkType defaulting to
+    p2p and ipFamily to the cluster's own."""
+
+    ip_family: IPFamily | None = None  # type: ignore[assignment]
+
+    def link_fields(self) -> dict[str, Any]:
+        """The fields given besides networkType and ipFamily, as clusterLinkOptions JSON."""
+        return self.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_defaults=True,
+            exclude={"network_type", "ip_family", "cni", "enable"},  # cni: the cluster's own
+        )
+
+
+class ServiceTopology(Model):
+    """A Service as kube-proxy's iptables mode programs it: TCP `port` on a ClusterIP per
+    family, DNAT to the same port of a backend chosen at random."""
+
+    name: str
+    port: int = Field(ge=1, le=65535)
+    pods: list[str] = Field(min_length=1)  # backends, as "nJ/pK"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        validate_dns1123(value)
+        if "." in value:
+            raise ValueError(f"{value!r}: a Service name is a DNS label")
+        return value
+
+    @field_validator("pods")
+    @classmethod
+    def _pods(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not _POD_REF.match(ref):
+                raise ValueError(f"{ref!r}: a backend is NODE/POD, e.g. n1/p1")
+        if len(set(value)) != len(value):
+            raise ValueError("a backend is listed twice")
+        return value
 
 
 class ClusterTopology(Model):
@@ -45,6 +88,8 @@ class ClusterTopology(Model):
     isolated: bool = False
     pods_per_node: int = Field(default=1, ge=0, le=200)
     mtu: int = Field(default=1500, ge=1280, le=9000)
+    cni: Cni = "calico"
+    services: list[ServiceTopology] = Field(default_factory=list)
     join: JoinOptions = Field(default_factory=JoinOptions)
 
     @field_validator("name")
@@ -68,6 +113,20 @@ class ClusterTopology(Model):
             raise ValueError(
                 f"gatewayCandidates ({self.gateway_candidates}) exceeds nodes ({self.nodes})"
             )
+        names: set[str] = set()
+        for svc in self.services:
+            if svc.name in names:
+                raise ValueError(f"Service {svc.name!r} is listed twice")
+            names.add(svc.name)
+            for ref in svc.pods:
+                m = _POD_REF.match(ref)
+                assert m is not None
+                node, pod = int(m.group(1)), int(m.group(2))
+                if node > self.nodes or pod > self.pods_per_node:
+                    raise ValueError(
+                        f"Service {svc.name}: no pod {ref} ({self.nodes} nodes, "
+                        f"{self.pods_per_node} pods per node)"
+                    )
         return self
 
     @property
@@ -133,6 +192,13 @@ class NodePlan(Model):
     fabric_port: str  # the veth end in the fabric namespace
 
 
+class ServicePlan(Model):
+    name: str
+    port: int
+    ips: list[str]  # ClusterIPs, IPv4 first
+    backends: list[str]  # pod names, e.g. "n1-p1"
+
+
 class ClusterPlan(Model):
     name: str
     index: int
@@ -140,6 +206,8 @@ class ClusterPlan(Model):
     families: list[int]
     isolated: bool
     mtu: int
+    cni: Cni = "calico"
+    services: list[ServicePlan] = Field(default_factory=list)
     segment: dict[str, str]  # "4"/"6" -> underlay CIDR
     router: dict[str, str]  # "4"/"6" -> the fabric's address on the segment
     pod_cidrs: list[str] = Field(alias="podCIDRs")
@@ -184,6 +252,17 @@ def _blocks(cidr: str, count: int, family: int) -> list[str]:
                 f"{cidr} has room for fewer than {count} node blocks of /{want}"
             ) from None
     return blocks[1:]
+
+
+def _cluster_ips(cluster: str, service_cidrs: list[str], count: int) -> list[list[str]]:
+    """Per service CIDR (IPv4 first), the ClusterIPs of `count` Services."""
+    out = []
+    for cidr in sorted(service_cidrs, key=lambda c: ":" in c):
+        net = ipaddress.ip_network(cidr)
+        if count and net.num_addresses < FIRST_CLUSTER_IP + count + 1:
+            raise ValueError(f"cluster {cluster}: {cidr} is too small for {count} Services")
+        out.append([str(net[FIRST_CLUSTER_IP + k]) for k in range(count)])
+    return out
 
 
 def plan_lab(topo: Topology) -> LabPlan:
@@ -237,6 +316,16 @@ def plan_lab(topo: Topology) -> LabPlan:
                         ip6=addr.get(6),
                     )
                 )
+        cluster_ips = _cluster_ips(c.name, services, len(c.services))
+        service_plans = [
+            ServicePlan(
+                name=svc.name,
+                port=svc.port,
+                ips=[ips[k] for ips in cluster_ips],
+                backends=[ref.replace("/", "-") for ref in svc.pods],
+            )
+            for k, svc in enumerate(c.services)
+        ]
         clusters.append(
             ClusterPlan(
                 name=c.name,
@@ -245,6 +334,8 @@ def plan_lab(topo: Topology) -> LabPlan:
                 families=list(fams),
                 isolated=c.isolated,
                 mtu=c.mtu,
+                cni=c.cni,
+                services=service_plans,
                 segment=segment,
                 router=router,
                 pod_cidrs=pods,

@@ -1,8 +1,10 @@
 """Advertised CIDRs: who announces which CIDR, and which receivers must skip which ones.
 
 A P2P cluster's node advertises its own pod blocks; a gateway-mode cluster advertises its pod
-CIDRs at its gateway; every cluster advertises its service CIDRs at its gateway. A CIDR listed
-in the owner's globalCIDRsMap is advertised under its global CIDR.
+CIDRs at its gateway; every cluster advertises its service CIDRs at its service node (its
+gateway; in a P2P cluster without one, its first node by name). A CIDR inside a key of the
+owner's globalCIDRsMap is advertised under its global CIDR: the key itself, or a per-node
+block inside a cluster-wide key, at the same offset in the global CIDR.
 """
 
 from __future__ import annotations
@@ -49,9 +51,27 @@ def advertised(topo: Topology, cluster: ClusterView) -> list[tuple[str, str]]:
             )
         )
         out.extend((cidr, gateway) for cidr in pods)
-    if gateway is not None:
-        out.extend((cidr, gateway) for cidr in cluster.service_cidrs)
+    service_node = topo.service_node.get(cluster.name)
+    if service_node is not None:
+        out.extend((cidr, service_node) for cidr in cluster.service_cidrs)
     return out
+
+
+def to_global(global_map: dict[str, str], cidr: str) -> str:
+    """`cidr` as the federation sees it: its global CIDR when it lies inside a key of the
+    map (same offset, same prefix length), else itself."""
+    if not global_map:
+        return cidr
+    if cidr in global_map:
+        return global_map[cidr]
+    net = ipaddress.ip_network(cidr)
+    for real, glob in global_map.items():
+        key = ipaddress.ip_network(real)
+        if key.version == net.version and net.subnet_of(key):  # type: ignore[arg-type]
+            offset = int(net.network_address) - int(key.network_address)
+            base = ipaddress.ip_network(glob).network_address + offset
+            return f"{base}/{net.prefixlen}"
+    return cidr
 
 
 def build_exports(topo: Topology, devices: DeviceMap) -> tuple[ExportTable, list[Finding]]:
@@ -79,8 +99,8 @@ def build_exports(topo: Topology, devices: DeviceMap) -> tuple[ExportTable, list
                     )
                 )
                 continue
-            cidr = cluster.global_map.get(real, real)
-            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev)
+            cidr = to_global(cluster.global_map, real)
+            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
             raw[family].append(Export(cidr, cluster.name, target, route))
 
     by_family: dict[int, list[Export]] = {}

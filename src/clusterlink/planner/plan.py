@@ -16,21 +16,38 @@ only within one process.
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.net import ip_sort_key
-from clusterlink.api.nodeconfig import Arp, Device, Fdb, Iptables, NodeConfigSpec, Route
+from clusterlink.api.nodeconfig import (
+    AddressMap,
+    Arp,
+    Device,
+    Fdb,
+    Iptables,
+    NodeConfigSpec,
+    Route,
+)
 from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV, device_ip, plan_devices
-from clusterlink.planner.exports import ExportTable, build_exports
+from clusterlink.planner.exports import Export, ExportTable, build_exports
 from clusterlink.planner.findings import Finding, sorted_findings
 from clusterlink.planner.l2 import bridge_peer, local_peer
-from clusterlink.planner.nat import gateway_masquerade, global_map
+from clusterlink.planner.mss import mss_clamp
+from clusterlink.planner.nat import (
+    cni_exemptions,
+    gateway_masquerade,
+    global_map,
+    service_address_maps,
+    service_masquerade,
+)
 from clusterlink.planner.topology import Topology, build_topology
 
 _MASK = (1 << 64) - 1
@@ -38,7 +55,7 @@ T = TypeVar("T")
 
 
 def _h_route(r: Route) -> int:
-    return hash((r.cidr, r.gw, r.dev))
+    return hash((r.cidr, r.gw, r.dev, r.mtu))
 
 
 def _h_l2(e: Fdb | Arp) -> int:
@@ -52,11 +69,14 @@ class Recipe:
     name: str
     cluster: str
     devices: tuple[Device, ...]
+    mtu: int  # the node's underlay MTU
     bridge_families: tuple[int, ...]  # families in which the node is on the bridge mesh
-    via_gateway: tuple[tuple[int, str], ...]  # (family, gateway vx-local IP): internal nodes
+    # Internal nodes: (family, gateway vx-local IP, min(own, gateway's) underlay MTU).
+    via_gateway: tuple[tuple[int, str, int], ...]
     local_fdbs: tuple[Fdb, ...]
     local_arps: tuple[Arp, ...]
     iptables: tuple[Iptables, ...]
+    address_maps: tuple[AddressMap, ...] = ()
 
     def own_hash(self) -> int:
         return hash(
@@ -64,11 +84,14 @@ class Recipe:
                 tuple(
                     (d.name, d.addr, d.mac, d.bind_dev, d.id, d.port, d.mtu) for d in self.devices
                 ),
+                self.mtu,
                 self.bridge_families,
-                self.via_gateway,
+                # not the limits: what they do to the routes is in the plan's via fingerprint
+                tuple((f, gw) for f, gw, _ in self.via_gateway),
                 tuple(_h_l2(e) for e in self.local_fdbs),
                 tuple(_h_l2(e) for e in self.local_arps),
                 tuple((r.table, r.chain, r.rule) for r in self.iptables),
+                tuple((m.dev, m.cidr, m.global_cidr) for m in self.address_maps),
             )
         )
 
@@ -86,6 +109,38 @@ class _Sums:
 
     def without(self, owner: str, minus: int = 0) -> int:
         return (self.total - self.by_owner.get(owner, 0) - minus) & _MASK
+
+
+@dataclass(slots=True)
+class _Below:
+    """Exports sorted by their advertiser's underlay MTU, with prefix sums of three hashes
+    (`_h_capped`). `below(m)` sums the exports advertised at an MTU < m: those whose route a
+    receiver of MTU m caps at the advertiser's MTU."""
+
+    mtus: list[int] = field(default_factory=list)
+    sums: list[tuple[int, int, int]] = field(default_factory=lambda: [(0, 0, 0)])
+
+    def add(self, mtu: int, hashes: tuple[int, int, int]) -> None:
+        self.mtus.append(mtu)
+        last = self.sums[-1]
+        self.sums.append(tuple((a + b) & _MASK for a, b in zip(last, hashes, strict=True)))  # type: ignore[arg-type]
+
+    def below(self, mtu: int) -> tuple[int, int, int]:
+        return self.sums[bisect_left(self.mtus, mtu)]
+
+
+def _h_mtu(mtu: int) -> int:
+    return hash(("mtu", mtu)) | 1  # odd: multiplying by it loses nothing mod 2^64
+
+
+def _h_capped(e: Export, mtu: int) -> tuple[int, int, int]:
+    """(bridge route with this MTU, CIDR weighted by this MTU, CIDR alone).
+
+    Routes via a gateway carry min(advertiser MTU, limit) - the same value for every export at
+    or above the limit - so their fingerprint is the sum of hash(cidr) * h(value): the exports
+    below the limit from these prefix sums, the rest as h(limit) * (their hash(cidr) sum)."""
+    h_cidr = hash(e.cidr)
+    return hash((e.route.cidr, e.route.gw, e.route.dev, mtu)), h_cidr * _h_mtu(mtu), h_cidr
 
 
 @dataclass(frozen=True)
@@ -147,6 +202,7 @@ class Plan:
         self._l2_sums: dict[int, _Sums] = {}
         self._skip_route: dict[tuple[str, int], int] = {}
         self._skip_cidr: dict[tuple[str, int], int] = {}
+        self._init_mtus()
         for family, entries in mesh.items():
             fdbs = sorted(
                 ((o, f) for o, f, _ in entries), key=lambda x: (ip_sort_key(x[1].ip), x[1].mac)
@@ -171,6 +227,69 @@ class Plan:
             self._skip_cidr[(cluster, family)] = sum(hash(table[i].cidr) for i in skipped)
         self._cache = _LRU(64)
 
+    def _init_mtus(self) -> None:
+        """Path MTUs: a route toward a CIDR advertised by a node of a smaller underlay MTU than
+        the receiver's carries that smaller MTU (minus the tunnel's overhead). `_adv` holds each
+        export's advertiser MTU; `_below` (federation-wide and per owner) the exports some
+        receiver caps - none when every node has the same MTU, the common case."""
+        nodes = self.topology.nodes
+        top = max((n.mtu for n in nodes.values()), default=0)
+        self._adv: dict[int, list[int]] = {}
+        self._below: dict[int, _Below] = {}
+        self._below_by_owner: dict[int, dict[str, _Below]] = {}
+        self._capped: dict[tuple[int, int], Route] = {}
+        self._capped_sums: dict[tuple[str, int, int], tuple[int, int, int]] = {}
+        for family, table in self.exports.by_family.items():
+            adv = [nodes[e.target].mtu for e in table]
+            self._adv[family] = adv
+            low = sorted((a, i) for i, a in enumerate(adv) if a < top)
+            every, by_owner = _Below(), defaultdict[str, _Below](_Below)
+            for a, i in low:
+                hashes = _h_capped(table[i], a)
+                every.add(a, hashes)
+                by_owner[table[i].owner].add(a, hashes)
+            self._below[family], self._below_by_owner[family] = every, dict(by_owner)
+
+    def _capped_below(self, cluster: str, family: int, mtu: int) -> tuple[int, int, int]:
+        """`_h_capped` sums over the exports a node of `cluster` receives in `family` whose
+        advertiser MTU is below `mtu`."""
+        every = self._below[family]
+        if not every.mtus or every.mtus[0] >= mtu:
+            return 0, 0, 0
+        key = (cluster, family, mtu)
+        if key not in self._capped_sums:
+            sums = list(every.below(mtu))
+            mine = self._below_by_owner[family].get(cluster)
+            minus = [mine.below(mtu)] if mine is not None else []
+            table, adv = self.exports.by_family[family], self._adv[family]
+            minus += [
+                _h_capped(table[i], adv[i])
+                for i in self.exports.skipped[(cluster, family)]
+                if adv[i] < mtu
+            ]
+            for hashes in minus:
+                sums = [a - b for a, b in zip(sums, hashes, strict=True)]
+            self._capped_sums[key] = (sums[0] & _MASK, sums[1] & _MASK, sums[2] & _MASK)
+        return self._capped_sums[key]
+
+    def _via_sum(self, cluster: str, family: int, limit: int, capped: bool) -> int:
+        """sum of hash(cidr) * h(route MTU) over an internal node's routes via its gateway: the
+        exports below the limit at their own MTU, the others at the limit (0 if not capped)."""
+        everything = self._cidr_sums[family].without(cluster, self._skip_cidr[(cluster, family)])
+        _, weighted, plain = self._capped_below(cluster, family, limit)
+        rest = _h_mtu(limit if capped else 0) * (everything - plain)
+        return hash((everything, (weighted + rest) & _MASK))
+
+    def _capped_route(self, family: int, i: int) -> Route:
+        """The bridge route of export i with its advertiser's path MTU (shared by receivers)."""
+        route = self._capped.get((family, i))
+        if route is None:
+            e = self.exports.by_family[family][i]
+            mtu = self._adv[family][i] - C.VXLAN_OVERHEAD[family]
+            route = Route.trusted(cidr=e.route.cidr, gw=e.route.gw, dev=e.route.dev, mtu=mtu)
+            self._capped[(family, i)] = route
+        return route
+
     # -- what exists --------------------------------------------------------------------------
 
     @property
@@ -193,12 +312,12 @@ class Plan:
                 f,
                 self._route_sums[f].without(c, self._skip_route[(c, f)]),
                 self._l2_sums[f].without(c),
+                self._capped_below(c, f, r.mtu)[0],
             )
             for f in r.bridge_families
         )
         via = tuple(
-            (f, gw, self._cidr_sums[f].without(c, self._skip_cidr[(c, f)]))
-            for f, gw in r.via_gateway
+            (f, gw, self._via_sum(c, f, limit, limit < r.mtu)) for f, gw, limit in r.via_gateway
         )
         return hash((r.own_hash(), bridge, via))
 
@@ -223,23 +342,50 @@ class Plan:
             if e.owner != cluster and i not in skipped
         ]
 
-    def _bridge_routes(self, cluster: str, family: int) -> list[Route]:
+    def _bridge_routes(self, cluster: str, family: int, mtu: int) -> list[Route]:
+        """Routes of a bridge-set node of underlay MTU `mtu`: toward an advertiser of a smaller
+        MTU, the route carries that path MTU. Nodes capping the same exports share the list."""
+        capping = bisect_left(self._below[family].mtus, mtu)
+
         def make() -> list[Route]:
             table = self.exports.by_family[family]
-            return [table[i].route for i in self._kept(cluster, family)]
+            kept = self._kept(cluster, family)
+            if not capping:
+                return [table[i].route for i in kept]
+            adv = self._adv[family]
+            return [self._capped_route(family, i) if adv[i] < mtu else table[i].route for i in kept]
 
-        return self._cache.get(("br", cluster, family), make)
+        return self._cache.get(("br", cluster, family, capping), make)
 
-    def _gateway_routes(self, cluster: str, family: int, gw: str) -> list[Route]:
+    def _gateway_routes(
+        self, cluster: str, family: int, gw: str, limit: int, mtu: int
+    ) -> list[Route]:
+        """Routes of an internal node of underlay MTU `mtu` via its gateway; `limit` = min(own,
+        gateway's) MTU. The path MTU is the smallest underlay MTU on internal -> gateway ->
+        advertiser, minus the overhead; 0 (the device's) when that is the node's own."""
+        overhead = C.VXLAN_OVERHEAD[family]
+        capped = limit < mtu
+
         def make() -> list[Route]:
-            table = self.exports.by_family[family]
+            table, adv = self.exports.by_family[family], self._adv[family]
             dev = LOCAL_DEV[family]
-            return [
-                Route.trusted(cidr=table[i].cidr, gw=gw, dev=dev)
-                for i in self._kept(cluster, family)
-            ]
+            kept = self._kept(cluster, family)
+            if not capped and not bisect_left(self._below[family].mtus, limit):  # nothing capped
+                return [Route.trusted(cidr=table[i].cidr, gw=gw, dev=dev, mtu=0) for i in kept]
+            out = []
+            for i in kept:
+                path = adv[i] if adv[i] < limit else limit
+                out.append(
+                    Route.trusted(
+                        cidr=table[i].cidr,
+                        gw=gw,
+                        dev=dev,
+                        mtu=path - overhead if capped or path < limit else 0,
+                    )
+                )
+            return out
 
-        return self._cache.get(("gw", cluster, family, gw), make)
+        return self._cache.get(("gw", cluster, family, gw, limit, capped), make)
 
     def _fdbs(self, cluster: str, family: int) -> list[Fdb]:
         source = self._mesh_fdbs[family]
@@ -260,11 +406,11 @@ class Plan:
         fdbs: list[Fdb] = []
         arps: list[Arp] = []
         for f in r.bridge_families:
-            routes += self._bridge_routes(r.cluster, f)
+            routes += self._bridge_routes(r.cluster, f, r.mtu)
             fdbs += self._fdbs(r.cluster, f)
             arps += self._arps(r.cluster, f)
-        for f, gw in r.via_gateway:
-            routes += self._gateway_routes(r.cluster, f, gw)
+        for f, gw, limit in r.via_gateway:
+            routes += self._gateway_routes(r.cluster, f, gw, limit, r.mtu)
         fdbs += r.local_fdbs
         arps += r.local_arps
         return NodeConfigSpec.model_construct(
@@ -273,6 +419,7 @@ class Plan:
             iptables=list(r.iptables),
             fdbs=fdbs,
             arps=arps,
+            address_maps=list(r.address_maps),
         )
 
     def node_configs(self) -> Iterator[tuple[str, NodeConfigSpec]]:
@@ -304,7 +451,7 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
         mine = devices[node.name]
         gateway = topo.gateway.get(node.cluster)
         bridge_families = tuple(f for f, dev in BRIDGE_DEV.items() if dev in mine)
-        via: list[tuple[int, str]] = []
+        via: list[tuple[int, str, int]] = []
         local_fdbs: list[Fdb] = []
         local_arps: list[Arp] = []
         iptables: list[Iptables] = []
@@ -327,21 +474,32 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
                 if gateway != node.name:
                     gw_dev = devices[gateway].get(dev)
                     if gw_dev is not None and BRIDGE_DEV[family] in devices[gateway]:
-                        via.append((family, device_ip(gw_dev)))
+                        limit = min(node.mtu, topo.nodes[gateway].mtu)
+                        via.append((family, device_ip(gw_dev), limit))
+        address_maps: list[AddressMap] = []
         if bridge_families:
             iptables += global_map(cluster, mine)
+            address_maps += service_address_maps(cluster, mine)
+        if cluster.mode == "p2p" and topo.service_node.get(node.cluster) == node.name:
+            iptables += service_masquerade(cluster, node, mine)
+        iptables += cni_exemptions(
+            cluster, node, mine, gateway=cluster.mode == "gateway" and gateway == node.name
+        )
+        iptables += mss_clamp(mine)
         local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
         local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
         iptables.sort(key=lambda r: (r.table, r.chain, r.rule))
         recipes[node.name] = Recipe(
             name=node.name,
             cluster=node.cluster,
+            mtu=node.mtu,
             devices=tuple(mine.values()),
             bridge_families=bridge_families,
             via_gateway=tuple(via),
             local_fdbs=tuple(local_fdbs),
             local_arps=tuple(local_arps),
             iptables=tuple(iptables),
+            address_maps=tuple(address_maps),
         )
     findings = sorted_findings(topo.findings + device_findings + export_findings)
     return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings)

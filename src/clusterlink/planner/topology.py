@@ -17,6 +17,7 @@ from clusterlink.planner.findings import Finding
 class ClusterView:
     name: str
     mode: NetworkType
+    cni: str  # lower case: "calico", "flannel", ...
     families: tuple[int, ...]
     bridge_pool: dict[int, str]  # family -> CIDR ("" = that family's device is disabled)
     local_pool: dict[int, str]
@@ -43,6 +44,9 @@ class Topology:
     clusters: dict[str, ClusterView]
     nodes: dict[str, NodeView]  # sorted by name
     gateway: dict[str, str]  # cluster -> its gateway node's name
+    # cluster -> the node that receives remote Service traffic: the gateway; in a P2P cluster
+    # without one (Kubernetes runs no elector for P2P by default) the first node by name.
+    service_node: dict[str, str]
     members: dict[str, list[str]]  # cluster -> node names, sorted
     findings: list[Finding] = field(default_factory=list)
 
@@ -62,6 +66,7 @@ def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
     return ClusterView(
         name=cluster.name,
         mode=link.network_type,
+        cni=link.cni.lower(),
         families=link.families,
         bridge_pool={4: link.bridge_cidrs.ip, 6: link.bridge_cidrs.ip6},
         local_pool={4: link.local_cidrs.ip, 6: link.local_cidrs.ip6},
@@ -125,15 +130,20 @@ def build_topology(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterN
                     "gateway mode but no node has role gateway: the cluster is not connected",
                 )
             )
-        elif view.service_cidrs and members_of[name]:
-            findings.append(
-                Finding(
-                    "warning",
-                    f"Cluster/{name}",
-                    "no node has role gateway: its service CIDRs are not advertised",
+    service_node = dict(gateway)
+    for name, view in views.items():
+        if name not in gateway and view.mode == "p2p" and members_of[name]:
+            service_node[name] = members_of[name][0]
+            if view.service_cidrs:
+                findings.append(
+                    Finding(
+                        "info",
+                        f"Cluster/{name}",
+                        f"no node has role gateway: remote Service traffic goes to "
+                        f"{members_of[name][0]} (the first node by name)",
+                    )
                 )
-            )
-    return Topology(views, nodes, gateway, members_of, findings)
+    return Topology(views, nodes, gateway, service_node, members_of, findings)
 
 
 def _node_view(

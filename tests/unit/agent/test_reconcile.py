@@ -26,7 +26,7 @@ BRIDGE6 = Device(
 ROUTE = Route(cidr="10.2.0.0/16", gw="220.0.0.2", dev="vx-bridge")
 FDB = Fdb(ip="192.168.0.2", mac="02:00:00:00:00:cc", dev="vx-bridge")
 ARP = Arp(ip="220.0.0.2", mac="02:00:00:00:00:cc", dev="vx-bridge")
-R = ("10.2.0.0/16", "220.0.0.2", "vx-bridge")
+R = ("10.2.0.0/16", "220.0.0.2", "vx-bridge", 0)  # mtu 0: the device's
 F = ("192.168.0.2", "02:00:00:00:00:cc", "vx-bridge")
 A = ("220.0.0.2", "02:00:00:00:00:cc", "vx-bridge")
 MASQ = Iptables(table="nat", chain="POSTROUTING", rule="-s 210.0.0.0/8 -o vx-bridge -j MASQUERADE")
@@ -74,8 +74,43 @@ def test_stale_entries_removed_before_new_ones_added() -> None:
     moved = Route(cidr="10.2.0.0/16", gw="220.0.0.3", dev="vx-bridge")
     report = reconcile(kernel, fw, spec(BRIDGE, routes=(moved,)))
     assert (report.entries_removed, report.entries_added) == (1, 1)
-    assert kernel.routes == {(moved.cidr, moved.gw, moved.dev)}
+    assert kernel.routes == {(moved.cidr, moved.gw, moved.dev, 0)}
     assert kernel.calls[-2:] == ["entries -1 +0", "entries -0 +1"]
+
+
+def test_route_mtu_change_retunes_the_route_in_place() -> None:
+    """A new path MTU (a peer moved to a smaller underlay) is one `route replace`: no delete
+    first, so traffic never finds the route missing."""
+    kernel, fw = host()
+    reconcile(kernel, fw, spec(BRIDGE))
+    capped = ROUTE.model_copy(update={"mtu": 1350})
+    report = reconcile(kernel, fw, spec(BRIDGE, routes=(capped,)))
+    assert (report.entries_removed, report.entries_added) == (0, 1)
+    assert kernel.calls[-1] == "entries -0 +1"
+    assert kernel.routes == {(*R[:3], 1350)}
+    assert reconcile(kernel, fw, spec(BRIDGE, routes=(capped,))).changes == 0
+    kernel.routes = {R}  # drift: someone reset the MTU
+    assert reconcile(kernel, fw, spec(BRIDGE, routes=(capped,))).entries_added == 1
+    assert kernel.routes == {(*R[:3], 1350)}
+    report = reconcile(kernel, fw, spec(BRIDGE))  # and back to the device MTU
+    assert report.entries_added == 1 and kernel.routes == {R}
+
+
+def test_mss_clamp_rules_on_v6_devices_go_to_ip6tables() -> None:
+    kernel, fw = host()
+    clamp = "-p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"
+    rules = tuple(
+        Iptables(table="mangle", chain=chain, rule=f"-o {dev} {clamp}")
+        for dev in ("vx-bridge", "vx-bridge-6")
+        for chain in ("FORWARD", "OUTPUT")
+    )
+    report = reconcile(kernel, fw, spec(BRIDGE, BRIDGE6, iptables=rules))
+    assert report.errors == []
+    for family, dev in ((4, "vx-bridge"), (6, "vx-bridge-6")):
+        assert {r.rule for r in fw.state[family].rules if r.table == "mangle"} == {
+            f"-o {dev} {clamp}"
+        }
+        assert ("mangle", "FORWARD") in fw.state[family].chains
 
 
 def test_changed_device_is_replaced_and_its_entries_restored_in_the_same_pass() -> None:
@@ -104,7 +139,7 @@ def test_drift_is_repaired() -> None:
 
 def test_foreign_entries_on_other_devices_are_never_touched() -> None:
     kernel, fw = host()
-    foreign = ("10.9.0.0/16", "192.168.0.254", "eth0")
+    foreign = ("10.9.0.0/16", "192.168.0.254", "eth0", 0)
     kernel.routes.add(foreign)
     reconcile(kernel, fw, spec(BRIDGE))
     reconcile(kernel, fw, None)

@@ -23,6 +23,8 @@ def test_printer_columns_match_kosmos() -> None:
 
     assert columns("kosmos.io_clusters.yaml")[:2] == ["NETWORK_TYPE", "IP_FAMILY"]
     assert columns("kosmos.io_clusternodes.yaml")[:3] == ["ROLES", "INTERFACE", "IP"]
+    # Kosmos' NodeConfig CRD has none, so the API server shows its default Age column first.
+    assert columns("kosmos.io_nodeconfigs.yaml")[:1] == ["AGE"]
 
 
 def test_schema_is_structural_and_uses_kosmos_names() -> None:

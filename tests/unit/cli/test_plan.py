@@ -57,7 +57,7 @@ def test_table_summary_and_findings_on_stderr(tmp_path: Path) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"]
-    assert lines[1].split() == ["c1-a1", "2", "1", "3", "2", "2"]
+    assert lines[1].split() == ["c1-a1", "2", "1", "3", "2", "6"]  # 2 NAT + 4 MSS clamp
     assert "warning: ClusterNode/c2-b9: spec.interfaceName is empty" in result.stderr
     assert "c2-b9" not in result.stdout
 

@@ -72,3 +72,19 @@ def test_report_and_summary() -> None:
     }
     page = report_html(results, "t")
     assert page.count("<svg") == 2 and "1/2 passed" in page and "timeout" in page and "#d33" in page
+
+
+def test_matrix_probes_a_mapped_cluster_at_its_global_addresses() -> None:
+    gmap = (("10.50.0.0/16", "10.62.0.0/16"), ("fd10:50::/48", "fd10:62::/48"))
+    a = Place(
+        "oa", "n1", "ns-a", ("10.50.1.2", "fd10:50:0:1::2"), (("10.50.0.0/16", "10.61.0.0/16"),)
+    )
+    b = Place("ob", "n2", "ns-b", ("10.50.2.2", "fd10:50:0:2::2"), gmap)
+    pairs = matrix([a], [a, b], ["icmp"])
+    assert [(p.dst, p.target, p.real) for p in pairs] == [
+        ("oa/n1", "10.50.1.2", ""),  # its own cluster: the real address
+        ("oa/n1", "fd10:50:0:1::2", ""),
+        ("ob/n2", "10.62.2.2", "10.50.2.2"),
+        ("ob/n2", "fd10:62:0:2::2", "fd10:50:0:2::2"),
+    ]
+    assert Result(pairs[2], True).to_dict()["realIP"] == "10.50.2.2"

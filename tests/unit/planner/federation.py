@@ -27,6 +27,7 @@ def cluster(
     services: tuple[str, ...] = (),
     enable: bool = True,
     global_map: dict[str, str] | None = None,
+    cni: str = "calico",
 ) -> Cluster:
     return Cluster(
         metadata=ObjectMeta(name=name),
@@ -36,6 +37,7 @@ def cluster(
                 network_type=mode,  # type: ignore[arg-type]
                 ip_family=family,  # type: ignore[arg-type]
                 global_cidrs_map=global_map or {},
+                cni=cni,
             )
         ),
         status=ClusterStatus(

@@ -38,6 +38,7 @@ def federations(draw: st.DrawFn) -> Federation:
             )
         clusters.append(cluster(name, mode, family, pods=pods, services=services))
         count = draw(st.integers(1, 4))
+        mtu = draw(st.sampled_from([None, 1400, 1500, 9000]))  # underlays differ per cluster
         gateway = (
             draw(st.one_of(st.none(), st.integers(0, count - 1)))
             if draw(st.integers(0, 9)) == 0
@@ -54,7 +55,11 @@ def federations(draw: st.DrawFn) -> Federation:
                 for f, b in ((4, f"10.{ci}.{ni}.0/24"), (6, f"fd{ci + 10:02x}:0:{ni}::/64"))
                 if f in fams
             )
-            nodes.append(node(name, f"n{ni}", ip, ip6, gateway=(gateway == ni), pods=blocks))
+            if draw(st.integers(0, 7)) == 0:
+                mtu = draw(st.sampled_from([1300, 1450]))  # and now and then per node
+            nodes.append(
+                node(name, f"n{ni}", ip, ip6, gateway=(gateway == ni), pods=blocks, mtu=mtu)
+            )
     return clusters, nodes
 
 
@@ -197,7 +202,7 @@ def federation_and_change(draw: st.DrawFn) -> tuple[Federation, Federation]:
     elif what == "iface":
         spec.interface_name = "eth1"
     elif what == "mtu":
-        spec.mtu = 9000
+        spec.mtu = draw(st.sampled_from([1350, 1400, 1450, 1500, 9000]))
     return (clusters, nodes), (clusters, changed)
 
 

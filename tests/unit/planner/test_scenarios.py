@@ -30,7 +30,8 @@ def devices(p: Plan, name: str) -> dict[str, str]:
 
 
 def rules(p: Plan, name: str) -> list[tuple[str, str]]:
-    return [(r.chain, r.rule) for r in p.spec(name).iptables]
+    """NAT rules (the MSS clamp in mangle is checked in test_mtu.py)."""
+    return [(r.chain, r.rule) for r in p.spec(name).iptables if r.table == "nat"]
 
 
 def messages(p: Plan) -> list[str]:
@@ -111,7 +112,13 @@ def test_worked_example_exactly() -> None:
         # Only toward a1: no same-cluster mesh between b1 and b2 (Kosmos adds one; no route uses it).
         assert fdbs(p, b) == [("192.168.1.11", a1_bridge, "vx-bridge")]
         assert arps(p, b) == [("220.168.1.11", a1_bridge, "vx-bridge")]
-        assert rules(p, b) == []  # P2P gateways get no masquerade
+    # The P2P cluster's gateway is its service node: remote Service traffic is marked and
+    # masqueraded toward backends on other nodes, so replies come back through it.
+    assert rules(p, "c2-b1") == [
+        ("POSTROUTING", "! -d 10.234.70.0/26 -m mark --mark 0x10/0x10 -j MASQUERADE"),
+        ("PREROUTING", "-d 10.234.0.0/18 -i vx-bridge -j MARK --set-xmark 0x10/0x10"),
+    ]
+    assert rules(p, "c2-b2") == []
     assert devices(p, "c2-b1") == {"vx-bridge": "220.168.2.21/8"}
 
 
@@ -130,7 +137,7 @@ def test_p2p_to_p2p() -> None:
         ("10.1.2.0/24", "220.168.1.2", "vx-bridge"),
     ]
     assert len(fdbs(p, "b-n1")) == 2 and len(arps(p, "b-n1")) == 2
-    assert all(not p.spec(n).iptables for n in p.names)
+    assert all(not rules(p, n) for n in p.names)
     assert [h.to for h in walk(p, dict(p.node_configs()), "b-n1", "10.1.2.7")] == ["a-n2"]
     assert "no node has role gateway" not in " ".join(messages(p))  # no services to advertise
 

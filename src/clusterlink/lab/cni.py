@@ -1,0 +1,243 @@
+"""The lab's CNI masquerade, as real CNIs do it: pod traffic leaving the cluster is hidden
+behind the node's address unless something says otherwise.
+
+- `calico` (natOutgoing): every node masquerades traffic from a pool with `natOutgoing: true`
+  to any destination outside *all* pools - disabled ones included, which is how Kosmos and
+  clusterlink exempt remote CIDRs (disabled, non-NAT `clusterlink-*` IPPools). The pools live
+  in the lab cluster's own datastore, `<stateDir>/calico/<cluster>.json` (an IPPoolList), and a
+  per-cluster felix stand-in (`python -m clusterlink.lab.cni`, supervised as `<cluster>@cni`)
+  rewrites chain `CLAB-CALICO-POSTROUTING` on every node within a poll period of a change.
+- `flannel` (`--ip-masq`): flanneld's own rules, verbatim in shape, in `CLAB-FLANNEL-POSTRTG`
+  (static: flannel's rules depend only on the cluster CIDR and the node's subnet). Exceptions
+  must come from clusterlink's agent, in its chain ahead of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from clusterlink.agent import netns
+from clusterlink.api.cluster import Cluster
+from clusterlink.controllers import discovery
+from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
+from clusterlink.lab.topology import ClusterPlan, NodePlan
+from clusterlink.store.base import Store
+
+log = logging.getLogger("clusterlink.lab.cni")
+
+CALICO_CHAIN = "CLAB-CALICO-POSTROUTING"
+FLANNEL_CHAIN = "CLAB-FLANNEL-POSTRTG"
+KUBE_PROXY_MARK = "0x4000/0x4000"
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+POLL = 0.25  # seconds between looks at the pool file (a stat)
+
+
+def component_name(cluster: str) -> str:
+    """'@' cannot be in a Cluster name, so unjoining a Cluster never matches it."""
+    return f"{cluster}@cni"
+
+
+def _family(cidr: str) -> int:
+    return 6 if ":" in cidr else 4
+
+
+# -- flannel --------------------------------------------------------------------------------
+
+
+def flannel_rules(cluster: ClusterPlan, node: NodePlan, family: int) -> list[str]:
+    """flanneld's masquerade rules (flannel `MasqRules`) for one node and family."""
+    cc = next((c for c in cluster.pod_cidrs if _family(c) == family), None)
+    subnet = next((b for b in node.pod_cidrs if _family(b) == family), None)
+    if cc is None or subnet is None:
+        return []
+    ch = FLANNEL_CHAIN
+    return [
+        f"-A {ch} -m mark --mark {KUBE_PROXY_MARK} -j RETURN",  # kube-proxy masquerades these
+        f"-A {ch} -s {cc} -d {cc} -j RETURN",  # inside the overlay
+        f"-A {ch} ! -s {cc} -d {subnet} -j RETURN",  # to this node's pods from outside
+        f"-A {ch} -s {cc} ! -d {MULTICAST[family]} -j MASQUERADE --random-fully",
+        f"-A {ch} ! -s {cc} -d {cc} -j MASQUERADE --random-fully",  # from outside to pods
+    ]
+
+
+# -- calico ---------------------------------------------------------------------------------
+
+
+def pools_path(lab: str, cluster: str) -> Path:
+    return state_dir(lab) / "calico" / f"{cluster}.json"
+
+
+def default_pools(cluster: ClusterPlan) -> list[dict[str, Any]]:
+    """The pools a Calico install starts with: the cluster's pod CIDRs, natOutgoing."""
+    return [
+        {
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": "IPPool",
+            "metadata": {"name": f"default-ipv{_family(cidr)}-ippool"},
+            "spec": {"cidr": cidr, "natOutgoing": True, "disabled": False, "blockSize": 24},
+        }
+        for cidr in cluster.pod_cidrs
+    ]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def read_pools(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{path}: unreadable IPPool list ({exc})") from None
+    items = data.get("items") if isinstance(data, dict) else None
+    return [p for p in items or [] if isinstance(p, dict)]
+
+
+def _write_pools(path: Path, pools: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    pools = sorted(pools, key=lambda p: str((p.get("metadata") or {}).get("name")))
+    body = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPoolList", "items": pools}
+    tmp.write_text(json.dumps(body, indent=1))
+    tmp.replace(path)
+
+
+def save_default_pools(lab: str, cluster: ClusterPlan) -> None:
+    path = pools_path(lab, cluster.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        _write_pools(path, default_pools(cluster))
+
+
+def change_pools(path: Path, apply: list[dict[str, Any]], delete: list[str]) -> int:
+    """Create-or-replace `apply` by name and delete `delete`, atomically. Returns writes."""
+    if not apply and not delete:
+        return 0
+    with _locked(path):
+        by_name = {(p.get("metadata") or {}).get("name"): p for p in read_pools(path)}
+        for name in delete:
+            by_name.pop(name, None)
+        for pool in apply:
+            by_name[pool["metadata"]["name"]] = pool
+        _write_pools(path, list(by_name.values()))
+    return len(apply) + len(delete)
+
+
+def calico_rules(pools: list[dict[str, Any]], family: int) -> list[str]:
+    """felix's natOutgoing: `-s <masq pools> ! -d <all pools> -j MASQUERADE`, as RETURNs
+    for every pool followed by one MASQUERADE per natOutgoing pool (no ipset here)."""
+    cidrs = [
+        (str(spec.get("cidr")), bool(spec.get("natOutgoing")), bool(spec.get("disabled")))
+        for spec in ((p.get("spec") or {}) for p in pools)
+        if spec.get("cidr") and _family(str(spec.get("cidr"))) == family
+    ]
+    rules = [f"-A {CALICO_CHAIN} -d {cidr} -j RETURN" for cidr, _, _ in cidrs]
+    rules += [
+        f"-A {CALICO_CHAIN} -s {cidr} -j MASQUERADE --random-fully"
+        for cidr, nat, disabled in cidrs
+        if nat and not disabled
+    ]
+    return rules
+
+
+def _restore(ns: str, family: int, text: str) -> None:
+    tool = "iptables-restore" if family == 4 else "ip6tables-restore"
+    proc = subprocess.run(
+        netns.command(ns, [tool, "-w", "5", "--noflush"]),
+        input=text,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise LabError(f"{ns}: {tool}: {proc.stderr.strip() or proc.returncode}")
+
+
+def apply_calico(cluster: ClusterPlan, pools: list[dict[str, Any]]) -> None:
+    """Rewrite the natOutgoing chain (only it: `:CHAIN` flushes just that chain) on every
+    node of the cluster."""
+    for family in cluster.families:
+        text = "\n".join(
+            ["*nat", f":{CALICO_CHAIN} - [0:0]", *calico_rules(pools, family), "COMMIT", ""]
+        )
+        for node in cluster.nodes:
+            _restore(node.netns, family, text)
+
+
+def sync_pools(store: Store, cluster: str, handle: str) -> int:
+    """The member controller's Calico step in the lab, on the same pure functions as on
+    Kubernetes (`kube.member.sync_calico_pools`): one disabled, non-NAT `clusterlink-*` pool
+    per remote CIDR in the lab cluster's datastore. Returns writes."""
+    data = load_handle(handle)
+    if load_plan(data["lab"]).cluster(data["cluster"]).cni != "calico":
+        return 0
+    path = pools_path(data["lab"], data["cluster"])
+    remote, local = discovery.federation_cidrs(store.list(Cluster), cluster)
+    apply, stale = discovery.remote_calico_pools(remote, local, read_pools(path))
+    return change_pools(path, apply, stale)
+
+
+class Felix:
+    """Watches a lab cluster's pool file and keeps every node's natOutgoing chain in step."""
+
+    def __init__(self, lab: str, cluster: str, poll: float = POLL) -> None:
+        self.plan = load_plan(lab).cluster(cluster)
+        self.path = pools_path(lab, cluster)
+        self.poll = poll
+        self._seen: tuple[int, int] | None = None
+
+    def step(self) -> bool:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_ino)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._seen:
+            return False
+        apply_calico(self.plan, read_pools(self.path))
+        self._seen = stamp
+        log.info("%s: natOutgoing rules written on %d nodes", self.plan.name, len(self.plan.nodes))
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except LabError as exc:
+                log.warning("%s", exc)
+            stop.wait(self.poll)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clusterlink.lab.cni", description=__doc__)
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--cluster", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        Felix(args.lab, args.cluster).run(stop)
+    except (LabError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
