@@ -30,7 +30,7 @@ from typing import Any
 from clusterlink.agent import netns
 from clusterlink.api.cluster import Cluster
 from clusterlink.controllers import discovery
-from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
+from clusterlink.lab.state import LabError, handle_path, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan, NodePlan
 from clusterlink.store.base import Store
 
@@ -189,6 +189,33 @@ def sync_pools(store: Store, cluster: str, handle: str) -> int:
     remote, local = discovery.federation_cidrs(store.list(Cluster), cluster)
     apply, stale = discovery.remote_calico_pools(remote, local, read_pools(path))
     return change_pools(path, apply, stale)
+
+
+def pools_pending(lab: str, store: Store) -> str:
+    """What the lab's Calico clusters still lack before remote pods see source addresses
+    kept: "" when every joined Calico cluster holds the pools of every other cluster's
+    CIDRs, else which one waits (the member controller writes them within its period)."""
+    clusters = store.list(Cluster)
+    joined = {
+        Path(c.spec.kubeconfig).resolve(): c.name
+        for c in clusters
+        if c.spec.kubeconfig and not c.spec.kubeconfig.startswith("apiVersion")
+    }
+    for lc in load_plan(lab).clusters:
+        name = joined.get(handle_path(lab, lc.name).resolve())
+        if lc.cni != "calico" or name is None:
+            continue
+        remote, local = discovery.federation_cidrs(clusters, name)
+        if not all(remote.values()):
+            return f"{name}: the other clusters' CIDRs"
+        apply, stale = discovery.remote_calico_pools(
+            remote, local, read_pools(pools_path(lab, lc.name))
+        )
+        if apply or stale:
+            return (
+                f"{name}: its Calico IPPools for the other clusters ({len(apply + stale)} to write)"
+            )
+    return ""
 
 
 class Felix:
