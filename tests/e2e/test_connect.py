@@ -317,7 +317,7 @@ def test_cli_install_join_get_unjoin_uninstall(tmp_path: Path, lab_dir: Path) ->
         assert kosmosctl("uninstall", "--kubeconfig", a).returncode == 0
         left = json.loads(kosmosctl("lab", "ps", "--lab", "cli", "-o", "json").stdout)
         # nothing of clusterlink's; the lab's own Calico (its felix stand-in) stays
-        assert set(left["components"]) == {"a@cni", "b@cni"}
+        assert set(left["components"]) == {"calico@lab"}
     finally:
         kosmosctl("lab", "down", "cli")
 
