@@ -12,6 +12,7 @@ from clusterlink.doctor import run as doctor
 from clusterlink.federation import lab as lab_federation
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab import lifecycle, services
+from clusterlink.lab.cni import pools_pending
 from clusterlink.lab.demo import DEFAULT_TOPOLOGY
 from clusterlink.lab.state import handle_path, state_dir, store_url
 from clusterlink.lab.topology import Topology
@@ -59,7 +60,9 @@ def demo(
             lab_federation.join(st, url, handle, c.name, options, progress)
             names.append(c.name)
     say("3/5 waiting until every node is planned, applied and synced")
-    took = wait_connected(st, names, wait_time, progress=progress)
+    took = wait_connected(
+        st, names, wait_time, progress=progress, also=lambda: pools_pending(plan.name, st)
+    )
     say(f"    connected in {took:.1f} s")
     first = handle_path(plan.name, plan.clusters[0].name)
     say(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.cni import pools_pending
 from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path, store_url
 from clusterlink.lab.topology import LabPlan, Topology, plan_lab
@@ -103,7 +104,7 @@ def joined_lab(
             (deploy.install if i == 0 else deploy.join)(
                 store, url, handle, name, options, lambda _: None
             )
-        wait_connected(store, list(how), 60)
+        wait_connected(store, list(how), 60, also=lambda: pools_pending(plan.name, store))
         lab = Lab(plan, store)
         yield lab
     finally:

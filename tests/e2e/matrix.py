@@ -13,12 +13,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from clusterlink.api.cluster import Cluster
-from clusterlink.controllers import discovery
-from clusterlink.lab import cni
 from clusterlink.lab.topology import ClusterPlan, LabPlan, NodePlan
 from clusterlink.planner.exports import to_global
-from clusterlink.store.base import Store
 
 PORT = 7777
 
@@ -196,24 +192,6 @@ def vx_addresses(netns: str) -> dict[int, str]:
                 if a.get("scope") == "global":
                     out[family] = a["local"]
     return out
-
-
-def calico_pools_in_step(plan: LabPlan, store: Store) -> bool:
-    """Every Calico cluster's datastore holds the clusterlink-* pools of every other
-    cluster's CIDRs (the member controller writes them within its period)."""
-    clusters = store.list(Cluster)
-    for c in plan.clusters:
-        if c.cni != "calico":
-            continue
-        remote, local = discovery.federation_cidrs(clusters, c.name)
-        if not all(remote.values()) or len(remote) < len(plan.clusters) - 1:
-            return False
-        apply, stale = discovery.remote_calico_pools(
-            remote, local, cni.read_pools(cni.pools_path(plan.name, c.name))
-        )
-        if apply or stale:
-            return False
-    return True
 
 
 def sources(plan: LabPlan) -> list[Source]:

@@ -14,6 +14,7 @@ import yaml
 from clusterlink.agent import netns
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
+from clusterlink.lab.cni import pools_pending
 from clusterlink.lab.lifecycle import lab_down, lab_up
 from clusterlink.lab.state import handle_path
 from clusterlink.lab.topology import Topology, plan_lab
@@ -54,7 +55,9 @@ def test_components_on_the_kube_store_connect_clusters(tmp_path: Path, lab_dir: 
                         store, url, str(handle_path(name, cluster)), cluster,
                         deploy.LinkOptions(mode, "ipv4"), lambda _: None,  # type: ignore[arg-type]
                     )  # fmt: skip
-                took = wait_connected(store, ["c1", "c2"], 90, 0.2)
+                took = wait_connected(
+                    store, ["c1", "c2"], 90, 0.2, also=lambda: pools_pending(name, store)
+                )
             assert took < 90
             synced = [o["status"]["phase"] for o in server.objects("nodeconfigs")]
             assert synced == ["Synced"] * 4  # written by the agents, through the API

@@ -30,7 +30,6 @@ from tests.e2e.matrix import (
     Cell,
     Matrix,
     Source,
-    calico_pools_in_step,
     probe,
     render,
     serve_everywhere,
@@ -111,7 +110,6 @@ def gateways(lab: Lab) -> dict[str, str]:
 
 def check(lab: Lab, topology: dict[str, object], tag: str) -> list[Cell]:
     matrix = Matrix(lab.plan, modes(topology), gateways(lab))
-    wait_for(lambda: calico_pools_in_step(lab.plan, lab.store), 20, "Calico IPPools in step")
     cells = matrix.cells(sources(lab.plan))
     servers = serve_everywhere(lab.plan)
     try:

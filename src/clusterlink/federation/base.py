@@ -46,6 +46,10 @@ class Federation(Protocol):
 
     def uninstall(self, progress: Progress, timeout: float) -> None: ...
 
+    def pending(self) -> str:
+        """Besides synced nodes, what a join still waits for ("" when nothing)."""
+        ...
+
 
 @contextmanager
 def truthful(progress: Progress) -> Iterator[Progress]:

@@ -110,7 +110,7 @@ def _wait(fed: Federation, control: Control, request: JoinRequest, progress: Pro
     if request.wait_time <= 0:
         return Joined(request.name, control.url, None)
     took = wait_connected(
-        control.store, [request.name], request.wait_time, fed.poll_interval, progress
+        control.store, [request.name], request.wait_time, fed.poll_interval, progress, fed.pending
     )
     return Joined(request.name, control.url, took)
 

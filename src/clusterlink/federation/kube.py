@@ -145,6 +145,10 @@ class KubeFederation:
 
     poll_interval = 1.0
 
+    def pending(self) -> str:
+        """Nothing beyond synced nodes: members' controllers keep Calico's IPPools."""
+        return ""
+
     def __init__(
         self,
         store: Store,

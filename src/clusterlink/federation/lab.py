@@ -26,6 +26,7 @@ from clusterlink.errors import Failed
 from clusterlink.federation.base import LinkOptions, Progress
 from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
 from clusterlink.lab import supervisor
+from clusterlink.lab.cni import pools_pending
 from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
 from clusterlink.store.base import NotFound, Store
@@ -180,6 +181,11 @@ class LabFederation:
 
     def unjoin(self, name: str, progress: Progress, timeout: float) -> None:
         unjoin(self.store, name, progress, timeout)
+
+    def pending(self) -> str:
+        """The lab's Calico clusters' IPPools for the other clusters (remote pods would see
+        node addresses until they are there)."""
+        return pools_pending(self.lab, self.store) if self.lab else ""
 
     def uninstall(self, progress: Progress, timeout: float) -> None:
         if self.lab is None:

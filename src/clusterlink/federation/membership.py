@@ -93,21 +93,26 @@ def wait_connected(
     timeout: float,
     interval: float = 0.1,
     progress: Callable[[str], None] | None = None,
+    also: Callable[[], str] | None = None,
 ) -> float:
-    """Poll until `connected`; seconds it took (Failed after `timeout`). The clusters are
+    """Poll until `connected` (and `also` says "" - what else a federation waits for, e.g.
+    the lab's Calico IPPools); seconds it took (Failed after `timeout`). The clusters are
     read and planned again only when the store's revision moved: an idle poll costs one
     request and no planning (on Kubernetes poll once a second: each check lists the Clusters,
     ClusterNodes and NodeConfigs - large objects - from the API server)."""
     start = time.monotonic()
     seen: int | None = None
     waiting = last = ""
+    nodes_ok = False
     while True:
         revision = store.revision()
         if revision != seen:
-            ok, waiting = connected(store, names)
-            if ok:
-                return time.monotonic() - start
+            nodes_ok, waiting = connected(store, names)
             seen = revision
+        if nodes_ok and also is not None:
+            waiting = also()  # outside the store's revision: asked on every poll
+        if nodes_ok and not waiting:
+            return time.monotonic() - start
         if waiting != last and progress is not None:
             progress(f"waiting for {waiting}")
             last = waiting

@@ -183,15 +183,15 @@ def nat_table(c: ClusterPlan, n: NodePlan, family: int) -> str:
 
 def start_cni(plan: LabPlan) -> None:
     """Calico clusters: their pools, and the felix stand-in the supervisor keeps running."""
-    for c in plan.clusters:
-        if c.cni != "calico":
-            continue
+    calico = [c for c in plan.clusters if c.cni == "calico"]
+    for c in calico:
         cni.save_default_pools(plan.name, c)
+    if calico:
         supervisor.register(
             state_dir(plan.name),
-            cni.component_name(c.name),
-            c.nodes[0].netns,
-            [sys.executable, "-m", "clusterlink.lab.cni", "--lab", plan.name, "--cluster", c.name],
+            cni.COMPONENT,
+            plan.fabric_netns,  # it enters each node's namespace itself
+            [sys.executable, "-m", "clusterlink.lab.cni", "--lab", plan.name],
         )
 
 

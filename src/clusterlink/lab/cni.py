@@ -4,9 +4,10 @@ behind the node's address unless something says otherwise.
 - `calico` (natOutgoing): every node masquerades traffic from a pool with `natOutgoing: true`
   to any destination outside *all* pools - disabled ones included, which is how Kosmos and
   clusterlink exempt remote CIDRs (disabled, non-NAT `clusterlink-*` IPPools). The pools live
-  in the lab cluster's own datastore, `<stateDir>/calico/<cluster>.json` (an IPPoolList), and a
-  per-cluster felix stand-in (`python -m clusterlink.lab.cni`, supervised as `<cluster>@cni`)
-  rewrites chain `CLAB-CALICO-POSTROUTING` on every node within a poll period of a change.
+  in the lab cluster's own datastore, `<stateDir>/calico/<cluster>.json` (an IPPoolList), and
+  one felix stand-in per lab (`python -m clusterlink.lab.cni`, supervised as `calico@lab`)
+  rewrites chain `CLAB-CALICO-POSTROUTING` on every node of a cluster within a poll period of
+  a change to its pools.
 - `flannel` (`--ip-masq`): flanneld's own rules, verbatim in shape, in `CLAB-FLANNEL-POSTRTG`
   (static: flannel's rules depend only on the cluster CIDR and the node's subnet). Exceptions
   must come from clusterlink's agent, in its chain ahead of them.
@@ -30,7 +31,7 @@ from typing import Any
 from clusterlink.agent import netns
 from clusterlink.api.cluster import Cluster
 from clusterlink.controllers import discovery
-from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
+from clusterlink.lab.state import LabError, handle_path, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan, NodePlan
 from clusterlink.store.base import Store
 
@@ -43,9 +44,7 @@ MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 POLL = 0.25  # seconds between looks at the pool file (a stat)
 
 
-def component_name(cluster: str) -> str:
-    """'@' cannot be in a Cluster name, so unjoining a Cluster never matches it."""
-    return f"{cluster}@cni"
+COMPONENT = "calico@lab"  # '@' cannot be in a Cluster name: unjoining one never matches it
 
 
 def _family(cidr: str) -> int:
@@ -191,48 +190,79 @@ def sync_pools(store: Store, cluster: str, handle: str) -> int:
     return change_pools(path, apply, stale)
 
 
+def pools_pending(lab: str, store: Store) -> str:
+    """What the lab's Calico clusters still lack before remote pods see source addresses
+    kept: "" when every joined Calico cluster holds the pools of every other cluster's
+    CIDRs, else which one waits (the member controller writes them within its period)."""
+    clusters = store.list(Cluster)
+    joined = {
+        Path(c.spec.kubeconfig).resolve(): c.name
+        for c in clusters
+        if c.spec.kubeconfig and not c.spec.kubeconfig.startswith("apiVersion")
+    }
+    for lc in load_plan(lab).clusters:
+        name = joined.get(handle_path(lab, lc.name).resolve())
+        if lc.cni != "calico" or name is None:
+            continue
+        remote, local = discovery.federation_cidrs(clusters, name)
+        if not all(remote.values()):
+            return f"{name}: the other clusters' CIDRs"
+        apply, stale = discovery.remote_calico_pools(
+            remote, local, read_pools(pools_path(lab, lc.name))
+        )
+        if apply or stale:
+            return (
+                f"{name}: its Calico IPPools for the other clusters ({len(apply + stale)} to write)"
+            )
+    return ""
+
+
 class Felix:
-    """Watches a lab cluster's pool file and keeps every node's natOutgoing chain in step."""
+    """Watches the pool files of a lab's Calico clusters and keeps each cluster's nodes'
+    natOutgoing chain in step (one process for the whole lab: a stat per cluster a poll)."""
 
-    def __init__(self, lab: str, cluster: str, poll: float = POLL) -> None:
-        self.plan = load_plan(lab).cluster(cluster)
-        self.path = pools_path(lab, cluster)
-        self.poll = poll
-        self._seen: tuple[int, int] | None = None
+    def __init__(self, lab: str, poll: float = POLL) -> None:
+        self.clusters = [c for c in load_plan(lab).clusters if c.cni == "calico"]
+        self.lab, self.poll = lab, poll
+        self._seen: dict[str, tuple[int, int]] = {}
 
-    def step(self) -> bool:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_ino)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._seen:
-            return False
-        apply_calico(self.plan, read_pools(self.path))
-        self._seen = stamp
-        log.info("%s: natOutgoing rules written on %d nodes", self.plan.name, len(self.plan.nodes))
-        return True
+    def step(self) -> int:
+        written = 0
+        for c in self.clusters:
+            path = pools_path(self.lab, c.name)
+            try:
+                st = path.stat()
+                stamp = (st.st_mtime_ns, st.st_ino)
+            except FileNotFoundError:
+                stamp = (0, 0)
+            if self._seen.get(c.name) == stamp:
+                continue
+            try:
+                apply_calico(c, read_pools(path))
+            except LabError as exc:
+                log.warning("%s", exc)
+                continue
+            self._seen[c.name] = stamp
+            written += 1
+            log.info("%s: natOutgoing rules written on %d nodes", c.name, len(c.nodes))
+        return written
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                self.step()
-            except LabError as exc:
-                log.warning("%s", exc)
+            self.step()
             stop.wait(self.poll)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clusterlink.lab.cni", description=__doc__)
     parser.add_argument("--lab", required=True)
-    parser.add_argument("--cluster", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Felix(args.lab, args.cluster).run(stop)
+        Felix(args.lab).run(stop)
     except (LabError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
