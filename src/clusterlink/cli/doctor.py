@@ -109,8 +109,10 @@ def dr(
     """Check that every source reaches every destination (pod or host network), per pair."""
     with user_errors():
         request = run.DrRequest(
-            src_kubeconfig, dst_kubeconfig or [], host_network, image_name, image_repository,
-            floater_wait, port, protocol, concurrency, timeout, retries, resume, report, context,
+            src_kubeconfig, dst_kubeconfig or [], host_network=host_network, image=image_name,
+            image_repository=image_repository, floater_wait=floater_wait, port=port,
+            protocol=protocol, concurrency=concurrency, timeout=timeout, retries=retries,
+            resume=resume, report=report, context=context,
         )  # fmt: skip
         outcome = run.dr(request, note, probe_bar(output))
         if output == OutputFormat.json:
