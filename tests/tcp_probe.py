@@ -1,7 +1,8 @@
 """A bulk TCP transfer between two network namespaces that reports each end's MSS.
 
 `transfer(src_ns, dst_ns, dst_ip, nbytes)` starts a receiver in `dst_ns`, sends `nbytes`
-from `src_ns`, and returns what both ends saw: bytes received, seconds, and TCP_MAXSEG on the
+from `src_ns`, and returns what both ends saw: bytes received, seconds (connect to the
+receiver's close after the last byte), and TCP_MAXSEG on the
 sender's and the receiver's socket right after the handshake (before any data: what the SYN
 and SYN-ACK negotiated, so an MSS clamp on the way shows there).
 """
@@ -31,8 +32,9 @@ while True:
 print(json.dumps({"mss": mss, "bytes": got, "seconds": time.monotonic() - start}), flush=True)
 """
 SENDER = r"""
-import json, socket, sys
+import json, socket, sys, time
 ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+start = time.monotonic()
 s = socket.create_connection((ip, port), timeout=float(sys.argv[4]))
 mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
 chunk = b"x" * (1 << 20)
@@ -40,8 +42,8 @@ left = n
 while left:
     left -= s.send(chunk[: min(left, len(chunk))])
 s.shutdown(socket.SHUT_WR)
-s.recv(1)
-print(json.dumps({"mss": mss}), flush=True)
+s.recv(1)  # returns when the receiver, having read everything, closes
+print(json.dumps({"mss": mss, "seconds": time.monotonic() - start}), flush=True)
 """
 
 
@@ -52,7 +54,7 @@ def netns_python(ns: str, script: str) -> list[str]:
 @dataclass(frozen=True)
 class Transfer:
     received: int
-    seconds: float
+    seconds: float  # the sender's: connect to the receiver's close after the last byte
     sender_mss: int
     receiver_mss: int
 
@@ -85,4 +87,4 @@ def transfer(
             receiver.wait()
     got = json.loads(out.strip().splitlines()[-1])
     sent = json.loads(sender.stdout.strip().splitlines()[-1])
-    return Transfer(got["bytes"], got["seconds"], sent["mss"], got["mss"])
+    return Transfer(got["bytes"], sent["seconds"], sent["mss"], got["mss"])

@@ -18,7 +18,8 @@ from tests.e2e.conftest import lab_name
 from tests.e2e.connect import Lab, joined_lab
 from tests.tcp_probe import transfer
 
-PATH = {4: 1400 - 50, 6: 1400 - 70}
+PATH = {4: 1400 - 50, 6: 1400 - 70}  # to or from the cloud cluster
+PATH_1500 = {4: 1500 - 50, 6: 1500 - 70}  # between the two 1500 clusters
 HEADERS = {4: 28, 6: 48}  # IP + ICMP header: ping -s is the payload
 TCP_HEADERS = {4: 40, 6: 60}
 TOPOLOGY = {
@@ -58,34 +59,37 @@ def ping(src: PodPlan, dst: PodPlan, family: int, size: int) -> subprocess.Compl
     )
 
 
-def pairs(lab: Lab) -> list[tuple[str, PodPlan, PodPlan]]:
-    """(mode, pod on a 1500 cluster, pod on the 1400 one): P2P; gateway-mode via the gateway
-    node's pod and via the internal node's (vx-local to the gateway, then vx-bridge)."""
+def pairs(lab: Lab) -> list[tuple[str, PodPlan, PodPlan, dict[int, int]]]:
+    """(mode, pod, pod, path MTU): a 1500 cluster's pod and the 1400 one's, P2P and
+    gateway-mode (the gateway node's pod, and an internal node's: vx-local to the gateway,
+    then vx-bridge); and the two 1500 clusters' pods, where the path is the full 1450."""
     cloud = lab.plan.cluster("cloud").pods
     onprem, gw = lab.plan.cluster("onprem").pods, lab.plan.cluster("gw").pods
     return [
-        ("p2p", onprem[0], cloud[0]),
-        ("gateway", gw[0], cloud[1]),
-        ("gateway-internal", gw[1], cloud[0]),
+        ("p2p", onprem[0], cloud[0], PATH),
+        ("gateway", gw[0], cloud[1], PATH),
+        ("gateway-internal", gw[1], cloud[0], PATH),
+        ("same-mtu", onprem[1], gw[1], PATH_1500),
     ]
 
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_ping_fits_the_path_mtu_exactly_both_ways(lab: Lab, family: int) -> None:
     failures = []
-    for mode, a, b in pairs(lab):
+    for mode, a, b, path in pairs(lab):
+        mtu = path[family]
         for src, dst in ((a, b), (b, a)):
             what = f"{mode} IPv{family} {src.netns} -> {ip_of(dst, family)}"
-            fits = ping(src, dst, family, PATH[family] - HEADERS[family])
+            fits = ping(src, dst, family, mtu - HEADERS[family])
             if fits.returncode != 0:
-                failures.append(f"{what}: {PATH[family]} bytes lost: {fits.stdout}")
+                failures.append(f"{what}: {mtu} bytes lost: {fits.stdout}")
             start = time.monotonic()
-            over = ping(src, dst, family, PATH[family] - HEADERS[family] + 1)
+            over = ping(src, dst, family, mtu - HEADERS[family] + 1)
             took = time.monotonic() - start
-            refused = str(PATH[family]) in over.stdout + over.stderr  # "mtu = 1350" / "mtu=1330"
+            refused = str(mtu) in over.stdout + over.stderr  # "mtu = 1350" / "mtu=1330"
             if over.returncode == 0 or not refused or took > 3:
                 failures.append(
-                    f"{what}: {PATH[family] + 1} bytes not refused cleanly "
+                    f"{what}: {mtu + 1} bytes not refused cleanly "
                     f"(rc {over.returncode}, {took:.1f} s): {over.stdout} {over.stderr}"
                 )
     assert not failures, "\n".join(failures)
@@ -94,9 +98,12 @@ def test_ping_fits_the_path_mtu_exactly_both_ways(lab: Lab, family: int) -> None
 @pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("mode", ["p2p", "gateway-internal"])
 def test_50mb_tcp_transfer_with_the_mss_clamped(lab: Lab, family: int, mode: str) -> None:
-    _, src, dst = next(p for p in pairs(lab) if p[0] == mode)
+    _, src, dst, path = next(p for p in pairs(lab) if p[0] == mode)
+    for pod in (src, dst):  # forget path MTUs the pings taught: the MSS must come from the clamp
+        for flag in ("-4", "-6"):
+            subprocess.run(["ip", "-n", pod.netns, flag, "route", "flush", "cache"], check=True)
     t = transfer(src.netns, dst.netns, ip_of(dst, family), 50_000_000, timeout=30)
     print(f"{mode} IPv{family}: 50 MB in {t.seconds:.2f} s, MSS {t.sender_mss}/{t.receiver_mss}")
     assert t.received == 50_000_000
-    limit = PATH[family] - TCP_HEADERS[family]
+    limit = path[family] - TCP_HEADERS[family]
     assert 0 < t.sender_mss <= limit and 0 < t.receiver_mss <= limit, t
