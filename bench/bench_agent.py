@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from clusterlink.agent.firewall import IptablesFirewall
+from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.reconcile import Reconciler
 from clusterlink.api import Arp, Device, Fdb, NodeConfigSpec, Route

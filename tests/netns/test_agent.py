@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlink.agent.firewall import IptablesFirewall
+from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.reconcile import reconcile
 from clusterlink.agent.service import Agent

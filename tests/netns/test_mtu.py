@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from clusterlink.agent.firewall import IptablesFirewall
+from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.reconcile import Report, reconcile
 from clusterlink.api import NodeConfigSpec

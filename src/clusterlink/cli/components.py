@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.agent.firewall import IptablesFirewall
+from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.prefixmaps import NftPrefixMaps

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from clusterlink.agent.drift import drift
-from clusterlink.agent.firewall import FirewallError, IptablesFirewall
+from clusterlink.agent.firewall import FirewallError
+from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.api.cluster import Cluster
