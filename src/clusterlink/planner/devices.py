@@ -9,7 +9,7 @@ from clusterlink import constants as C
 from clusterlink.api.nodeconfig import Device
 from clusterlink.planner.addressing import derive_address, device_mac, device_mtu, next_free
 from clusterlink.planner.findings import Finding
-from clusterlink.planner.topology import NodeView, Topology
+from clusterlink.planner.topology import FederationView, NodeView
 
 BRIDGE_DEV = {4: C.VX_BRIDGE, 6: C.VX_BRIDGE6}
 LOCAL_DEV = {4: C.VX_LOCAL, 6: C.VX_LOCAL6}
@@ -18,7 +18,7 @@ LOCAL_DEV = {4: C.VX_LOCAL, 6: C.VX_LOCAL6}
 DeviceMap = dict[str, dict[str, Device]]
 
 
-def wanted_devices(topo: Topology, node: NodeView) -> list[tuple[str, int, str]]:
+def wanted_devices(topo: FederationView, node: NodeView) -> list[tuple[str, int, str]]:
     """(device name, family, pool) for every device the node should own."""
     cluster = topo.clusters[node.cluster]
     out = []
@@ -30,7 +30,7 @@ def wanted_devices(topo: Topology, node: NodeView) -> list[tuple[str, int, str]]
     return out
 
 
-def plan_devices(topo: Topology) -> tuple[DeviceMap, list[Finding]]:
+def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
     """Devices for every node.
 
     Addresses are unique per VXLAN mesh: vx-bridge addresses across the whole federation,

@@ -17,7 +17,7 @@ from clusterlink.api.net import cidr_family, cidr_sort_key
 from clusterlink.api.nodeconfig import Route
 from clusterlink.planner.devices import BRIDGE_DEV, DeviceMap, device_ip
 from clusterlink.planner.findings import Finding
-from clusterlink.planner.topology import ClusterView, Topology
+from clusterlink.planner.topology import ClusterView, FederationView
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class ExportTable:
     skipped: dict[tuple[str, int], frozenset[int]]  # (receiver cluster, family) -> indices
 
 
-def advertised(topo: Topology, cluster: ClusterView) -> list[tuple[str, str]]:
+def advertised(topo: FederationView, cluster: ClusterView) -> list[tuple[str, str]]:
     """(cidr, target node) pairs the cluster announces, before the global map."""
     out: list[tuple[str, str]] = []
     gateway = topo.gateway.get(cluster.name)
@@ -74,7 +74,7 @@ def to_global(global_map: dict[str, str], cidr: str) -> str:
     return cidr
 
 
-def build_exports(topo: Topology, devices: DeviceMap) -> tuple[ExportTable, list[Finding]]:
+def build_exports(topo: FederationView, devices: DeviceMap) -> tuple[ExportTable, list[Finding]]:
     findings: list[Finding] = []
     raw: dict[int, list[Export]] = {4: [], 6: []}
     for cluster in topo.clusters.values():

@@ -48,7 +48,7 @@ from clusterlink.planner.nat import (
     service_address_maps,
     service_masquerade,
 )
-from clusterlink.planner.topology import Topology, build_topology
+from clusterlink.planner.topology import FederationView, build_topology
 
 _MASK = (1 << 64) - 1
 T = TypeVar("T")
@@ -185,7 +185,7 @@ class _LRU:
 class Plan:
     def __init__(
         self,
-        topology: Topology,
+        topology: FederationView,
         recipes: dict[str, Recipe],
         exports: ExportTable,
         mesh: dict[int, list[tuple[str, Fdb, Arp]]],

@@ -40,7 +40,7 @@ class NodeView:
 
 
 @dataclass(slots=True)
-class Topology:
+class FederationView:
     clusters: dict[str, ClusterView]
     nodes: dict[str, NodeView]  # sorted by name
     gateway: dict[str, str]  # cluster -> its gateway node's name
@@ -77,7 +77,9 @@ def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
     )
 
 
-def build_topology(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> Topology:
+def build_topology(
+    clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]
+) -> FederationView:
     findings: list[Finding] = []
     by_cluster: dict[str, list[ClusterNode]] = {}
     for cn in sorted(cluster_nodes, key=lambda n: n.name):
@@ -143,7 +145,7 @@ def build_topology(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterN
                         f"{members_of[name][0]} (the first node by name)",
                     )
                 )
-    return Topology(views, nodes, gateway, service_node, members_of, findings)
+    return FederationView(views, nodes, gateway, service_node, members_of, findings)
 
 
 def _node_view(
