@@ -13,27 +13,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from clusterlink.lab.services import BACKEND
 from clusterlink.lab.topology import ClusterPlan, LabPlan, NodePlan
 from clusterlink.planner.exports import to_global
 
 PORT = 7777
 
 # One process per destination namespace: answers every connection with the address it saw.
-SERVER = """
-import socket, sys, threading
-def serve(fam, host):
-    s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if fam == socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    s.bind((host, int(sys.argv[1]))); s.listen(128)
-    while True:
-        c, peer = s.accept()
-        try: c.sendall(peer[0].encode())
-        finally: c.close()
-for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-    threading.Thread(target=serve, args=(fam, host), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
+SERVER = BACKEND
 
 # One process per source namespace: connects to each target in turn, one JSON line each.
 CLIENT = """

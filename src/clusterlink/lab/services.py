@@ -109,8 +109,9 @@ def services_status(plan: LabPlan) -> list[dict[str, Any]]:
     return out
 
 
-# A backend: answers each connection with the source address it saw, then closes.
-_BACKEND = """
+# A backend (argv[1]: the port, both families): answers each connection with the source
+# address it saw, then closes. The e2e packet matrix runs the same server everywhere.
+BACKEND = """
 import socket, sys, threading
 def serve(fam, host):
     s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,7 +157,7 @@ def _connect(netns: str, ip: str, port: int, timeout: float) -> tuple[bool, str]
 
 
 def _serve(netns: str, port: int) -> subprocess.Popen[str]:
-    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", _BACKEND, str(port)]
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", BACKEND, str(port)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
