@@ -122,12 +122,28 @@ def _components_of(lab: str, name: str) -> list[str]:
     return [c for c in supervisor.read_components(state_dir(lab)) if c.startswith(f"{name}.")]
 
 
+def _out(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True).stdout
+
+
 def no_state_left(netns_names: list[str]) -> bool:
+    """No clusterlink state on these nodes: no vx device, no `lookup 200` policy rule, no
+    CLUSTERLINK chain, no clusterlink nft table. Devices go first in an agent's teardown
+    pass and the rest after them, so devices alone said "clean" a moment too early: the
+    agent was stopped before it removed its rules (seen once in CI)."""
     for ns in netns_names:
-        out = subprocess.run(
-            ["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True
-        ).stdout
+        out = _out(["ip", "-n", ns, "-o", "link", "show"])
         if any(f": {dev}" in out or f": {dev}@" in out for dev in C.OWNED_DEVICES):
+            return False
+    for ns in netns_names:
+        rules = _out(["ip", "-n", ns, "rule"]) + _out(["ip", "-n", ns, "-6", "rule"])
+        if f"lookup {C.ROUTE_TABLE}" in rules:
+            return False
+        saved = _out(["ip", "netns", "exec", ns, "iptables-save"])
+        saved += _out(["ip", "netns", "exec", ns, "ip6tables-save"])
+        if ":CLUSTERLINK-" in saved:
+            return False
+        if "clusterlink" in _out(["ip", "netns", "exec", ns, "nft", "list", "tables"]):
             return False
     return True
 
