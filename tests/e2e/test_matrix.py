@@ -187,7 +187,8 @@ def test_flannel_masquerades_without_the_agents_exemption(distinct: Lab) -> None
     distinct.serve(dst.netns, "0.0.0.0")
     assert distinct.tcp_peer(src.netns, dst.ip or "") == src.ip(4)
     node = src.node.netns
-    rule = ["-t", "nat", "-D", "CLUSTERLINK-POSTROUTING", "-s", "10.2.0.0/16",
+    pods = next(c for c in src.cluster.pod_cidrs if ":" not in c)
+    rule = ["-t", "nat", "-D", "CLUSTERLINK-POSTROUTING", "-s", pods,
             "-o", "vx-bridge", "-j", "ACCEPT"]  # fmt: skip
     subprocess.run(["ip", "netns", "exec", node, "iptables", *rule], check=True)
     vx = Matrix(distinct.plan, modes(DISTINCT), {}).vx[("pf", "n1")][4]

@@ -75,7 +75,6 @@ def nft_input(family: int, maps: set[PrefixMap]) -> str:
             + _rewrite(f"{addr} saddr", m.cidr, m.global_cidr)
             + f' comment "{m.comment("out")}"'
         )
-    # `match` is the CIDR itself: "ip daddr 10.162.0.0/16 ip daddr set ..."
     return "\n".join(
         [
             f"table {fam} {TABLE}",

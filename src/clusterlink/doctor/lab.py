@@ -27,7 +27,7 @@ from clusterlink.agent.linux import LinuxKernel
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.nodeconfig import NodeConfigSpec
 from clusterlink.doctor.probe import Place
-from clusterlink.lab.state import load_handle, load_plan, state_dir
+from clusterlink.lab.state import joined_as, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
 from clusterlink.store.base import StoreError
 from clusterlink.store.sqlite import SqliteStore
@@ -35,30 +35,27 @@ from clusterlink.store.sqlite import SqliteStore
 FLOATER = [sys.executable, "-m", "clusterlink.doctor"]  # the light entry point
 
 
-def global_map_of(lab: str, handle: str) -> tuple[tuple[str, str], ...]:
-    """The globalCIDRsMap of the Cluster a lab handle was joined as (none if not joined)."""
+def global_map_of(lab: str, cluster: str) -> tuple[tuple[str, str], ...]:
+    """The globalCIDRsMap of the Cluster a lab cluster was joined as (none if not joined)."""
     path = state_dir(lab) / "store.db"
     if not path.exists():
         return ()
-    want = Path(handle).resolve()
     store = SqliteStore(path)
     try:
-        for cluster in store.list(Cluster):
-            link = cluster.link
-            if link and cluster.spec.kubeconfig and Path(cluster.spec.kubeconfig).resolve() == want:
-                return tuple(sorted(link.global_cidrs_map.items()))
+        joined = joined_as(lab, store.list(Cluster)).get(cluster)
     except StoreError:
         return ()
     finally:
         store.close()
-    return ()
+    link = joined.link if joined is not None else None
+    return tuple(sorted(link.global_cidrs_map.items())) if link else ()
 
 
 def places(handle: str, host_network: bool) -> tuple[list[Place], list[str]]:
     """Floater places of one lab cluster, and nodes that cannot have one (no pod)."""
     data = load_handle(handle)
     cluster = load_plan(data["lab"]).cluster(data["cluster"])
-    gmap = () if host_network else global_map_of(data["lab"], handle)
+    gmap = () if host_network else global_map_of(data["lab"], cluster.name)
     out, missing = [], []
     for node in cluster.nodes:
         if host_network:

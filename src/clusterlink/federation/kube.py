@@ -145,10 +145,6 @@ class KubeFederation:
 
     poll_interval = 1.0
 
-    def pending(self) -> str:
-        """Nothing beyond synced nodes: members' controllers keep Calico's IPPools."""
-        return ""
-
     def __init__(
         self,
         store: Store,
@@ -163,6 +159,10 @@ class KubeFederation:
 
     def _options(self, options: LinkOptions) -> KubeLinkOptions:
         return kube_options(options, self.image, self.service_cidrs)
+
+    def pending(self) -> str:
+        """Nothing beyond synced nodes: members' controllers keep Calico's IPPools."""
+        return ""
 
     def install(self, member: str, name: str, options: LinkOptions, progress: Progress) -> None:
         opts = self._options(options)

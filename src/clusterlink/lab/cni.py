@@ -31,7 +31,7 @@ from typing import Any
 from clusterlink.agent import netns
 from clusterlink.api.cluster import Cluster
 from clusterlink.controllers import discovery
-from clusterlink.lab.state import LabError, handle_path, load_handle, load_plan, state_dir
+from clusterlink.lab.state import LabError, joined_as, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan, NodePlan
 from clusterlink.store.base import Store
 
@@ -195,15 +195,11 @@ def pools_pending(lab: str, store: Store) -> str:
     kept: "" when every joined Calico cluster holds the pools of every other cluster's
     CIDRs, else which one waits (the member controller writes them within its period)."""
     clusters = store.list(Cluster)
-    joined = {
-        Path(c.spec.kubeconfig).resolve(): c.name
-        for c in clusters
-        if c.spec.kubeconfig and not c.spec.kubeconfig.startswith("apiVersion")
-    }
+    joined = joined_as(lab, clusters)
     for lc in load_plan(lab).clusters:
-        name = joined.get(handle_path(lab, lc.name).resolve())
-        if lc.cni != "calico" or name is None:
+        if lc.cni != "calico" or lc.name not in joined:
             continue
+        name = joined[lc.name].name
         remote, local = discovery.federation_cidrs(clusters, name)
         if not all(remote.values()):
             return f"{name}: the other clusters' CIDRs"

@@ -24,6 +24,7 @@ from clusterlink.lab.services import services_status
 from clusterlink.lab.state import (
     LabError,
     handle_path,
+    joined_as,
     load_plan,
     plan_path,
     remove_state,
@@ -155,10 +156,8 @@ def roles(lab: str) -> dict[tuple[str, str], list[str]]:
     try:
         store = SqliteStore(path)
         try:
-            joined = {c.spec.kubeconfig: c.name for c in store.list(Cluster)}
-            plan = load_plan(lab)
             names = {
-                joined.get(str(handle_path(lab, c.name).resolve())): c.name for c in plan.clusters
+                c.name: lab_name for lab_name, c in joined_as(lab, store.list(Cluster)).items()
             }
             return {
                 (names[cn.spec.cluster_name], cn.spec.node_name): cn.spec.roles

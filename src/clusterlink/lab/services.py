@@ -100,10 +100,7 @@ def services_status(plan: LabPlan) -> list[dict[str, Any]]:
                     "name": svc.name,
                     "port": svc.port,
                     "ips": sorted(svc.ips, key=lambda ip: ipaddress.ip_address(ip).version),
-                    "backends": [
-                        f"{c.name}/{pods[b].node}/{b.removeprefix(pods[b].node + '-')}"
-                        for b in svc.backends
-                    ],
+                    "backends": [pods[b].ref(c.name) for b in svc.backends],
                 }
             )
     return out
@@ -177,9 +174,7 @@ def check_across(plan: LabPlan, timeout: float = 3.0) -> list[ServiceCheck]:
             for svc in c.services:
                 for other in (o for o in plan.clusters if o.name != c.name and o.pods):
                     client = other.pods[0]
-                    pod = (
-                        f"{other.name}/{client.node}/{client.name.removeprefix(client.node + '-')}"
-                    )
+                    pod = client.ref(other.name)
                     for ip in svc.ips:
                         if (client.ip6 if ":" in ip else client.ip) is None:
                             continue

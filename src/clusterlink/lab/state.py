@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from clusterlink.api.cluster import Cluster
 from clusterlink.errors import BadInput
 from clusterlink.lab.topology import ClusterPlan, LabPlan
 
@@ -117,6 +119,18 @@ def handle(plan: LabPlan, cluster: ClusterPlan) -> dict[str, Any]:
             for n in cluster.nodes
         ],
     }
+
+
+def joined_as(lab: str, clusters: Iterable[Cluster]) -> dict[str, Cluster]:
+    """Lab cluster name -> the Cluster it was joined as: a lab join stores the handle's
+    resolved path as the Cluster's kubeconfig."""
+    by_path = {c.spec.kubeconfig: c for c in clusters if c.spec.kubeconfig}
+    out = {}
+    for c in load_plan(lab).clusters:
+        joined = by_path.get(str(handle_path(lab, c.name).resolve()))
+        if joined is not None:
+            out[c.name] = joined
+    return out
 
 
 def is_lab_handle(path: str | Path) -> bool:

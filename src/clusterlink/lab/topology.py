@@ -181,6 +181,10 @@ class PodPlan(Model):
     ip: str | None
     ip6: str | None
 
+    def ref(self, cluster: str) -> str:
+        """The pod as `lab exec` names it: CLUSTER/NODE/POD, e.g. c1/n1/p1."""
+        return f"{cluster}/{self.node}/{self.name.removeprefix(self.node + '-')}"
+
 
 class NodePlan(Model):
     name: str

@@ -89,8 +89,9 @@ def service_masquerade(
     first packet) and masquerades them on the way to the backend: the reply comes back
     through it. Backends on the node itself need no masquerade (the reply leaves through
     this node anyway) and keep the remote pod's address when the node has one pod block in
-    that family. Matches are disjoint from the global map's NETMAP (a non-terminal MARK
-    matched on the advertised Service CIDR; the masquerade matches only marked packets)."""
+    that family. The MARK matches the real Service CIDR: a global one is rewritten to it
+    before nat (`service_address_maps`), and the global map's NETMAP leaves Service CIDRs
+    alone, so no two rules here match one packet."""
     rules = []
     for family, dev in BRIDGE_DEV.items():
         if dev not in devices:
