@@ -14,13 +14,13 @@ import base64
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
 from clusterlink.api.meta import ObjectMeta
+from clusterlink.inputs import InputError, load_yaml, read_yaml
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi, load_config
@@ -92,12 +92,7 @@ def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None)
 def control_kubeconfig_text(path: str) -> str:
     """The control cluster's kubeconfig as members will mount it: only its current context
     (members get no other cluster's credentials), and it must embed its files."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise DeployError(f"kubeconfig {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DeployError(f"kubeconfig {path}: not YAML ({exc})") from None
+    data = read_yaml(path, "kubeconfig")  # InputError: a one-line refusal, never the content
     if not isinstance(data, dict):
         raise DeployError(f"kubeconfig {path}: not a kubeconfig")
     minified = _minify(data) if data.get("current-context") else data
@@ -177,7 +172,7 @@ def member_kubeconfig_of(cluster: Cluster) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data: Any = load_yaml(text, "kubeconfig")
+    except InputError:
         return None
     return text if isinstance(data, dict) and "clusters" in data else None

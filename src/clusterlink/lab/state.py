@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from clusterlink.api.cluster import Cluster
 from clusterlink.errors import BadInput
+from clusterlink.inputs import read_json, read_yaml
 from clusterlink.lab.topology import ClusterPlan, LabPlan
 
 ENV_LAB_DIR = "CLUSTERLINK_LAB_DIR"
@@ -70,9 +71,9 @@ def save_plan(plan: LabPlan) -> None:
 def load_plan(name: str) -> LabPlan:
     path = plan_path(name)
     try:
-        return LabPlan.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        raise LabError(f"no lab {name!r} (no {path})") from None
+        if not path.exists():
+            raise LabError(f"no lab {name!r} (no {path})")
+        return LabPlan.model_validate(read_json(path, "lab plan"))
     except ValidationError:
         raise LabError(
             f"lab {name!r}: {path} was written by another version; `kosmosctl lab down {name}` removes it"
@@ -144,12 +145,9 @@ def is_lab_handle(path: str | Path) -> bool:
 
 def load_handle(path: str | Path) -> dict[str, Any]:
     """Read a handle file; LabError if it is not one."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise LabError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise LabError(f"{path}: not YAML: {exc}") from None
+    if not Path(path).exists():
+        raise LabError(f"{path}: no such file")
+    data = read_yaml(path)  # InputError (exit 2) for a file no reader should take
     if not isinstance(data, dict) or data.get("kind") != HANDLE_KIND:
         raise LabError(f"{path}: not a lab cluster handle (kind {HANDLE_KIND})")
     return data
