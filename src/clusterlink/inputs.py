@@ -44,6 +44,8 @@ def read_text(path: str | Path, what: str = "file") -> str:
     """The text of a regular, not oversized, UTF-8 file without NUL bytes (InputError)."""
     p = Path(path)
     name = f"{what} {p}"
+    if "\0" in str(p):
+        raise InputError(f"{what}: a path with a NUL byte")
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -70,19 +72,13 @@ def read_text(path: str | Path, what: str = "file") -> str:
     return decode(data, name)
 
 
-def read_stream(stream: IO[str], source: str = "<stdin>") -> str:
-    """At most `MAX_FILE_BYTES` of text from a stream (stdin)."""
+def read_stream(stream: IO[bytes], source: str = "<stdin>") -> str:
+    """The text of a byte stream (stdin's buffer), with the checks of a file's."""
     try:
-        text = stream.read(MAX_FILE_BYTES + 1)
-    except UnicodeDecodeError:
-        raise InputError(f"{source}: not UTF-8 text") from None
+        data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-    if len(text) > MAX_FILE_BYTES:
-        raise InputError(f"{source}: more than the {_limit()} limit")
-    if "\0" in text:
-        raise InputError(f"{source}: binary data (NUL bytes), expected text")
-    return text
+    return decode(data, source)
 
 
 def decode(data: bytes, source: str) -> str:

@@ -140,9 +140,14 @@ def take_down(name: str | None) -> tuple[str, int, float]:
     return (lab, *lab_down(lab))
 
 
+def plan_file(path: Path) -> LabPlan:
+    """`lab up --dry-run -f FILE`: the plan of the topology in `path` (LabError if none)."""
+    return plan_of(read_topology(path), str(path))
+
+
 def bring_up(path: Path, progress: Progress) -> tuple[LabPlan, float]:
     """`lab up -f FILE`: the plan of the topology in `path`, up; (plan, seconds spent)."""
-    plan = plan_of(read_topology(path), str(path))
+    plan = plan_file(path)
     return plan, lab_up(plan, progress=progress)
 
 

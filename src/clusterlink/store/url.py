@@ -48,6 +48,8 @@ def _make_default_dir(directory: Path) -> None:
 def check_store_file(path: Path) -> None:
     """A store file must be a regular file (or not exist yet) in a writable directory that
     exists: nothing is created around it, and nothing that would block (a FIFO) is opened."""
+    if "\0" in str(path):
+        raise StoreError("store: a path with a NUL byte")
     if not path.is_absolute():
         raise StoreError(f"store {path}: expected an absolute path (sqlite:///ABSOLUTE/PATH)")
     parent = path.parent
