@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from clusterlink.api.cluster import Cluster
+from clusterlink.api.meta import validate_dns1123
 from clusterlink.errors import BadInput
 from clusterlink.inputs import read_json, read_yaml
 from clusterlink.lab.topology import ClusterPlan, LabPlan
@@ -21,6 +23,8 @@ ENV_LAB_DIR = "CLUSTERLINK_LAB_DIR"
 DEFAULT_LAB_DIR = "/var/lib/clusterlink/labs"
 HANDLE_KIND = "LabClusterHandle"
 HANDLE_API = "lab.clusterlink.io/v1"
+# What a handle may name (it becomes a path under the labs' root: no "..", no "/").
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")  # as topology.Topology.name
 
 
 class LabError(BadInput):
@@ -135,10 +139,18 @@ def joined_as(lab: str, clusters: Iterable[Cluster]) -> dict[str, Cluster]:
 
 
 def is_lab_handle(path: str | Path) -> bool:
-    """True for a lab handle file; False for anything else (e.g. a kubeconfig)."""
+    """True for a file that says it is a lab handle (`load_handle` then says what is wrong
+    with it, if anything); False for anything else (e.g. a kubeconfig, or no file)."""
+    if not Path(path).exists():
+        return False
+    data = read_yaml(path)  # InputError (exit 2): a file no reader should take
+    return isinstance(data, dict) and data.get("kind") == HANDLE_KIND
+
+
+def _is_dns1123(name: str) -> bool:
     try:
-        load_handle(path)
-    except LabError:
+        validate_dns1123(name)
+    except ValueError:
         return False
     return True
 
@@ -150,4 +162,11 @@ def load_handle(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path)  # InputError (exit 2) for a file no reader should take
     if not isinstance(data, dict) or data.get("kind") != HANDLE_KIND:
         raise LabError(f"{path}: not a lab cluster handle (kind {HANDLE_KIND})")
+    lab, cluster, store = data.get("lab"), data.get("cluster"), data.get("store")
+    if not isinstance(lab, str) or not _LAB_NAME.match(lab):
+        raise LabError(f"{path}: lab: expected a lab name (1-12 lowercase letters and digits)")
+    if not isinstance(cluster, str) or not _is_dns1123(cluster):
+        raise LabError(f"{path}: cluster: expected a lab cluster name")
+    if store is not None and not isinstance(store, str):
+        raise LabError(f"{path}: store: expected a store URL")
     return data
