@@ -156,3 +156,35 @@ def test_the_default_resume_file_is_never_in_the_current_directory(
     assert run.default_resume_path([str(handle)], on_lab=True) == (
         tmp_path / "labs" / "l1" / "dr-resume.json"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # was a RecursionError in the floater
+        b'{"targets": [], "targets": []}',
+        b"[1, 2]",
+        b"\xff\xfe",
+        b"\0",
+        b'{"targets": "x"}',
+    ],
+    ids=["deep", "repeated-key", "a-list", "not-utf8", "nul", "bad-field"],
+)
+def test_the_floater_answers_hostile_bodies_400_and_lives_on(tmp_path: Path, body: bytes) -> None:
+    from clusterlink.doctor import floater
+    from clusterlink.doctor.lab import http
+
+    sock = str(tmp_path / "f.sock")
+
+    async def exchange() -> tuple[int, int]:
+        server = await asyncio.start_unix_server(floater._handle, path=sock)
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(sock)
+            writer.write(b"POST /probe HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            status = int((await reader.read()).split(b" ", 2)[1])
+            writer.close()
+            alive, _ = await http(sock, "GET", "/", None, 5)
+            return status, alive
+
+    assert asyncio.run(exchange()) == (400, 200)
