@@ -309,9 +309,17 @@ def test_cli_install_join_get_unjoin_uninstall(tmp_path: Path, lab_dir: Path) ->
         status = json.loads(kosmosctl("lab", "status", "cli", "-o", "json").stdout)
         assert status["clusters"][1]["nodes"][0]["roles"] == ["gateway"]
         assert ping("cl-cli-a-n1-p1", "10.2.2.2", count=2)
-        assert (
-            kosmosctl("join", "cluster", "--name", "again", "--kubeconfig", b).returncode == 2
-        )  # joined already
+        # The same lab cluster again, under another name - by its handle or a copy of it
+        # (the cluster is known by its ID, not the file): refused, and nothing changed.
+        copy = lab_dir / "copy-of-b.yaml"
+        copy.write_text(Path(b).read_text())
+        for handle in (b, str(copy)):
+            out = kosmosctl("join", "cluster", "--name", "again", "--kubeconfig", handle)
+            assert out.returncode == 2, out.stderr
+            assert "joined already, as Cluster b" in out.stderr
+        listed = kosmosctl("get", "clusters", "--kubeconfig", a).stdout
+        assert "again" not in listed
+        assert ping("cl-cli-a-n1-p1", "10.2.2.2", count=2)
         assert kosmosctl("unjoin", "cluster", "--name", "b", "--kubeconfig", a).returncode == 0
         assert not ping("cl-cli-a-n1-p1", "10.2.2.2")
         assert kosmosctl("uninstall", "--kubeconfig", a).returncode == 0
