@@ -4,8 +4,10 @@ a third cluster joining and leaving."""
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -88,6 +90,7 @@ def test_third_cluster_joins_and_leaves(mixed: Lab) -> None:
     c1, c3 = mixed.plan.cluster("c1"), mixed.plan.cluster("c3")
     target = c3.pods[1].ip or ""
     assert not ping(c1.pods[0].netns, target)  # not joined: unreachable
+    rulesets = {node.netns: ruleset(node.netns) for node in c3.nodes}
     url = store_url(mixed.plan.name)
     deploy.join(
         mixed.store,
@@ -113,9 +116,27 @@ def test_third_cluster_joins_and_leaves(mixed: Lab) -> None:
                 ["ip", "-n", node.netns, "rule"], capture_output=True, text=True
             ).stdout
         )
+    # Every table and chain its agents made is gone: the nft ruleset is what it was before
+    # the join (an empty nat table left behind would keep conntrack on for every packet).
+    for node in c3.nodes:
+        after = ruleset(node.netns)
+        diff = difflib.unified_diff(
+            rulesets[node.netns].splitlines(), after.splitlines(), lineterm=""
+        )
+        assert after == rulesets[node.netns], (
+            f"{node.netns}: nft ruleset before join -> after unjoin:\n" + "\n".join(diff)
+        )
     assert ping(
         c1.pods[0].netns, mixed.plan.cluster("c2").pods[0].ip or ""
     )  # the others are unaffected
+
+
+def ruleset(netns: str) -> str:
+    """`nft list ruleset` in a namespace, without packet counters (they move with traffic)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "ruleset"], capture_output=True, text=True
+    ).stdout
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", out)
 
 
 def _component_pid(lab: Lab, name: str) -> int:

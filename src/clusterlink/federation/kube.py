@@ -32,6 +32,7 @@ from clusterlink.kube.deploy import (
     member_objects,
     remove,
 )
+from clusterlink.kube.member import remove_calico_pools
 from clusterlink.kubeclient.api import KubeApi, load_config
 from clusterlink.kubeclient.errors import ApiNotFound
 from clusterlink.kubeclient.target import Target
@@ -96,8 +97,12 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
     remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
+    pools = remove_calico_pools(member)
     nodes = forget(store, name)
-    progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
+    progress(
+        f"{name}: Cluster, {len(nodes)} ClusterNodes and {pools} Calico IPPools deleted; "
+        "agents tear down"
+    )
     names = {cn.name for cn in nodes}
     wait_until(
         lambda: nodeconfigs_gone(store, names),

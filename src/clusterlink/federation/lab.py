@@ -31,7 +31,7 @@ from clusterlink.federation.membership import (
     wait_until,
 )
 from clusterlink.lab import supervisor
-from clusterlink.lab.cni import pools_pending
+from clusterlink.lab.cni import pools_pending, remove_pools
 from clusterlink.lab.state import (
     LabError,
     cluster_id,
@@ -186,9 +186,11 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     d = state_dir(lab)
     keep_agents = [c for c in _components_of(lab, name, cluster) if ".agent." not in c]
     supervisor.unregister(d, keep_agents)  # controller and electors first: they would recreate
+    pools = remove_pools(lab, cluster)  # the member's own datastore holds nothing of ours
     with_label = forget(store, name)
     progress(
-        f"{name}: Cluster and {len(with_label)} ClusterNodes deleted; waiting for agents to tear down"
+        f"{name}: Cluster, {len(with_label)} ClusterNodes and {pools} Calico IPPools deleted; "
+        "waiting for agents to tear down"
     )
     names = {cluster_node_name(name, n.name) for n in cluster.nodes}
     wait_until(
