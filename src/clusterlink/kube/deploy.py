@@ -108,16 +108,26 @@ def control_kubeconfig_text(path: str) -> str:
 def _minify(data: dict[str, Any]) -> dict[str, Any]:
     """Only the current context, its cluster and its user (kubectl's --minify)."""
     current = data["current-context"]
-    contexts = [c for c in data.get("contexts") or [] if c.get("name") == current]
+    contexts = _named(data, "contexts", current)
     if not contexts:
-        raise DeployError(f"kubeconfig: current context {current!r} is not defined")
-    ref = contexts[0].get("context") or {}
+        raise DeployError(f"kubeconfig: current context {str(current)[:60]!r} is not defined")
+    ref = contexts[0].get("context")
+    ref = ref if isinstance(ref, dict) else {}
     return {
         **{k: v for k, v in data.items() if k not in ("clusters", "users", "contexts")},
         "contexts": contexts,
-        "clusters": [c for c in data.get("clusters") or [] if c.get("name") == ref.get("cluster")],
-        "users": [u for u in data.get("users") or [] if u.get("name") == ref.get("user")],
+        "clusters": _named(data, "clusters", ref.get("cluster")),
+        "users": _named(data, "users", ref.get("user")),
     }
+
+
+def _named(data: dict[str, Any], section: str, name: Any) -> list[dict[str, Any]]:
+    """The entries of a kubeconfig section (a list of {name, ...}) called `name`; entries
+    that are not mappings (a hand-edited or broken file) are no match."""
+    entries = data.get(section)
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and e.get("name") == name]
 
 
 def cluster_object(

@@ -165,7 +165,7 @@ def is_lab_handle(path: str | Path) -> bool:
     with it, if anything); False for anything else (e.g. a kubeconfig, or no file)."""
     if not Path(path).exists():
         return False
-    data = read_yaml(path)  # InputError (exit 2): a file no reader should take
+    data = read_yaml(path, "kubeconfig")  # InputError (exit 2): a file no reader should take
     return isinstance(data, dict) and data.get("kind") == HANDLE_KIND
 
 
@@ -181,7 +181,7 @@ def load_handle(path: str | Path) -> dict[str, Any]:
     """Read a handle file; LabError if it is not one."""
     if not Path(path).exists():
         raise LabError(f"{path}: no such file")
-    data = read_yaml(path)  # InputError (exit 2) for a file no reader should take
+    data = read_yaml(path, "lab handle")  # InputError (exit 2): a file no reader should take
     if not isinstance(data, dict) or data.get("kind") != HANDLE_KIND:
         raise LabError(f"{path}: not a lab cluster handle (kind {HANDLE_KIND})")
     lab, cluster, store = data.get("lab"), data.get("cluster"), data.get("store")
