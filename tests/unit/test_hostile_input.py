@@ -176,6 +176,24 @@ def test_every_reader_survives_hostile_files(name: str) -> None:
     check()
 
 
+# Found by the fuzzing above, pinned: (reader, content, a phrase of the one-line refusal).
+READER_CASES = [
+    ("control-kubeconfig", KUBECONFIG.replace(b"- name: k\n  context:", b"- null\n- name: j\n  context:"), "is not defined"),
+    ("control-kubeconfig", KUBECONFIG.replace(b"contexts:\n", b"contexts: 7\nx:\n"), "is not defined"),
+    ("kubeconfig", KUBECONFIG.replace(b"contexts:\n", b"contexts: 7\nx:\n"), "kubeconfig"),
+    ("kubeconfig-inline", KUBECONFIG + b"token: " + SECRET.encode() + b": [", "malformed YAML"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("reader, content, phrase", READER_CASES)
+def test_named_reader_cases(scratch: Path, reader: str, content: bytes, phrase: str) -> None:
+    path = scratch / "input"
+    path.write_bytes(content)
+    with pytest.raises((ClusterlinkError, ManifestError), match=phrase) as info:
+        readers()[reader][1](path)
+    assert "\n" not in str(info.value) and SECRET not in str(info.value)
+
+
 @FUZZ
 @given(text=st.text(max_size=300), deep=st.integers(0, 400))
 def test_json_and_yaml_texts_never_raise_anything_else(text: str, deep: int) -> None:
