@@ -245,14 +245,15 @@ MEMBER_SCOPE_VALIDATIONS: list[tuple[str, str]] = [
             f"request.userInfo.username == '{MEMBER_USER}' + variables.target.spec.clusterName"
             " && (request.operation != 'UPDATE'"
             " || oldObject.spec.clusterName == object.spec.clusterName)"
-            " && variables.target.metadata.name.startsWith(variables.target.spec.clusterName + '-')"
+            " && variables.target.metadata.name"
+            " == variables.target.spec.clusterName + '-' + variables.target.spec.nodeName"
             f" && (!has(variables.target.metadata.labels)"
             f" || !('{C.CLUSTER_LABEL}' in variables.target.metadata.labels)"
             f" || variables.target.metadata.labels['{C.CLUSTER_LABEL}']"
             " == variables.target.spec.clusterName)",
         ),
         "a member may write only ClusterNodes of its own cluster (spec.clusterName, the "
-        "kosmos.io/cluster label and the name prefix)",
+        "kosmos.io/cluster label, and the name <cluster>-<node>)",
     ),
     (
         _only_for(
