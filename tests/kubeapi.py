@@ -657,6 +657,9 @@ def _field_matches(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
 class State:
     """The objects and the change log; touched only from the server's event loop."""
 
@@ -672,6 +675,14 @@ class State:
         self.closing = False  # set at shutdown: open watches end
         self.denied: list[str] = []  # every refusal (RBAC or admission), for assertions
         self.tokens = auth.Tokens()
+        # What every API server has before anyone writes: its system namespaces (join reads
+        # kube-system's UID as the cluster's identity).
+        for n, name in enumerate(SYSTEM_NAMESPACES, start=1):
+            meta = {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": str(n)}
+            meta.update(generation=1, creationTimestamp=_now())
+            gvr = ("", "v1", "namespaces")
+            self.objects[(gvr, None, name)] = {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": meta}  # fmt: skip
 
     async def close(self) -> None:
         self.closing = True

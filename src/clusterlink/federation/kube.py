@@ -19,7 +19,12 @@ from clusterlink.api.net import normalize_cidr
 from clusterlink.errors import BadInput
 from clusterlink.federation.base import LinkOptions, Progress
 from clusterlink.federation.control import read_kubeconfig
-from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
+from clusterlink.federation.membership import (
+    forget,
+    nodeconfigs_gone,
+    refuse_duplicate,
+    wait_until,
+)
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kube.deploy import (
@@ -35,8 +40,8 @@ from clusterlink.kube.deploy import (
     redacted,
     remove,
     request_token,
-    server_of,
 )
+from clusterlink.kube.member import remove_calico_pools
 from clusterlink.kubeclient.api import KubeApi
 from clusterlink.kubeclient.errors import ApiNotFound
 from clusterlink.kubeclient.target import Target
@@ -68,9 +73,8 @@ def join(
 ) -> None:
     """`control_cluster`: how the member reaches the control cluster (a kubeconfig's cluster
     entry; `IN_CLUSTER` for the control cluster itself)."""
-    for other in store.list(Cluster):
-        if other.name != name and server_of(member_kubeconfig_of(store, other)) == member.server:
-            raise DeployError(f"{member.server} is joined already, as {other.name}")
+    cid = cluster_id(member)
+    refuse_duplicate(store, name, cid, f"the cluster at {member.server}")
     account = m.member_account(name)
     apply(control, m.member_identity(name), progress)
     token, expires = request_token(control, account)
@@ -80,8 +84,22 @@ def join(
     text = member_control_kubeconfig(control_cluster, account, token)
     changed = apply(member, member_objects(name, options, text), progress)
     progress(f"{name}: member components applied ({changed} object(s) changed)")
-    store.apply_all([cluster_object(name, member_kubeconfig, options)])  # credentials: a Secret
+    # The kube store keeps the kubeconfig in the cluster's Secret, not on the Cluster.
+    store.apply_all([cluster_object(name, member_kubeconfig, options, cid)])
     progress(f"Cluster {name} applied ({options.network_type}, {options.ip_family})")
+
+
+def cluster_id(member: KubeApi) -> str:
+    """A Kubernetes cluster's intrinsic ID: the UID of its kube-system Namespace (what
+    Submariner and Cilium use) - the same whichever server address or name reaches it."""
+    try:
+        ns = member.request("GET", "/api/v1/namespaces/kube-system", what="Namespace kube-system")
+    except ApiNotFound:
+        raise DeployError(f"{member.server}: no kube-system Namespace to identify it by") from None
+    uid = ns.get("metadata", {}).get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise DeployError(f"{member.server}: Namespace kube-system has no metadata.uid")
+    return uid
 
 
 def unjoin(
@@ -98,8 +116,12 @@ def unjoin(
     objects = member_objects(name, KubeLinkOptions(network_type="gateway"), "-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
     remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
+    pools = remove_calico_pools(member)
     nodes = forget(store, name)
-    progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
+    progress(
+        f"{name}: Cluster, {len(nodes)} ClusterNodes and {pools} Calico IPPools deleted; "
+        "agents tear down"
+    )
     names = {cn.name for cn in nodes}
     wait_until(
         lambda: nodeconfigs_gone(store, names),

@@ -25,9 +25,8 @@ from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, ku
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi, load_config
+from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
 from clusterlink.kubeclient.errors import ApiError, ApiNotFound
-from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import Store, StoreError
 from clusterlink.store.kube import KubeStore
 
@@ -187,7 +186,9 @@ def _minify(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) -> Cluster:
+def cluster_object(
+    name: str, member_kubeconfig: str, options: KubeLinkOptions, cluster_id: str = ""
+) -> Cluster:
     link = ClusterLinkOptions(
         network_type=options.network_type,
         ip_family=options.ip_family,
@@ -198,6 +199,7 @@ def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) 
         metadata=ObjectMeta(name=name),
         spec=ClusterSpec(
             kubeconfig=base64.b64encode(member_kubeconfig.encode()).decode(),
+            cluster_id=cluster_id,
             cluster_link_options=link,
         ),
     )
@@ -213,16 +215,6 @@ def member_objects(name: str, options: KubeLinkOptions, control_kubeconfig: str)
             service_cidrs=options.service_cidrs,
         )
     )
-
-
-def server_of(text: str | None) -> str | None:
-    """The API server a kubeconfig (text) points at."""
-    if text is None:
-        return None
-    try:
-        return str(load_config(Target(data=text)).cluster.server)  # no client needed
-    except ApiError:
-        return None
 
 
 def member_kubeconfig_of(store: Store, cluster: Cluster) -> str | None:
