@@ -162,3 +162,17 @@ def kubeconfig_text(raw: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return None
     return text if isinstance(data, dict) and "clusters" in data else None
+
+
+REDACTED = "<redacted>"
+
+
+def without_credentials(data: dict[str, Any]) -> dict[str, Any]:
+    """A Cluster's dict with a kubeconfig in `spec.kubeconfig` shown as `<redacted>` (a lab
+    handle's path stays); other kinds unchanged. What `get -o json|yaml` prints."""
+    spec = data.get("spec")
+    if data.get("kind") != "Cluster" or not isinstance(spec, dict):
+        return data
+    if kubeconfig_text(spec.get("kubeconfig")) is None:
+        return data
+    return {**data, "spec": {**spec, "kubeconfig": REDACTED}}
