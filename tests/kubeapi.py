@@ -960,6 +960,9 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
         except auth.Refusal as refusal:
             state.denied.append(refusal.message)
             return aiohttp.web.json_response(refusal.status(), status=refusal.code)
+        except auth.Unsupported as exc:  # loud: never admit what the double cannot evaluate
+            error = ApiError(500, "InternalError", f"the double does not evaluate {exc}")
+            return aiohttp.web.json_response(error.status(), status=500)
 
     @staticmethod
     def _admission(

@@ -170,10 +170,12 @@ def _resource_matches(patterns: list[str] | None, resource: str) -> bool:
 def rule_allows(
     rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None
 ) -> bool:
+    """One RBAC PolicyRule. In RBAC (unlike admission rules) `*` also covers subresources."""
     names = rule.get("resourceNames") or []
+    resources = rule.get("resources") or []
     return (
         _has(rule.get("apiGroups"), group)
-        and (_resource_matches(rule.get("resources"), resource) or "*" in rule.get("resources", []))
+        and ("*" in resources or _resource_matches(resources, resource))
         and _has(rule.get("verbs"), verb)
         and (not names or (name is not None and name in names))
     )
