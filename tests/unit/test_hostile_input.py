@@ -29,7 +29,7 @@ from clusterlink.doctor.probe import load_resume
 from clusterlink.errors import ClusterlinkError
 from clusterlink.federation.control import read_kubeconfig
 from clusterlink.inputs import load_json, load_yaml_documents
-from clusterlink.kube.deploy import control_kubeconfig_text
+from clusterlink.kube.deploy import control_cluster_of
 from clusterlink.kubeclient.api import load_config
 from clusterlink.kubeclient.target import Target
 from clusterlink.lab.lifecycle import plan_file
@@ -98,7 +98,7 @@ def readers() -> dict[str, tuple[bytes, Callable[[Path], Any]]]:
             lambda p: load_config(Target(data=p.read_bytes().decode(errors="replace"))),
         ),
         "kubeconfig-context": (KUBECONFIG, lambda p: read_kubeconfig(str(p), "k")),
-        "control-kubeconfig": (KUBECONFIG, lambda p: control_kubeconfig_text(str(p))),
+        "control-kubeconfig": (KUBECONFIG, lambda p: control_cluster_of(str(p))),
         "resume": (RESUME, load_resume),
     }
 
