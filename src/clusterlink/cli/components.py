@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
+from clusterlink.agent.events import NetlinkEvents
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
@@ -102,6 +103,7 @@ def agent(
         st = open_store(store)
         try:
             kernel = LinuxKernel(netns_name)
+            events = None if once else NetlinkEvents(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
         worker = Agent(
@@ -110,6 +112,7 @@ def agent(
             kernel,
             IptablesFirewall(netns_name),
             prefix_maps=NftPrefixMaps(netns_name),
+            events=events,
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
@@ -131,6 +134,8 @@ def agent(
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
         worker.run(stop)
         kernel.close()
+        if events is not None:
+            events.close()
 
 
 def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseTiming:
