@@ -7,6 +7,7 @@ elector is killed (SIGKILL, with the supervisor paused so it stays dead) three t
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from clusterlink.api import ClusterNode, Lease
+from clusterlink.api.meta import parse_rfc3339
 from clusterlink.controllers.elector import lease_name
 from clusterlink.federation.membership import connected
 from clusterlink.lab import supervisor
@@ -61,6 +63,7 @@ class RoleSampler(threading.Thread):
         self.lab, self.stop = lab, threading.Event()
         self.history: list[tuple[float, tuple[str, ...], str | None]] = []
         self.most_gateways = 0
+        self.stamp_offsets: dict[str, float] = {}  # holder -> its renewTime minus our clock
 
     def run(self) -> None:
         while not self.stop.wait(0.02):
@@ -73,6 +76,9 @@ class RoleSampler(threading.Thread):
             )
             lease = self.lab.store.get(Lease, lease_name("c2"), "kosmos-system")
             sample = (gateways, lease.spec.holder_identity)
+            if lease.spec.holder_identity and lease.spec.renew_time:
+                offset = parse_rfc3339(lease.spec.renew_time) - dt.datetime.now(dt.UTC)
+                self.stamp_offsets[lease.spec.holder_identity] = offset.total_seconds()
             self.most_gateways = max(self.most_gateways, len(gateways))
             if not self.history or self.history[-1][1:] != sample:
                 self.history.append((time.monotonic(), *sample))
@@ -136,9 +142,10 @@ def test_skewed_candidates_never_double_lead_and_fail_over_when_the_gateway_elec
     holders = [h for _, _, h in sampler.history]
     changes = sum(1 for a, b in itertools.pairwise(holders) if a != b)
     assert changes == KILLS, sampler.history  # one takeover per kill, no fight in between
-    lease = lab.store.get(Lease, lease_name("c2"), "kosmos-system")
     assert {h[2] for h in sampler.history} == {"c2-n1", "c2-n2"}
-    assert lease.spec.lease_transitions is not None
+    # The skew was real: n2 stamped renewTime 30 s ahead of everyone else.
+    offsets = sampler.stamp_offsets
+    assert offsets["c2-n2"] > SKEW - 5 and abs(offsets["c2-n1"]) < 5, offsets
 
 
 def kosmosctl(*args: str) -> subprocess.CompletedProcess[str]:
