@@ -16,7 +16,7 @@ SRC = ROOT / "src" / "clusterlink"
 # only: never one above, never a sibling on its own layer.
 LAYERS: list[set[str]] = [
     {"constants", "errors"},  # what everything may use
-    {"api"},  # resources: pure models
+    {"api", "telemetry"},  # resources: pure models; the /metrics and health endpoints
     {"planner", "kubeclient"},  # pure planning; the Kubernetes HTTP client
     {"store"},  # the Store port and its backends (kube:// on top of kubeclient)
     {"agent", "controllers"},  # the loops: observe, diff, apply, through ports

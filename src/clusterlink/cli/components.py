@@ -14,9 +14,11 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
+from clusterlink import constants as C
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
+from clusterlink.agent.metrics import AgentMetrics
 from clusterlink.agent.prefixmaps import NftPrefixMaps
 from clusterlink.agent.service import Agent
 from clusterlink.api.clusternode import cluster_node_name
@@ -26,10 +28,16 @@ from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit
 from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.member import FactsPort, MemberController
+from clusterlink.controllers.metrics import (
+    ControllerMetrics,
+    ElectorMetrics,
+    NetworkManagerMetrics,
+)
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import LabFacts
 from clusterlink.lab.state import is_lab_handle
 from clusterlink.store.url import open_store
+from clusterlink.telemetry.server import Exported, serve
 
 app = typer.Typer(
     name="clusterlink",
@@ -91,6 +99,7 @@ def agent(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="With --once: table or json.")
     ] = OutputFormat.table,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['agent']}",
 ) -> None:
     """Make this node's kernel match its NodeConfig, and keep it so.
 
@@ -103,6 +112,7 @@ def agent(
             kernel = LinuxKernel(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
+        metrics = AgentMetrics(stall=3 * resync + 60)
         worker = Agent(
             st,
             node,
@@ -112,6 +122,7 @@ def agent(
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
+            metrics=metrics,
         )
         if once:
             report = worker.sync()
@@ -125,6 +136,7 @@ def agent(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
+        _metrics(metrics_addr, metrics)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
@@ -154,6 +166,19 @@ def _serve(name: str, run: Callable[[threading.Event], None]) -> None:
 Seconds = Annotated[float, typer.Option(min=0.01)]
 
 
+MetricsAddr = Annotated[
+    str,
+    typer.Option(
+        "--metrics-addr", help="Serve /metrics, /healthz and /readyz on HOST:PORT or :PORT; 0: off."
+    ),
+]
+
+
+def _metrics(addr: str, metrics: Exported) -> None:
+    """Serve a component's metrics (its registry, heartbeat and readiness) in a thread."""
+    serve(addr, metrics.registry, metrics.heartbeat, metrics.ready)
+
+
 @app.command("network-manager")
 def network_manager(
     store: StoreOption = None,
@@ -165,13 +190,19 @@ def network_manager(
     resync: Annotated[
         float, typer.Option(help="Seconds between full comparisons with stored NodeConfigs.")
     ] = 60.0,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['network-manager']}",
 ) -> None:
     """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
+        metrics = NetworkManagerMetrics(stall=10 * retry_period + 60)
         manager = NetworkManager(
-            open_store(store), f"{socket.gethostname()}-{os.getpid()}", resync=resync
+            open_store(store),
+            f"{socket.gethostname()}-{os.getpid()}",
+            resync=resync,
+            metrics=metrics,
         )
+        _metrics(metrics_addr, metrics)
         _serve("network-manager", lambda stop: manager.run(stop, timing))
 
 
@@ -196,6 +227,7 @@ def elector(
     retry_period: Annotated[
         float, typer.Option(help="Seconds between lease attempts.")
     ] = DEFAULT_TIMING.retry,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['elector']}",
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     with user_errors():
@@ -206,7 +238,9 @@ def elector(
         underlay_up = UnderlayCheck(
             st, cluster_node_name(cluster, node), kernel.link_state, interface
         )
-        worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up)
+        metrics = ElectorMetrics(stall=10 * retry_period + 30)
+        worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up, metrics=metrics)
+        _metrics(metrics_addr, metrics)
         _serve(f"elector[{cluster}/{node}]", worker.run)
 
 
@@ -232,6 +266,7 @@ def controller(
     ] = None,
     store: StoreOption = None,
     period: Annotated[float, typer.Option(help="Seconds between syncs.")] = 5.0,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['controller']}",
 ) -> None:
     """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status
     (and, with Calico on Kubernetes, IPPools for the other clusters' CIDRs)."""
@@ -247,7 +282,9 @@ def controller(
 
             api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
             source = KubeFacts(api, st, [normalize_cidr(c) for c in service_cidr or []])
-        worker = MemberController(st, cluster, source, period=period)
+        metrics = ControllerMetrics(stall=3 * period + 60)
+        worker = MemberController(st, cluster, source, period=period, metrics=metrics)
+        _metrics(metrics_addr, metrics)
         _serve(f"controller[{cluster}]", worker.run)
 
 

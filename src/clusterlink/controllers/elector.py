@@ -16,6 +16,7 @@ from collections.abc import Callable
 from clusterlink import constants as C
 from clusterlink.api.clusternode import ClusterNode, cluster_node_name
 from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.metrics import ElectorMetrics
 from clusterlink.store.base import Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger("clusterlink.elector")
@@ -96,6 +97,7 @@ class Elector:
         *,
         timing: LeaseTiming = DEFAULT_TIMING,
         underlay_up: Callable[[], bool] = lambda: True,
+        metrics: ElectorMetrics | None = None,
     ) -> None:
         self.store, self.cluster, self.node = store, cluster, node
         self.me = cluster_node_name(cluster, node)
@@ -104,6 +106,7 @@ class Elector:
         self.timing = timing
         self._roles_checked = 0.0
         self._marked = False
+        self.metrics = metrics
 
     def _has_role(self) -> bool:
         try:
@@ -138,7 +141,9 @@ class Elector:
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                self.step()
+                gateway = self.step()
+                if self.metrics is not None:
+                    self.metrics.stepped(gateway, self.leadership.reached_store)
                 stop.wait(self.timing.retry)
         finally:
             self.leadership.give_up()

@@ -49,6 +49,7 @@ class Leadership:
         self.store, self.name, self.identity, self.timing = store, name, identity, timing
         self.namespace, self.clock, self.monotonic = namespace, clock, monotonic
         self.is_leader = False
+        self.reached_store = False  # the last try got an answer from the store (readiness)
         self._last_renew = 0.0
 
     def attempt(self) -> bool:
@@ -67,12 +68,14 @@ class Leadership:
                 self.namespace,
             )
             held = result.held
+            self.reached_store = True
             if not held and result.lease is not None:
                 holder = result.lease.spec.holder_identity
                 other_holder = holder is not None and holder != self.identity
         except StoreError as exc:
             log.warning("lease %s: %s", self.name, exc)
             held = False
+            self.reached_store = False
         now = self.monotonic()
         if held:
             if not self.is_leader:

@@ -16,6 +16,7 @@ from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.metrics import NetworkManagerMetrics
 from clusterlink.controllers.watch import Informer
 from clusterlink.planner import Plan, plan
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
@@ -27,7 +28,13 @@ LEASE = "network-manager"
 
 class NetworkManager:
     def __init__(
-        self, store: Store, identity: str, *, coalesce: float = 0.05, resync: float = 60.0
+        self,
+        store: Store,
+        identity: str,
+        *,
+        coalesce: float = 0.05,
+        resync: float = 60.0,
+        metrics: NetworkManagerMetrics | None = None,
     ) -> None:
         self.store = store
         self.identity = identity
@@ -35,6 +42,7 @@ class NetworkManager:
         self.resync = resync
         self.previous: Plan | None = None
         self.writes = 0
+        self.metrics = metrics
         self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
 
     def sync(self, full: bool) -> tuple[int, int]:
@@ -44,7 +52,9 @@ class NetworkManager:
             clusters, nodes = self.cache.list(Cluster), self.cache.list(ClusterNode)
         else:
             clusters, nodes = self.store.list(Cluster), self.store.list(ClusterNode)
+        started = time.monotonic()
         current = plan(clusters, nodes)
+        planned = time.monotonic() - started
         written = deleted = 0
         if full or self.previous is None:
             stored = {nc.name: nc for nc in self.store.list(NodeConfig)}
@@ -62,6 +72,8 @@ class NetworkManager:
             for name in diff.removed:
                 deleted += self._delete(name)
         self.previous = current
+        if self.metrics is not None:
+            self.metrics.planned(planned, written, deleted, len(current.findings))
         if written or deleted:
             log.info(
                 "wrote %d NodeConfigs, deleted %d; %d findings",
@@ -111,6 +123,10 @@ class NetworkManager:
                 woke = waker.wait(min(timing.retry, max(0.0, next_full - time.monotonic())))
                 if woke:
                     stop.wait(self.coalesce)  # let a burst land, then plan once
+                if self.metrics is not None:
+                    self.metrics.looped(
+                        leadership.is_leader, leadership.reached_store, waker.synced(timeout=0)
+                    )
                 if not leadership.is_leader:
                     led = False
                     continue
