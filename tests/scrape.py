@@ -6,7 +6,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-
 from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families

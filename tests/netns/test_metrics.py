@@ -40,7 +40,7 @@ def test_agent_metrics_follow_a_drift_repair(pair: Pair, tmp_path: Path) -> None
             "--no-detect-nic",
             "--metrics-addr",
             f"127.0.0.1:{port}",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

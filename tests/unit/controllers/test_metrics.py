@@ -39,7 +39,7 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
             f"sqlite://{tmp_path}/s.db",
             "--metrics-addr",
             f"127.0.0.1:{port}",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -58,12 +58,22 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_network_manager_counts_the_nodeconfigs_it_writes(
     store: SqliteStore, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    proc, base = start(tmp_path, "network-manager", "--lease-duration", "2",
-                       "--renew-deadline", "1.5", "--retry-period", "0.2")  # fmt: skip
+    proc, base = start(
+        tmp_path,
+        "network-manager",
+        "--lease-duration",
+        "2",
+        "--renew-deadline",
+        "1.5",
+        "--retry-period",
+        "0.2",
+    )
     processes.append(proc)
     wait_for(lambda: get(f"{base}/readyz") == (200, "leading\n"), "the network-manager leads")
-    wait_for(lambda: scrape(base)["clusterlink_network_manager_nodeconfigs_written_total"] == 3,
-             "3 NodeConfigs written")  # fmt: skip
+    wait_for(
+        lambda: scrape(base)["clusterlink_network_manager_nodeconfigs_written_total"] == 3,
+        "3 NodeConfigs written",
+    )
     moved = store.get(ClusterNode, "a-n1")
     moved.spec.pod_cidrs = ["10.1.9.0/24"]
     store.update(moved)  # b-g and b-i route the new block: two NodeConfigs rewritten
