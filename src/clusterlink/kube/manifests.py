@@ -28,6 +28,7 @@ EXCLUDE_LABEL = "kosmos.io/exclude"
 CONTROL_SECRET = "clusterlink-control-kubeconfig"
 CONTROL_MOUNT = "/etc/clusterlink/control"
 FLOATER_PORT = 8889
+METRICS_LABEL = "clusterlink.io/metrics"  # on metrics Services: the component kind
 
 Obj = dict[str, Any]
 READ = ["get", "list", "watch"]
@@ -44,6 +45,7 @@ class MemberSpec:
     same_cluster_as_control: bool = False  # in-cluster access to the store
     control_kubeconfig: str | None = None  # its text, for other clusters
     service_cidrs: tuple[str, ...] = field(default_factory=tuple)
+    service_monitor: bool = False  # also ServiceMonitors (Prometheus Operator)
 
 
 def _meta(name: str, namespace: str | None = NS, **labels: str) -> Obj:
@@ -109,6 +111,62 @@ MEMBER_RULES = [
 ]
 
 
+def observed(kind: str) -> Obj:
+    """A component container's metrics port and the probes on its health endpoints: liveness
+    restarts a stuck loop, readiness tells whether it does its job (`--metrics-addr`)."""
+    port = C.METRICS_PORT[kind]
+
+    def probe(path: str, period: int, failures: int) -> Obj:
+        return {
+            "httpGet": {"path": path, "port": "metrics"},
+            "periodSeconds": period,
+            "failureThreshold": failures,
+            "timeoutSeconds": 2,
+        }
+
+    return {
+        "ports": [{"containerPort": port, "name": "metrics", "protocol": "TCP"}],
+        "livenessProbe": {**probe("/healthz", 10, 3), "initialDelaySeconds": 10},
+        "readinessProbe": probe("/readyz", 5, 1),
+    }
+
+
+def metrics_service(kind: str, **labels: str) -> Obj:
+    """A headless Service per component kind: one endpoint per pod, for scraping."""
+    app = f"clusterlink-{kind}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(f"{app}-metrics", **labels, **{METRICS_LABEL: kind}),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app": app},
+            "ports": [{"name": "metrics", "port": C.METRICS_PORT[kind], "targetPort": "metrics"}],
+        },
+    }
+
+
+def service_monitor(kind: str, **labels: str) -> Obj:
+    """The Prometheus Operator's ServiceMonitor for one component kind's metrics Service."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(f"clusterlink-{kind}", **labels),
+        "spec": {
+            "selector": {"matchLabels": {METRICS_LABEL: kind}},
+            "namespaceSelector": {"matchNames": [NS]},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
+def monitoring(kinds: list[str], with_monitors: bool, **labels: str) -> list[Obj]:
+    objs = [metrics_service(kind, **labels) for kind in kinds]
+    if with_monitors:
+        objs += [service_monitor(kind, **labels) for kind in kinds]
+    return objs
+
+
 def _container(name: str, image: str, args: list[str], **extra: Any) -> Obj:
     return {
         "name": name,
@@ -158,7 +216,8 @@ def _spread(name: str, required: bool) -> Obj:
     }
 
 
-def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
+def control_plane(image: str = DEFAULT_IMAGE, service_monitor: bool = False) -> list[Obj]:
+    """`service_monitor`: also a Prometheus Operator ServiceMonitor (its CRD must exist)."""
     nm = "clusterlink-network-manager"
     return [
         namespace(),
@@ -179,6 +238,7 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
         service_account("clusterlink-member"),
         cluster_role("clusterlink-member", MEMBER_RULES),
         role("clusterlink-member", [LEASES]),
+        *monitoring(["network-manager"], service_monitor),
         _workload(
             "Deployment",
             nm,
@@ -193,6 +253,7 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
                         ["network-manager", "--store", "kube://"],
                         securityContext=RESTRICTED,
                         resources={"requests": {"cpu": "50m", "memory": "96Mi"}},
+                        **observed("network-manager"),
                     )
                 ],
             },
@@ -259,6 +320,8 @@ def member(spec: MemberSpec) -> list[Obj]:
         volumes.append({"name": "control", "secret": {"secretName": CONTROL_SECRET}})
         mounts.append({"name": "control", "mountPath": CONTROL_MOUNT, "readOnly": True})
 
+    kinds = ["controller", "agent"] + (["elector"] if spec.network_type == "gateway" else [])
+    objs += monitoring(kinds, spec.service_monitor, **cl)
     controller_args = ["controller", "--cluster", spec.cluster, "--store", store]
     for cidr in spec.service_cidrs:
         controller_args += ["--service-cidr", cidr]
@@ -277,6 +340,7 @@ def member(spec: MemberSpec) -> list[Obj]:
                         securityContext=RESTRICTED,
                         volumeMounts=mounts,
                         resources={"requests": {"cpu": "20m", "memory": "64Mi"}},
+                        **observed("controller"),
                     )
                 ],
                 "volumes": volumes,
@@ -313,6 +377,7 @@ def member(spec: MemberSpec) -> list[Obj]:
                             securityContext=RESTRICTED,
                             volumeMounts=mounts,
                             resources={"requests": {"cpu": "10m", "memory": "64Mi"}},
+                            **observed("elector"),
                         )
                     ],
                     "volumes": volumes,
@@ -380,6 +445,7 @@ def agent_daemonset(spec: MemberSpec, store: str, volumes: list[Obj], mounts: li
                     },
                     volumeMounts=agent_mounts,
                     resources={"requests": {"cpu": "20m", "memory": "96Mi"}},
+                    **observed("agent"),
                 )
             ],
             "volumes": agent_volumes,
@@ -430,6 +496,8 @@ PATHS: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Secret": ("/api/v1", "secrets", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
+    "Service": ("/api/v1", "services", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
     "CustomResourceDefinition": (
         "/apis/apiextensions.k8s.io/v1",
         "customresourcedefinitions",

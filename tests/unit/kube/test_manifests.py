@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from clusterlink import constants as C
 from clusterlink.api.crds import crd_objects
 from clusterlink.cli.kosmosctl import app
 from clusterlink.kube import manifests as m
@@ -150,3 +151,45 @@ def test_join_dry_run_json_and_the_control_kubeconfig_must_embed_files(tmp_path:
     control.write_text("users:\n- user:\n    client-key: /etc/key.pem\n")
     result = CliRunner().invoke(app, [*args, "--host-kubeconfig", str(control)])
     assert result.exit_code != 0 and "kubectl config view --flatten" in result.output
+
+
+def containers(objects: list[m.Obj]) -> dict[str, m.Obj]:
+    return {
+        c["name"]: c
+        for o in objects
+        if o["kind"] in ("Deployment", "DaemonSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_every_component_exposes_metrics_probes_and_a_metrics_service() -> None:
+    objects = m.control_plane() + m.member(
+        m.MemberSpec(cluster="c1", network_type="gateway", same_cluster_as_control=True)
+    )
+    services = {o["spec"]["selector"]["app"]: o for o in objects if o["kind"] == "Service"}
+    for kind, port in C.METRICS_PORT.items():
+        container = containers(objects)[kind]
+        assert container["ports"] == [{"containerPort": port, "name": "metrics", "protocol": "TCP"}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        service = services[f"clusterlink-{kind}"]
+        assert service["spec"]["ports"][0]["port"] == port
+        assert service["metadata"]["labels"][m.METRICS_LABEL] == kind
+    assert not [o for o in objects if o["kind"] == "ServiceMonitor"]
+
+
+def test_service_monitors_only_when_asked() -> None:
+    objects = m.control_plane(service_monitor=True) + m.member(
+        m.MemberSpec(
+            cluster="c1", network_type="p2p", same_cluster_as_control=True, service_monitor=True
+        )
+    )
+    monitors = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    assert sorted(monitors) == [
+        "clusterlink-agent",
+        "clusterlink-controller",
+        "clusterlink-network-manager",
+    ]  # P2P: no elector
+    selector = monitors["clusterlink-agent"]["spec"]["selector"]["matchLabels"]
+    assert selector == {m.METRICS_LABEL: "agent"}
+    assert all(m.object_path(o) for o in monitors.values())
