@@ -70,6 +70,10 @@ class Agent:
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
         self._hashed: tuple[NodeConfig, str] | None = None
 
+    def nodeconfig(self) -> NodeConfig | None:
+        """The NodeConfig the last pass applied (None before one, or when there is none)."""
+        return self._cached
+
     # -- one pass -----------------------------------------------------------------------------
 
     def sync(self) -> Report:

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.lease import Lease
+from clusterlink.api.linkhealth import LinkHealth
 from clusterlink.api.meta import Resource
 from clusterlink.api.nodeconfig import NodeConfig
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Cluster, ClusterNode, NodeConfig, Lease)
+    cls.KIND: cls for cls in (Cluster, ClusterNode, NodeConfig, Lease, LinkHealth)
 }
 
 _ALIASES: dict[str, str] = {
@@ -28,6 +29,9 @@ _ALIASES: dict[str, str] = {
     "nc": "NodeConfig",
     "lease": "Lease",
     "leases": "Lease",
+    "linkhealth": "LinkHealth",
+    "linkhealths": "LinkHealth",
+    "lh": "LinkHealth",
 }
 
 

@@ -15,6 +15,7 @@ import typer
 
 from clusterlink import __version__
 from clusterlink import constants as C
+from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
@@ -100,6 +101,10 @@ def agent(
         OutputFormat, typer.Option("-o", "--output", help="With --once: table or json.")
     ] = OutputFormat.table,
     metrics_addr: MetricsAddr = f":{C.METRICS_PORT['agent']}",
+    probe_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between health probes of the tunnels' remote peers; 0: off."),
+    ] = 1.0,
 ) -> None:
     """Make this node's kernel match its NodeConfig, and keep it so.
 
@@ -140,8 +145,28 @@ def agent(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
+        if probe_interval > 0:
+            _start_prober(worker, probe_interval, metrics, stop)
         worker.run(stop)
         kernel.close()
+
+
+def _start_prober(
+    worker: Agent, interval: float, metrics: AgentMetrics, stop: threading.Event
+) -> None:
+    """Probe the remote peers of the tunnels this node's NodeConfig gives it, in a thread."""
+    try:
+        pinger = IcmpPinger(worker.netns)
+    except OSError as exc:
+        fail(f"agent: health probes: {exc}")
+
+    def peers() -> dict[str, str]:
+        nc = worker.nodeconfig()
+        return tunnel_peers(nc.spec if nc else None)
+
+    prober = Prober(worker.store, worker.node, peers, pinger, interval=interval,
+                    timeout=min(0.5, interval / 2), metrics=HealthMetrics(metrics.registry))  # fmt: skip
+    threading.Thread(target=prober.run, args=(stop,), name="health", daemon=True).start()
 
 
 def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseTiming:

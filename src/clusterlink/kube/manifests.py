@@ -108,6 +108,7 @@ MEMBER_RULES = [
     rule(C.API_GROUP, ["clusternodes"], READ + WRITE),
     rule(C.API_GROUP, ["nodeconfigs"], READ),
     rule(C.API_GROUP, ["nodeconfigs/status"], ["get", "update", "patch"]),
+    rule(C.API_GROUP, ["linkhealths"], READ + WRITE),  # the agents' probers
 ]
 
 
