@@ -57,7 +57,7 @@ def test_writes_on_changes_and_every_refresh_only(tmp_path: Path) -> None:
     assert prober.writes == 4
     health = prober.store.get(LinkHealth, "a-n")
     (peer,) = health.spec.peers
-    assert (peer.peer, peer.status, peer.loss) == (PEER, "down", 0.5)
+    assert (peer.peer, peer.status, peer.loss) == (PEER, "down", 0.2)  # as at t=61
     assert peer.rtt_seconds == 0.002
 
 
