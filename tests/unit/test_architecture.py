@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"agent", "controllers"},  # the loops: observe, diff, apply, through ports
     {"lab", "kube"},  # the two environments: lab namespaces, Kubernetes clusters
     {"federation"},  # install / join / unjoin / uninstall over either environment
-    {"doctor"},  # dr and analysis (reads the federation's store)
+    {"doctor", "observe"},  # dr and analysis; connections and trace (read the store)
     {"demo"},  # the lab demo: composes all use cases
     {"cli"},  # flags, one call, rendering
 ]

@@ -29,8 +29,9 @@ from clusterlink.cli.common import (
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
+from clusterlink.observe.connections import connections, wait_up
 from clusterlink.planner.whatif import what_if
-from clusterlink.store.base import NotFound
+from clusterlink.store.base import NotFound, Store
 
 app = typer.Typer(
     name="kosmosctl",
@@ -174,13 +175,45 @@ _HEADERS = {
         ["DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES", "PHASE", "MESSAGE"],
     ),
     "Lease": (["NAME", "AGE"], []),
+    "LinkHealth": (["NAME", "AGE"], []),
 }
+CONNECTIONS = ("connections", "connection", "conn")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}ms"
+
+
+def _show_connections(st: Store, output: OutputFormat, wait: bool, timeout: float) -> None:
+    """Render `get connections` (after waiting for every link to be up, with --wait)."""
+    if wait:
+        up, rows = wait_up(st, timeout)
+    else:
+        up, rows = True, connections(st)
+    if output in (OutputFormat.json, OutputFormat.yaml):
+        emit({"items": [c.to_dict() for c in rows]}, output)
+    elif not rows:
+        typer.echo("No connections measured (no gateway or P2P node probes yet).", err=True)
+    else:
+        wide = output == OutputFormat.wide
+        headers = ["FROM", "TO", "STATUS", "RTT", "LOSS", "SINCE"]
+        headers += ["FROM_NODE", "TO_NODE", "PEER", "DEVICE"] if wide else []
+        table = [
+            [c.source, c.target, c.status, _ms(c.rtt_seconds), f"{c.loss:.0%}", c.since or "-"]
+            + ([c.source_node, c.target_node, c.peer, c.device] if wide else [])
+            for c in rows
+        ]
+        typer.echo(format_table(headers, table))
+    if not up:
+        down = sum(c.status != "up" for c in rows)
+        fail(f"timed out after {timeout:g}s: {down} of {len(rows)} connections not up", 1)
 
 
 @app.command()
 def get(
     kind: Annotated[
-        str, typer.Argument(help="clusters | clusternodes | nodeconfigs (or cl, cn, nc)")
+        str,
+        typer.Argument(help="clusters | clusternodes | nodeconfigs (cl, cn, nc) | connections"),
     ],
     name: Annotated[str | None, typer.Argument(help="One object by name.")] = None,
     output: Annotated[
@@ -192,9 +225,18 @@ def get(
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="connections: until every one is up (exit 1: timeout).")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="connections --wait: seconds.", min=0)
+    ] = 60.0,
 ) -> None:
-    """List objects of a kind, or show one."""
+    """List objects of a kind, or show one; `connections`: every link's live health."""
     with user_errors():
+        if kind.lower() in CONNECTIONS:
+            _show_connections(store_for(kubeconfig, store, context), output, wait, timeout)
+            return
         cls = kind_class(kind)
         labels = _parse_selector(selector)
         st = store_for(kubeconfig, store, context)
