@@ -29,7 +29,7 @@ class PeerHealth(Model):
 
 class LinkHealthSpec(Model):
     probed_at: str | None = None  # when this was measured (RFC 3339)
-    interval_seconds: float = Field(default=1.0, gt=0)
+    interval_seconds: float = Field(default=1.0, ge=0.01)
     peers: list[PeerHealth] = Field(default_factory=list)
 
 

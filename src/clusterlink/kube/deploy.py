@@ -40,6 +40,7 @@ class KubeLinkOptions:
     default_nic: str = "*"
     image: str = m.DEFAULT_IMAGE
     service_cidrs: tuple[str, ...] = ()
+    service_monitor: bool = False  # also Prometheus Operator ServiceMonitors
 
 
 def apply(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) -> int:
@@ -153,6 +154,7 @@ def member_objects(
             same_cluster_as_control=same_cluster,
             control_kubeconfig=None if same_cluster else control_kubeconfig,
             service_cidrs=options.service_cidrs,
+            service_monitor=options.service_monitor,
         )
     )
 

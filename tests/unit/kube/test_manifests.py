@@ -193,3 +193,11 @@ def test_service_monitors_only_when_asked() -> None:
     selector = monitors["clusterlink-agent"]["spec"]["selector"]["matchLabels"]
     assert selector == {m.METRICS_LABEL: "agent"}
     assert all(m.object_path(o) for o in monitors.values())
+
+
+def test_install_dry_run_service_monitor_flag() -> None:
+    result = CliRunner().invoke(app, ["install", "--dry-run", "--service-monitor"])
+    assert result.exit_code == 0, result.output
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds.count("ServiceMonitor") == 4  # network-manager, controller, agent, elector
+    assert kinds.count("Service") == 4
