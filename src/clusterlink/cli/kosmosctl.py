@@ -18,6 +18,7 @@ from clusterlink.api.registry import kind_class
 from clusterlink.cli import doctor as doctor_cli
 from clusterlink.cli import federation
 from clusterlink.cli.common import (
+    EXIT_FAILURE,
     OutputFormat,
     StoreOption,
     emit,
@@ -30,6 +31,7 @@ from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
 from clusterlink.observe.connections import connections, wait_up
+from clusterlink.observe.trace import trace
 from clusterlink.planner.whatif import what_if
 from clusterlink.store.base import NotFound, Store
 
@@ -327,6 +329,46 @@ def plan_command(
                 + [str(len(spec[k])) for k in ("devices", "routes", "fdbs", "arps", "iptables")]
             )
         typer.echo(format_table(["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"], rows))
+
+
+@app.command("trace")
+def trace_command(
+    src: Annotated[
+        str, typer.Argument(help="A lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE, or an IP.")
+    ],
+    dst: Annotated[str, typer.Argument(help="The same forms; a node: its pod CIDR.")],
+    family: Annotated[
+        int | None,
+        typer.Option("--family", min=4, max=6, help="4 or 6: which address of a pod or node."),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table or json")
+    ] = OutputFormat.table,
+    store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """The hops a packet takes from SRC to DST, what each NodeConfig and live kernel says;
+    stops at the first bad hop and names the cause (exit 1 when the path is not complete)."""
+    with user_errors():
+        if family not in (None, 4, 6):
+            fail("--family: 4 or 6")
+        result = trace(store_for(kubeconfig, store, context), src, dst, family)
+        if output in (OutputFormat.json, OutputFormat.yaml):
+            emit(result.to_dict(), output)
+        else:
+            rows = [
+                [h.node, h.step, h.config, h.kernel or "-", h.cause or "ok"] for h in result.hops
+            ]
+            typer.echo(f"{src} ({result.src.ip}) -> {dst} ({result.dst.ip})")
+            typer.echo(format_table(["NODE", "HOP", "NODECONFIG", "KERNEL", "STATUS"], rows))
+            bad = result.broken
+            if bad is not None:
+                typer.echo(f"broken at {bad.node} ({bad.step}): {bad.cause}: {bad.detail}")
+            elif result.complete:
+                typer.echo("path complete")
+        if not result.complete:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 app.add_typer(lab_app, name="lab")
