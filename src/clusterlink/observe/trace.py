@@ -420,11 +420,13 @@ class LabView:
 
     pods: dict[str, tuple[str, str, str | None, str | None]]  # ref -> (node, Cluster, ip, ip6)
     netns: dict[str, str]  # ClusterNode name -> namespace
+    nodes: dict[str, str] = field(default_factory=dict)  # LABCLUSTER/NODE -> ClusterNode name
 
     @classmethod
     def of(cls, clusters: Sequence[Cluster]) -> LabView:
         pods: dict[str, tuple[str, str, str | None, str | None]] = {}
         netns: dict[str, str] = {}
+        nodes: dict[str, str] = {}
         for c in clusters:
             if not c.spec.kubeconfig or not is_lab_handle(c.spec.kubeconfig):
                 continue
@@ -435,11 +437,12 @@ class LabView:
                 continue
             for n in plan_.nodes:
                 netns[cluster_node_name(c.name, n.name)] = n.netns
+                nodes[f"{plan_.name}/{n.name}"] = cluster_node_name(c.name, n.name)
             for p in plan_.pods:
                 node = cluster_node_name(c.name, p.node)
                 for ref in {p.ref(plan_.name), p.ref(c.name)}:
                     pods[ref] = (node, c.name, p.ip, p.ip6)
-        return cls(pods, netns)
+        return cls(pods, netns, nodes)
 
 
 def endpoint(text: str, fed: Federation, lab: LabView, family: int, is_src: bool) -> Endpoint:
@@ -460,7 +463,7 @@ def endpoint(text: str, fed: Federation, lab: LabView, family: int, is_src: bool
             raise BadInput(f"{text}: the pod has no IPv{family} address")
         return Endpoint(text, pod_ip, node)
     if len(parts) == 2:
-        name = cluster_node_name(parts[0], parts[1])
+        name = lab.nodes.get(text) or cluster_node_name(parts[0], parts[1])
         cn = fed.nodes.get(name)
         if cn is None:
             raise BadInput(f"{text}: no ClusterNode {name}")
