@@ -7,7 +7,8 @@ after `UP_AFTER` replies in a row; single losses do not flap a link. With a 1 s 
 0.5 s reply timeout a dead peer is `down` within 2.5 s of its last reply.
 
 Writes (`LinkHealth`, named like the node): when a peer changes state or the peer set
-changes, else at most every `HEALTH_REFRESH` (30 s) to refresh RTT and loss.
+changes, else at most every `HEALTH_REFRESH` (30 s) to refresh RTT and loss. A node without
+tunnel peers (any more) deletes its LinkHealth (once; at start too, for a stale one).
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ class Prober:
         self.states: dict[str, PeerState] = {}
         self.writes = 0
         self._written_at: dt.datetime | None = None
+        self._started = False  # the first round without peers removes a stale LinkHealth
 
     def step(self) -> bool:
         """One round of probes; returns whether it wrote LinkHealth."""
@@ -223,9 +225,15 @@ class Prober:
                 for gauge in (self.metrics.rtt, self.metrics.loss, self.metrics.up):
                     with contextlib.suppress(KeyError):
                         gauge.remove(gone, device)
+        if not wanted:
+            if changed or self._written_at is not None or not self._started:
+                self._forget()  # no tunnel (any more): no LinkHealth either
+            self._started = True
+            return False
+        self._started = True
         for peer, dev in wanted.items():
             self.states.setdefault(peer, PeerState(dev))
-        results = self.pinger.probe(list(wanted), self.timeout) if wanted else {}
+        results = self.pinger.probe(list(wanted), self.timeout)
         now = self.clock()
         for peer, rtt in results.items():
             state = self.states[peer]
@@ -234,9 +242,17 @@ class Prober:
                 log.info("%s: link to %s is %s", self.node, peer, state.status)
             self._observe(peer, state)
         due = self._written_at is None or (now - self._written_at).total_seconds() >= self.refresh
-        if not (changed or due) or (not wanted and self._written_at is None):
-            return False
-        return self._write(now)
+        return self._write(now) if changed or due else False
+
+    def _forget(self) -> None:
+        try:
+            self.store.delete(LinkHealth, self.node)
+        except NotFound:
+            pass
+        except StoreError as exc:
+            log.warning("%s: cannot delete LinkHealth: %s", self.node, exc)
+            return
+        self._written_at = None
 
     def _observe(self, peer: str, state: PeerState) -> None:
         if self.metrics is None:

@@ -70,3 +70,16 @@ def test_peers_are_the_tunnel_neighbours() -> None:
     )
     assert tunnel_peers(spec) == {PEER: "vx-bridge"}
     assert tunnel_peers(None) == {}
+
+
+def test_a_node_that_loses_its_tunnels_deletes_its_linkhealth(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    peers = {PEER: "vx-bridge"}
+    prober = Prober(store, "a-n", lambda: dict(peers), Script([True, True, True]))
+    prober.step()
+    prober.step()
+    assert store.get(LinkHealth, "a-n").spec.peers[0].status == "up"
+    peers.clear()  # no longer a gateway, or its NodeConfig deleted
+    assert not prober.step()
+    assert [h.name for h in store.list(LinkHealth)] == []
+    assert not prober.step() and prober.writes == 2  # nothing more to write or delete
