@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from clusterlink import constants as C
 from clusterlink.agent import netns
 
 AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
@@ -25,6 +26,7 @@ RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
 RTAX_MTU = 2  # inside RTA_METRICS
 NDA_DST, NDA_LLADDR = 1, 2
+RTM_GETLINK, IFLA_IFNAME = 18, 3
 NUD_PERMANENT = 0x80
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
@@ -40,7 +42,9 @@ class NetlinkError(OSError):
 
 
 # Records are plain tuples (a dataclass per entry costs more than the dump itself):
-RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none)
+RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none);
+# a throw route of ours: gateway "", oif 0
+RTN_THROW = 9
 RawNeigh = tuple[str, str, int, int]  # (ip, lladdr, ifindex, state)
 
 
@@ -162,7 +166,7 @@ class Reader:
         for mtype, msg, off in self._dump(RTM_GETROUTE, body):
             if mtype != RTM_NEWROUTE:
                 continue
-            fam, dst_len, _s, _t, tbl, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg, off)
+            fam, dst_len, _s, _t, tbl, proto, _sc, rtype, _f = _RTMSG.unpack_from(msg, off)
             pos = off + _RTMSG.size
             dst = gateway = b""
             oif = mtu = 0
@@ -183,10 +187,11 @@ class Reader:
                 elif atype == RTA_METRICS:
                     mtu = _metric(msg, pos + 4, pos + alen, RTAX_MTU)
                 pos += (alen + 3) & ~3
-            if tbl != table or not gateway:
+            throw = rtype == RTN_THROW and proto == C.ROUTE_PROTO
+            if tbl != table or not (gateway or throw):
                 continue
             prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
-            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway), oif, mtu))
+            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway) if gateway else "", oif, mtu))
         return out
 
     def neighbours(self, family: int) -> list[RawNeigh]:
@@ -217,4 +222,22 @@ class Reader:
             if not dst or len(lladdr) != 6:
                 continue
             out.append((_ip(fam, dst), _mac(lladdr), ifindex, state))
+        return out
+
+    def link_names(self) -> dict[int, str]:
+        """Interface index -> name of every link."""
+        out = {}
+        for mtype, msg, off in self._dump(RTM_GETLINK, struct.pack("=BxHiII", 0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWLINK:
+                continue
+            (index,) = struct.unpack_from("=i", msg, off + 4)
+            pos, end = off + 16, len(msg)
+            while pos + 4 <= end:
+                alen, atype = _ATTR.unpack_from(msg, pos)
+                if alen < 4:
+                    break
+                if atype & 0x3FFF == IFLA_IFNAME:
+                    out[index] = msg[pos + 4 : pos + alen].split(b"\0", 1)[0].decode()
+                    break
+                pos += (alen + 3) & ~3
         return out

@@ -9,12 +9,13 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from clusterlink import __version__
 from clusterlink import constants as C
+from clusterlink.agent.events import NetlinkEvents
 from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
@@ -115,6 +116,7 @@ def agent(
         st = open_store(store)
         try:
             kernel = LinuxKernel(netns_name)
+            events = None if once else NetlinkEvents(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
         metrics = AgentMetrics(stall=3 * resync + 60)
@@ -124,20 +126,14 @@ def agent(
             kernel,
             IptablesFirewall(netns_name),
             prefix_maps=NftPrefixMaps(netns_name),
+            events=events,
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
             metrics=metrics,
         )
         if once:
-            report = worker.sync()
-            if output == OutputFormat.json:
-                emit(report.to_dict(), output)
-            else:
-                typer.echo(f"{node}: {report.changes} kernel changes")
-                for error in report.errors:
-                    typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(EXIT_FAILURE if report.errors else 0)
+            _once(worker, output)
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
@@ -149,6 +145,20 @@ def agent(
             _start_prober(worker, probe_interval, metrics, stop)
         worker.run(stop)
         kernel.close()
+        if events is not None:
+            events.close()
+
+
+def _once(worker: Agent, output: OutputFormat) -> NoReturn:
+    """`agent --once`: one pass, print what changed, exit 1 if it had errors."""
+    report = worker.sync()
+    if output == OutputFormat.json:
+        emit(report.to_dict(), output)
+    else:
+        typer.echo(f"{worker.node}: {report.changes} kernel changes")
+        for error in report.errors:
+            typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(EXIT_FAILURE if report.errors else 0)
 
 
 def _start_prober(

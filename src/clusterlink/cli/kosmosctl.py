@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -293,6 +293,17 @@ def delete(
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
 
 
+PLAN_COLUMNS = ["NAME", "DEVICES", "ROUTES", "THROWS", "FDBS", "ARPS", "IPTABLES"]
+
+
+def plan_row(config: dict[str, Any]) -> list[str]:
+    spec = config["spec"]
+    throws = sum(1 for r in spec["routes"] if r.get("type") == "throw")
+    counts = [len(spec["devices"]), len(spec["routes"]) - throws, throws]
+    counts += [len(spec[k]) for k in ("fdbs", "arps", "iptables")]
+    return [config["metadata"]["name"], *map(str, counts)]
+
+
 @app.command("plan")
 def plan_command(
     filename: Annotated[
@@ -305,13 +316,21 @@ def plan_command(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="table (summary), yaml or json")
     ] = OutputFormat.table,
+    aggregate: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate/--no-aggregate",
+            help="Internal nodes: covering + throw routes (default), or one route per CIDR.",
+        ),
+    ] = True,
 ) -> None:
     """Offline what-if: print the NodeConfigs the network-manager would write, and why.
 
     Findings (what was left out or adjusted) go to stderr, or under `findings` with -o json.
+    The table counts routes via a next hop and throw routes (aggregation's holes) apart.
     """
     with user_errors():
-        configs, found = what_if(read_manifest(filename), node)
+        configs, found = what_if(read_manifest(filename), node, aggregate)
         findings = [f.to_dict() for f in found]
         if output == OutputFormat.json:
             emit({"nodeConfigs": configs, "findings": findings}, output)
@@ -321,14 +340,7 @@ def plan_command(
         if output == OutputFormat.yaml:
             typer.echo(dump_yaml(configs), nl=False)
             return
-        rows = []
-        for c in configs:
-            spec = c["spec"]
-            rows.append(
-                [c["metadata"]["name"]]
-                + [str(len(spec[k])) for k in ("devices", "routes", "fdbs", "arps", "iptables")]
-            )
-        typer.echo(format_table(["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"], rows))
+        typer.echo(format_table(PLAN_COLUMNS, [plan_row(c) for c in configs]))
 
 
 @app.command("trace")

@@ -272,7 +272,8 @@ def _route_of(nc: NodeConfig, ip: str) -> tuple[str, str, str] | None:
         inside = net.version == addr.version and addr in net
         if inside and (best is None or net.prefixlen > ipaddress.ip_network(best.cidr).prefixlen):
             best = r
-    return (best.cidr, best.gw, best.dev) if best else None
+    # A throw route ends the lookup in table 200: the main table (the CNI) decides.
+    return (best.cidr, best.gw, best.dev) if best and not best.is_throw else None
 
 
 def _synced(fed: Federation, node: str) -> Hop:

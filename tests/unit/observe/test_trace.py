@@ -86,6 +86,18 @@ def test_a_complete_path_crosses_the_gateway(tmp_path: Path) -> None:
     assert "dst 192.168.2.1" in result.hops[2].config  # the FDB entry: b-g's underlay IP
 
 
+def test_from_an_internal_node_through_its_gateway(tmp_path: Path) -> None:
+    store = p2p_and_gateway(tmp_path)
+    nc = store.get(NodeConfig, "b-i")
+    result = trace(store, "10.2.2.5", "10.1.1.5")
+    assert result.complete, result.hops
+    assert [h.node for h in result.hops if h.step == "route"] == ["b-i", "b-g"]
+    # Within its own cluster the internal node's table 200 defers to the CNI (a throw route
+    # when its routes are aggregated).
+    local = trace(store, "10.2.2.5", "10.2.1.5")
+    assert local.complete and [h.step for h in local.hops][:2] == ["synced", "cluster"], nc
+
+
 def test_node_not_synced(tmp_path: Path) -> None:
     bad = broken(trace(p2p_and_gateway(tmp_path, synced=False), "10.1.1.5", "10.2.2.7"))
     assert (bad.node, bad.cause) == ("a-n1", "node not synced")
@@ -180,3 +192,26 @@ def test_bad_endpoints_are_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="want an IP"):
         trace(store, "nonsense", "10.2.2.7")
     assert trace(store, "a/n1", "b/i").complete  # nodes: a-n1's IP -> b-i's pod CIDR
+
+
+def test_a_throw_route_hands_the_own_cluster_to_the_cni(tmp_path: Path) -> None:
+    """b-i's routes aggregate to 10.0.0.0/21 with a throw for b-g's own 10.0.2.0/24."""
+    remote = [
+        node("a", f"n{i}", f"192.168.1.{i + 1}", pods=(f"10.0.{i}.0/24",))
+        for i in (0, 1, 3, 4, 5, 6, 7)
+    ]
+    store = federation(
+        [cluster("a"), cluster("b", "gateway")],
+        [
+            *remote,
+            node("b", "g", "192.168.2.1", gateway=True, pods=("10.0.2.0/24",)),
+            node("b", "i", "192.168.2.2", pods=("10.9.2.0/24",)),
+        ],
+        tmp_path,
+    )
+    routes = {(r.cidr, r.type) for r in store.get(NodeConfig, "b-i").spec.routes}
+    assert routes == {("10.0.0.0/21", ""), ("10.0.2.0/24", "throw")}
+    local = trace(store, "10.9.2.5", "10.0.2.7")
+    assert local.complete and [(h.node, h.step) for h in local.hops][1] == ("b-i", "cluster")
+    remote_path = trace(store, "10.9.2.5", "10.0.3.7")
+    assert remote_path.complete and "10.0.0.0/21" in remote_path.hops[1].config
