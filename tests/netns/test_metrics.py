@@ -45,8 +45,10 @@ def test_agent_metrics_follow_a_drift_repair(pair: Pair, tmp_path: Path) -> None
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: get(f"{base}/readyz")[0] == 503, "the agent answers, not ready")
-        assert get(f"{base}/readyz")[1] == "no NodeConfig for this node yet\n"
+        wait_for(
+            lambda: get(f"{base}/readyz") == (503, "no NodeConfig for this node yet\n"),
+            "a first pass, not ready: no NodeConfig",
+        )
         store.create(NodeConfig(metadata=ObjectMeta(name="a-n"), spec=spec))
         wait_for(lambda: get(f"{base}/readyz")[0] == 200, "ready")
         samples = scrape(base)
