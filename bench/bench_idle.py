@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from clusterlink.api.linkhealth import LinkHealth
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab.lifecycle import lab_down, lab_up
@@ -95,6 +96,13 @@ def main() -> int:
             top = ", ".join(f"{k} {v * per_min:.0f}" for k, v in diff.most_common(4))
             print(f"  {r}: {requests * per_min:.0f}/min ({top})")
         print(f"  all components: {total:.0f}/min")
+        agents = after.get("agent", Counter()) - before.get("agent", Counter())
+        health = agents["update LinkHealth"] + agents["create LinkHealth"]
+        probers = len(store.list(LinkHealth))
+        print(
+            f"  LinkHealth writes: {health * per_min:.1f}/min from {probers} probing nodes "
+            f"({health / WINDOW / max(probers, 1):.4f} writes/s per node)"
+        )
         nm = after.get("network-manager", Counter()) - before.get("network-manager", Counter())
         lists = sum(v for k, v in nm.items() if k.startswith("list "))
         writes = sum(v for k, v in nm.items() if k.split()[0] in ("create", "update", "delete"))

@@ -106,6 +106,7 @@ KINDS: dict[tuple[str, str, str], Kind] = {
     ("kosmos.io", "v1alpha1", "clusters"): Kind("Cluster", False, True),
     ("kosmos.io", "v1alpha1", "clusternodes"): Kind("ClusterNode", False, True),
     ("kosmos.io", "v1alpha1", "nodeconfigs"): Kind("NodeConfig", False, True),
+    ("kosmos.io", "v1alpha1", "linkhealths"): Kind("LinkHealth", False, False),
     ("coordination.k8s.io", "v1", "leases"): Kind("Lease", True, False),
     ("", "v1", "namespaces"): Kind("Namespace", False, True),
     ("", "v1", "nodes"): Kind("Node", False, True),

@@ -50,3 +50,9 @@ ZERO_MAC: Final = "00:00:00:00:00:00"  # FDB flood entry: where BUM frames go wh
 # Cilium's (0x0f00 and 0xf000 ranges), so every one of them leaves them alone.
 MARK_SERVICE_MASQ: Final = 0x10  # remote Service traffic a P2P service node must masquerade
 MARK_FROM_TUNNEL: Final = 0x20  # tunnel traffic a gateway must not let the CNI masquerade
+
+# /metrics, /healthz, /readyz of each component kind (`--metrics-addr`). One port per kind:
+# a lab node's namespace (like a Kubernetes node's host network) runs an agent, an elector,
+# the member controller and the network-manager side by side; above Kosmos' and Prometheus'
+# exporters' usual 9100-9400 range.
+METRICS_PORT: Final = {"agent": 9471, "elector": 9472, "network-manager": 9473, "controller": 9474}

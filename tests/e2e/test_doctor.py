@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clusterlink.lab import supervisor
-from clusterlink.lab.state import handle_path, state_dir
+from clusterlink.lab.state import handle_path, state_dir, store_url
 from tests.conftest import KOSMOSCTL
 from tests.e2e.connect import Lab, joined_lab
 
@@ -96,6 +96,19 @@ def test_a_deleted_route_fails_exactly_the_pairs_through_it(lab: Lab, tmp_path: 
         expected = {("c1/n1", f"c2/{p.node}", p.ip) for p in c2.pods}
         expected |= {(f"c2/{p.node}", "c1/n1", c1.pods[0].ip) for p in c2.pods}
         assert code == 1 and failed(data) == expected
+        # Each failure names its trace; c1/n1's says where and why.
+        hint = next(r["trace"] for r in data["results"] if not r["ok"] and r["src"] == "c1/n1")
+        assert hint.startswith("kosmosctl trace c1/n1 10.2.")
+        out = subprocess.run(
+            [KOSMOSCTL, *hint.split()[1:], "--store", store_url(lab.plan.name), "-o", "json"],
+            capture_output=True,
+            text=True,
+        )
+        traced = json.loads(out.stdout)
+        assert out.returncode == 1 and (traced["brokenAt"], traced["cause"]) == (
+            "c1-n1 route",
+            "drift",
+        )
         reasons = {r["reason"] for r in data["results"] if not r["ok"]}
         assert reasons and reasons <= {"timeout", "unreachable"}
         assert data["summary"]["passed"] == data["summary"]["total"] - len(expected)

@@ -17,13 +17,13 @@ SRC = ROOT / "src" / "clusterlink"
 LAYERS: list[set[str]] = [
     {"constants", "errors"},  # what everything may use
     {"inputs"},  # reading what a user hands us: files no reader should take are refused
-    {"api"},  # resources: pure models
+    {"api", "telemetry"},  # resources: pure models; the /metrics and health endpoints
     {"planner", "kubeclient"},  # pure planning; the Kubernetes HTTP client
     {"store"},  # the Store port and its backends (kube:// on top of kubeclient)
     {"agent", "controllers"},  # the loops: observe, diff, apply, through ports
     {"lab", "kube"},  # the two environments: lab namespaces, Kubernetes clusters
     {"federation"},  # install / join / unjoin / uninstall over either environment
-    {"doctor"},  # dr and analysis (reads the federation's store)
+    {"doctor", "observe"},  # dr and analysis; connections and trace (read the store)
     {"demo"},  # the lab demo: composes all use cases
     {"cli"},  # flags, one call, rendering
 ]

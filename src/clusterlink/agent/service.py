@@ -21,6 +21,7 @@ from clusterlink.agent.detect import detect, merged, source_address
 from clusterlink.agent.events import KernelEvents
 from clusterlink.agent.firewall import Firewall
 from clusterlink.agent.kernel import Kernel
+from clusterlink.agent.metrics import AgentMetrics
 from clusterlink.agent.prefixmaps import PrefixMaps
 from clusterlink.agent.reconcile import Reconciler, Report
 from clusterlink.api.cluster import Cluster
@@ -52,6 +53,7 @@ class Agent:
         resync: float = 30.0,
         coalesce: float = 0.1,
         detect_nic: bool = True,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.store = store
         self.node = node
@@ -63,6 +65,7 @@ class Agent:
         self.resync = resync
         self.coalesce = coalesce
         self.detect_nic = detect_nic
+        self.metrics = metrics
         self.passes = 0
         self.last: Report | None = None
         self.synced_generation: int | None = None
@@ -72,13 +75,20 @@ class Agent:
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
         self._hashed: tuple[NodeConfig, str] | None = None
 
+    def nodeconfig(self) -> NodeConfig | None:
+        """The NodeConfig the last pass applied (None before one, or when there is none)."""
+        return self._cached
+
     # -- one pass -----------------------------------------------------------------------------
 
     def sync(self) -> Report:
         if self.detect_nic:
             self.update_cluster_node()
         nc = self._nodeconfig()
+        started = time.monotonic()
         report = self.reconciler(nc.spec if nc else None)
+        if self.metrics is not None:
+            self.metrics.passed(nc, report, time.monotonic() - started)
         self.passes += 1
         self.last = report
         if report.changes or report.errors:

@@ -11,6 +11,7 @@ import yaml
 from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.linkhealth import LinkHealth
 from clusterlink.api.meta import Resource
 from clusterlink.api.nodeconfig import NodeConfig
 
@@ -37,9 +38,13 @@ PRINTER_COLUMNS: dict[str, list[dict[str, str]]] = {
         _AGE,
         {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
     ],
+    "LinkHealth": [
+        {"name": "PROBED", "type": "string", "jsonPath": ".spec.probedAt"},
+        _AGE,
+    ],
 }
 
-CRD_KINDS: tuple[type[Resource], ...] = (Cluster, ClusterNode, NodeConfig)
+CRD_KINDS: tuple[type[Resource], ...] = (Cluster, ClusterNode, NodeConfig, LinkHealth)
 
 _DROP = {"title", "$defs", "additionalProperties", "discriminator"}
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.lease import Lease
+from clusterlink.api.linkhealth import LinkHealth
 from clusterlink.api.meta import Resource
 from clusterlink.api.nodeconfig import NodeConfig
 
@@ -18,7 +19,7 @@ from clusterlink.api.nodeconfig import NodeConfig
 MAX_OBJECT_BYTES = 1536 * 1024
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Cluster, ClusterNode, NodeConfig, Lease)
+    cls.KIND: cls for cls in (Cluster, ClusterNode, NodeConfig, Lease, LinkHealth)
 }
 
 _ALIASES: dict[str, str] = {
@@ -33,6 +34,9 @@ _ALIASES: dict[str, str] = {
     "nc": "NodeConfig",
     "lease": "Lease",
     "leases": "Lease",
+    "linkhealth": "LinkHealth",
+    "linkhealths": "LinkHealth",
+    "lh": "LinkHealth",
 }
 
 

@@ -9,15 +9,18 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from clusterlink import __version__
+from clusterlink import constants as C
 from clusterlink.agent.events import NetlinkEvents
+from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
+from clusterlink.agent.metrics import AgentMetrics
 from clusterlink.agent.prefixmaps import NftPrefixMaps
 from clusterlink.agent.service import Agent
 from clusterlink.api.clusternode import cluster_node_name
@@ -28,10 +31,16 @@ from clusterlink.controllers.clock import ENV_CLOCK_SKEW, SystemClock
 from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.member import FactsPort, MemberController
+from clusterlink.controllers.metrics import (
+    ControllerMetrics,
+    ElectorMetrics,
+    NetworkManagerMetrics,
+)
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import LabFacts
 from clusterlink.lab.state import is_lab_handle
 from clusterlink.store.url import open_store
+from clusterlink.telemetry.server import Exported, serve
 
 app = typer.Typer(
     name="clusterlink",
@@ -93,6 +102,11 @@ def agent(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="With --once: table or json.")
     ] = OutputFormat.table,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['agent']}",
+    probe_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between health probes of the tunnels' remote peers; 0: off."),
+    ] = 1.0,
 ) -> None:
     """Make this node's kernel match its NodeConfig, and keep it so.
 
@@ -106,6 +120,7 @@ def agent(
             events = None if once else NetlinkEvents(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
+        metrics = AgentMetrics(stall=3 * resync + 60)
         worker = Agent(
             st,
             node,
@@ -116,26 +131,53 @@ def agent(
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
+            metrics=metrics,
         )
         if once:
-            report = worker.sync()
-            if output == OutputFormat.json:
-                emit(report.to_dict(), output)
-            else:
-                typer.echo(f"{node}: {report.changes} kernel changes")
-                for error in report.errors:
-                    typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(EXIT_FAILURE if report.errors else 0)
+            _once(worker, output)
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
+        _metrics(metrics_addr, metrics)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
+        if probe_interval > 0:
+            _start_prober(worker, probe_interval, metrics, stop)
         worker.run(stop)
         kernel.close()
         if events is not None:
             events.close()
+
+
+def _once(worker: Agent, output: OutputFormat) -> NoReturn:
+    """`agent --once`: one pass, print what changed, exit 1 if it had errors."""
+    report = worker.sync()
+    if output == OutputFormat.json:
+        emit(report.to_dict(), output)
+    else:
+        typer.echo(f"{worker.node}: {report.changes} kernel changes")
+        for error in report.errors:
+            typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(EXIT_FAILURE if report.errors else 0)
+
+
+def _start_prober(
+    worker: Agent, interval: float, metrics: AgentMetrics, stop: threading.Event
+) -> None:
+    """Probe the remote peers of the tunnels this node's NodeConfig gives it, in a thread."""
+    try:
+        pinger = IcmpPinger(worker.netns)
+    except OSError as exc:
+        fail(f"agent: health probes: {exc}")
+
+    def peers() -> dict[str, str]:
+        nc = worker.nodeconfig()
+        return tunnel_peers(nc.spec if nc else None)
+
+    prober = Prober(worker.store, worker.node, peers, pinger, interval=interval,
+                    timeout=min(0.5, interval / 2), metrics=HealthMetrics(metrics.registry))  # fmt: skip
+    threading.Thread(target=prober.run, args=(stop,), name="health", daemon=True).start()
 
 
 def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseTiming:
@@ -168,6 +210,19 @@ ClockSkewOption = Annotated[
 ]
 
 
+MetricsAddr = Annotated[
+    str,
+    typer.Option(
+        "--metrics-addr", help="Serve /metrics, /healthz and /readyz on HOST:PORT or :PORT; 0: off."
+    ),
+]
+
+
+def _metrics(addr: str, metrics: Exported) -> None:
+    """Serve a component's metrics (its registry, heartbeat and readiness) in a thread."""
+    serve(addr, metrics.registry, metrics.heartbeat, metrics.ready)
+
+
 @app.command("network-manager")
 def network_manager(
     store: StoreOption = None,
@@ -180,16 +235,20 @@ def network_manager(
         float, typer.Option(help="Seconds between full comparisons with stored NodeConfigs.")
     ] = 60.0,
     clock_skew: ClockSkewOption = 0.0,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['network-manager']}",
 ) -> None:
     """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
+        metrics = NetworkManagerMetrics(stall=10 * retry_period + 60)
         manager = NetworkManager(
             open_store(store),
             f"{socket.gethostname()}-{os.getpid()}",
             resync=resync,
             clock=SystemClock(clock_skew),
+            metrics=metrics,
         )
+        _metrics(metrics_addr, metrics)
         _serve("network-manager", lambda stop: manager.run(stop, timing))
 
 
@@ -215,6 +274,7 @@ def elector(
         float, typer.Option(help="Seconds between lease attempts.")
     ] = DEFAULT_TIMING.retry,
     clock_skew: ClockSkewOption = 0.0,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['elector']}",
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     with user_errors():
@@ -225,9 +285,10 @@ def elector(
         underlay_up = UnderlayCheck(
             st, cluster_node_name(cluster, node), kernel.link_state, interface
         )
-        worker = Elector(
-            st, cluster, node, timing=timing, underlay_up=underlay_up, clock=SystemClock(clock_skew)
-        )
+        metrics = ElectorMetrics(stall=10 * retry_period + 30)
+        worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up,
+                         clock=SystemClock(clock_skew), metrics=metrics)  # fmt: skip
+        _metrics(metrics_addr, metrics)
         _serve(f"elector[{cluster}/{node}]", worker.run)
 
 
@@ -253,6 +314,7 @@ def controller(
     ] = None,
     store: StoreOption = None,
     period: Annotated[float, typer.Option(help="Seconds between syncs.")] = 5.0,
+    metrics_addr: MetricsAddr = f":{C.METRICS_PORT['controller']}",
 ) -> None:
     """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status
     (and, with Calico on Kubernetes, IPPools for the other clusters' CIDRs)."""
@@ -268,7 +330,9 @@ def controller(
 
             api = KubeApi(Target(kubeconfig, context), field_manager="clusterlink-controller")
             source = KubeFacts(api, st, [normalize_cidr(c) for c in service_cidr or []])
-        worker = MemberController(st, cluster, source, period=period)
+        metrics = ControllerMetrics(stall=3 * period + 60)
+        worker = MemberController(st, cluster, source, period=period, metrics=metrics)
+        _metrics(metrics_addr, metrics)
         _serve(f"controller[{cluster}]", worker.run)
 
 

@@ -22,6 +22,7 @@ from clusterlink.cli.common import (
 )
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.doctor import run
+from clusterlink.observe.trace import command as trace_command
 
 
 def note(message: str) -> None:
@@ -117,7 +118,10 @@ def dr(
         )  # fmt: skip
         outcome = run.dr(request, note, probe_bar(output))
         if output == OutputFormat.json:
-            results = [r.to_dict() for r in outcome.results]
+            results = [
+                r.to_dict() | ({} if r.ok else {"trace": trace_command(r.pair.src, r.pair.target)})
+                for r in outcome.results
+            ]
             emit({"results": results, "summary": outcome.summary}, output)
         else:
             render_dr(outcome)
@@ -142,6 +146,10 @@ def render_dr(outcome: run.DrOutcome) -> None:
         f"{summary['passed']}/{summary['total']} pairs passed, {summary['failed']} failed in {summary['seconds']:.1f} s"
         + (f"; failures saved to {resume} (--resume {resume} re-tests them)" if failed else "")
     )
+    for r in failed:
+        typer.echo(
+            f"why {r.pair.src} -> {r.pair.target}: {trace_command(r.pair.src, r.pair.target)}"
+        )
     for node in summary["nodesWithoutFloater"]:
         typer.echo(f"note: {node} has no floater (no pod to place one in, or not Ready)")
 

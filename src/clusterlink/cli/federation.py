@@ -34,6 +34,13 @@ ContextOption = Annotated[
 ImageOption = Annotated[
     str, typer.Option("--image", help="Kubernetes: the one image every component runs.")
 ]
+ServiceMonitorOption = Annotated[
+    bool,
+    typer.Option(
+        "--service-monitor",
+        help="Kubernetes: also a ServiceMonitor per component kind (needs the Prometheus Operator).",
+    ),
+]
 DryRunOption = Annotated[
     bool,
     typer.Option(
@@ -98,6 +105,7 @@ def install(
     wait_time: TimeoutOption = 120.0,
     image: ImageOption = DEFAULT_IMAGE,
     service_cidr: ServiceCidrOption = None,
+    service_monitor: ServiceMonitorOption = False,
     dry_run: DryRunOption = False,
     output: ManifestFormat = OutputFormat.yaml,
     context: ContextOption = None,
@@ -108,7 +116,7 @@ def install(
         request = commands.JoinRequest(
             kubeconfig, name, LinkOptions(network_type, ip_family, cni, default_nic),
             store=store, context=context, image=image, service_cidrs=tuple(service_cidr or ()),
-            wait_time=wait_time,
+            wait_time=wait_time, service_monitor=service_monitor,
         )  # fmt: skip
         if dry_run:
             objects = commands.manifests(request, control=True, show_secrets=show_secrets)
@@ -145,6 +153,7 @@ def join_cluster(
     wait_time: TimeoutOption = 120.0,
     image: ImageOption = DEFAULT_IMAGE,
     service_cidr: ServiceCidrOption = None,
+    service_monitor: ServiceMonitorOption = False,
     dry_run: DryRunOption = False,
     output: ManifestFormat = OutputFormat.yaml,
     context: Annotated[
@@ -165,6 +174,7 @@ def join_cluster(
             kubeconfig, name, LinkOptions(network_type, ip_family, cni, default_nic),
             host_kubeconfig=host_kubeconfig, store=store, context=context, image=image,
             service_cidrs=tuple(service_cidr or ()), wait_time=wait_time,
+            service_monitor=service_monitor,
         )  # fmt: skip
         if dry_run:
             objects = commands.manifests(request, control=False, show_secrets=show_secrets)

@@ -18,6 +18,7 @@ from clusterlink.api.registry import kind_class
 from clusterlink.cli import doctor as doctor_cli
 from clusterlink.cli import federation
 from clusterlink.cli.common import (
+    EXIT_FAILURE,
     OutputFormat,
     StoreOption,
     emit,
@@ -30,8 +31,10 @@ from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
 from clusterlink.inputs import read_stream
+from clusterlink.observe.connections import connections, wait_up
+from clusterlink.observe.trace import trace
 from clusterlink.planner.whatif import what_if
-from clusterlink.store.base import NotFound
+from clusterlink.store.base import NotFound, Store
 
 app = typer.Typer(
     name="kosmosctl",
@@ -175,13 +178,45 @@ _HEADERS = {
         ["DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES", "PHASE", "MESSAGE"],
     ),
     "Lease": (["NAME", "AGE"], []),
+    "LinkHealth": (["NAME", "AGE"], []),
 }
+CONNECTIONS = ("connections", "connection", "conn")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}ms"
+
+
+def _show_connections(st: Store, output: OutputFormat, wait: bool, timeout: float) -> None:
+    """Render `get connections` (after waiting for every link to be up, with --wait)."""
+    if wait:
+        up, rows = wait_up(st, timeout)
+    else:
+        up, rows = True, connections(st)
+    if output in (OutputFormat.json, OutputFormat.yaml):
+        emit({"items": [c.to_dict() for c in rows]}, output)
+    elif not rows:
+        typer.echo("No connections measured (no gateway or P2P node probes yet).", err=True)
+    else:
+        wide = output == OutputFormat.wide
+        headers = ["FROM", "TO", "STATUS", "RTT", "LOSS", "SINCE"]
+        headers += ["FROM_NODE", "TO_NODE", "PEER", "DEVICE"] if wide else []
+        table = [
+            [c.source, c.target, c.status, _ms(c.rtt_seconds), f"{c.loss:.0%}", c.since or "-"]
+            + ([c.source_node, c.target_node, c.peer, c.device] if wide else [])
+            for c in rows
+        ]
+        typer.echo(format_table(headers, table))
+    if not up:
+        down = sum(c.status != "up" for c in rows)
+        fail(f"timed out after {timeout:g}s: {down} of {len(rows)} connections not up", 1)
 
 
 @app.command()
 def get(
     kind: Annotated[
-        str, typer.Argument(help="clusters | clusternodes | nodeconfigs (or cl, cn, nc)")
+        str,
+        typer.Argument(help="clusters | clusternodes | nodeconfigs (cl, cn, nc) | connections"),
     ],
     name: Annotated[str | None, typer.Argument(help="One object by name.")] = None,
     output: Annotated[
@@ -196,9 +231,18 @@ def get(
     show_secrets: Annotated[
         bool, typer.Option("--show-secrets", help="-o json|yaml: print a Cluster's kubeconfig.")
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="connections: until every one is up (exit 1: timeout).")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="connections --wait: seconds.", min=0)
+    ] = 60.0,
 ) -> None:
-    """List objects of a kind, or show one."""
+    """List objects of a kind, or show one; `connections`: every link's live health."""
     with user_errors():
+        if kind.lower() in CONNECTIONS:
+            _show_connections(store_for(kubeconfig, store, context), output, wait, timeout)
+            return
         cls = kind_class(kind)
         labels = _parse_selector(selector)
         st = store_for(kubeconfig, store, context)
@@ -300,6 +344,46 @@ def plan_command(
             typer.echo(dump_yaml(configs), nl=False)
             return
         typer.echo(format_table(PLAN_COLUMNS, [plan_row(c) for c in configs]))
+
+
+@app.command("trace")
+def trace_command(
+    src: Annotated[
+        str, typer.Argument(help="A lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE, or an IP.")
+    ],
+    dst: Annotated[str, typer.Argument(help="The same forms; a node: its pod CIDR.")],
+    family: Annotated[
+        int | None,
+        typer.Option("--family", min=4, max=6, help="4 or 6: which address of a pod or node."),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table or json")
+    ] = OutputFormat.table,
+    store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """The hops a packet takes from SRC to DST, what each NodeConfig and live kernel says;
+    stops at the first bad hop and names the cause (exit 1 when the path is not complete)."""
+    with user_errors():
+        if family not in (None, 4, 6):
+            fail("--family: 4 or 6")
+        result = trace(store_for(kubeconfig, store, context), src, dst, family)
+        if output in (OutputFormat.json, OutputFormat.yaml):
+            emit(result.to_dict(), output)
+        else:
+            rows = [
+                [h.node, h.step, h.config, h.kernel or "-", h.cause or "ok"] for h in result.hops
+            ]
+            typer.echo(f"{src} ({result.src.ip}) -> {dst} ({result.dst.ip})")
+            typer.echo(format_table(["NODE", "HOP", "NODECONFIG", "KERNEL", "STATUS"], rows))
+            bad = result.broken
+            if bad is not None:
+                typer.echo(f"broken at {bad.node} ({bad.step}): {bad.cause}: {bad.detail}")
+            elif result.complete:
+                typer.echo("path complete")
+        if not result.complete:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 app.add_typer(lab_app, name="lab")

@@ -17,6 +17,7 @@ from clusterlink import constants as C
 from clusterlink.api.clusternode import ClusterNode, cluster_node_name
 from clusterlink.controllers.clock import Clock, SystemClock
 from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.metrics import ElectorMetrics
 from clusterlink.store.base import Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger("clusterlink.elector")
@@ -103,6 +104,7 @@ class Elector:
         timing: LeaseTiming = DEFAULT_TIMING,
         underlay_up: Callable[[], bool] = lambda: True,
         clock: Clock | None = None,
+        metrics: ElectorMetrics | None = None,
     ) -> None:
         self.store, self.cluster, self.node = store, cluster, node
         self.me = cluster_node_name(cluster, node)
@@ -112,6 +114,7 @@ class Elector:
         self.timing = timing
         self._roles_checked = float("-inf")
         self._marked = False
+        self.metrics = metrics
 
     def _has_role(self) -> bool:
         try:
@@ -149,7 +152,9 @@ class Elector:
         try:
             while not stop.is_set():
                 began = self.clock.monotonic()
-                self.step()
+                gateway = self.step()
+                if self.metrics is not None:
+                    self.metrics.stepped(gateway, self.leadership.reached_store)
                 if self.clock.wait(self.leadership.pause(began), stop):
                     break
         finally:

@@ -69,6 +69,7 @@ class Leadership:
         self.leading_until = float("-inf")  # monotonic; start of the last renewal + deadline
         self._renewed_at = float("-inf")
         self._failing = False
+        self.reached_store = False  # the last try got an answer from the store (readiness)
 
     @property
     def is_leader(self) -> bool:
@@ -94,6 +95,7 @@ class Leadership:
                 acquire_wait=ACQUIRE_WAIT,
             )
         except StoreError as exc:
+            self.reached_store = False
             if self.seen is not None:
                 self.seen = self.seen.restarted(self.clock.monotonic())
             if not self._failing:
@@ -102,6 +104,7 @@ class Leadership:
             self._report(was_leader)
             return self.is_leader
         self._failing = False
+        self.reached_store = True
         self.seen = result.seen
         if result.held:
             self._renewed_at = start

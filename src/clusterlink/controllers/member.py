@@ -14,6 +14,7 @@ from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster, ClusterLinkStatus
 from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec, cluster_node_name
 from clusterlink.api.meta import ObjectMeta
+from clusterlink.controllers.metrics import ControllerMetrics
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger("clusterlink.controller")
@@ -108,20 +109,38 @@ class MemberController:
     then let the source do what its member needs after a sync."""
 
     def __init__(
-        self, store: Store, cluster: str, source: FactsPort, *, period: float = 5.0
+        self,
+        store: Store,
+        cluster: str,
+        source: FactsPort,
+        *,
+        period: float = 5.0,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.store, self.cluster, self.source, self.period = store, cluster, source, period
+        self.metrics = metrics
 
     def step(self) -> int:
         try:
             obj = self.store.get(Cluster, self.cluster)
-            writes = sync_member(self.store, self.cluster, self.source.facts(obj), obj)
-            return writes + self.source.after_sync(obj)
+            facts = self.source.facts(obj)
+            writes = sync_member(self.store, self.cluster, facts, obj)
+            writes += self.source.after_sync(obj)
         except NotFound:
             log.info("cluster %s is not there (yet)", self.cluster)
+            self._failed(f"no Cluster {self.cluster} (yet)")
         except (StoreError, FactsError) as exc:
             log.warning("cluster %s: %s", self.cluster, exc)
+            self._failed(str(exc))
+        else:
+            if self.metrics is not None:
+                self.metrics.synced(len(facts.nodes), writes)
+            return writes
         return 0
+
+    def _failed(self, why: str) -> None:
+        if self.metrics is not None:
+            self.metrics.failed(why)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

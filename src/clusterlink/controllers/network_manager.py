@@ -21,6 +21,7 @@ from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.clock import Clock
 from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.metrics import NetworkManagerMetrics
 from clusterlink.controllers.watch import Informer
 from clusterlink.planner import Plan, plan
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
@@ -39,6 +40,7 @@ class NetworkManager:
         coalesce: float = 0.05,
         resync: float = 60.0,
         clock: Clock | None = None,
+        metrics: NetworkManagerMetrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -47,6 +49,7 @@ class NetworkManager:
         self.resync = resync
         self.previous: Plan | None = None
         self.writes = 0
+        self.metrics = metrics
         self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
         self.cluster_of: dict[str, str] = {}  # ClusterNode (= NodeConfig) name -> its cluster
 
@@ -57,7 +60,9 @@ class NetworkManager:
             clusters, nodes = self.cache.list(Cluster), self.cache.list(ClusterNode)
         else:
             clusters, nodes = self.store.list(Cluster), self.store.list(ClusterNode)
+        started = time.monotonic()
         current = plan(clusters, nodes)
+        planned = time.monotonic() - started
         self.cluster_of = {cn.name: cn.spec.cluster_name for cn in nodes}
         written = deleted = 0
         if full or self.previous is None:
@@ -79,6 +84,8 @@ class NetworkManager:
             for name in diff.removed:
                 deleted += self._delete(name)
         self.previous = current
+        if self.metrics is not None:
+            self.metrics.planned(planned, written, deleted, len(current.findings))
         if written or deleted:
             log.info(
                 "wrote %d NodeConfigs, deleted %d; %d findings",
@@ -134,6 +141,10 @@ class NetworkManager:
                 woke = waker.wait(min(timing.retry, max(0.0, next_full - time.monotonic())))
                 if woke:
                     stop.wait(self.coalesce)  # let a burst land, then plan once
+                if self.metrics is not None:
+                    self.metrics.looped(
+                        leadership.is_leader, leadership.reached_store, waker.synced(timeout=0)
+                    )
                 if not leadership.is_leader:
                     led = False
                     continue

@@ -35,6 +35,7 @@ class JoinRequest:
     image: str = DEFAULT_IMAGE
     service_cidrs: tuple[str, ...] = ()
     wait_time: float = 120.0
+    service_monitor: bool = False  # Kubernetes: also ServiceMonitors (Prometheus Operator)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def federation_of(
     member_context: str | None = None,
     image: str = DEFAULT_IMAGE,
     service_cidrs: tuple[str, ...] = (),
+    service_monitor: bool = False,
 ) -> Federation:
     """The implementation for a member: Kubernetes for a kubeconfig, else the lab."""
     if is_kube(member_kubeconfig):
@@ -65,6 +67,7 @@ def federation_of(
             member_context=member_context,
             image=image,
             service_cidrs=list(service_cidrs),
+            service_monitor=service_monitor,
         )
     return LabFederation(control.store, control.url, control.lab)
 
@@ -84,7 +87,8 @@ def install(request: JoinRequest, progress: Progress) -> Joined:
     control = open_control(kubeconfig, request.store, request.context)
     fed = federation_of(control, kubeconfig, control_kubeconfig=kubeconfig,
                         control_context=request.context, member_context=request.context,
-                        image=request.image, service_cidrs=request.service_cidrs)  # fmt: skip
+                        image=request.image, service_cidrs=request.service_cidrs,
+                        service_monitor=request.service_monitor)  # fmt: skip
     with truthful(progress) as step:
         fed.install(kubeconfig, request.name, request.options, step)
         return _wait(fed, control, request, progress)
@@ -100,7 +104,8 @@ def join(request: JoinRequest, progress: Progress) -> Joined:
     control = open_control(host, request.store)  # the control cluster: its current context
     fed = federation_of(control, kubeconfig, control_kubeconfig=host,
                         member_context=request.context, image=request.image,
-                        service_cidrs=request.service_cidrs)  # fmt: skip
+                        service_cidrs=request.service_cidrs,
+                        service_monitor=request.service_monitor)  # fmt: skip
     with truthful(progress) as step:
         fed.join(kubeconfig, request.name, request.options, step)
         return _wait(fed, control, request, progress)
@@ -161,5 +166,7 @@ def manifests(
     data redacted unless `show_secrets`."""
     from clusterlink.federation.kube import dry_run, kube_options
 
-    opts = kube_options(request.options, request.image, list(request.service_cidrs))
+    opts = kube_options(
+        request.options, request.image, list(request.service_cidrs), request.service_monitor
+    )
     return dry_run(request.name, opts, control, request.host_kubeconfig, show_secrets)

@@ -56,7 +56,7 @@ def install(
     options: KubeLinkOptions,
     progress: Progress,
 ) -> None:
-    changed = apply(control, m.control_plane(options.image), progress)
+    changed = apply(control, m.control_plane(options.image, options.service_monitor), progress)
     progress(f"control plane applied ({changed} object(s) changed)")
     join(control, control, store, name, kubeconfig_text, IN_CLUSTER, options, progress)
 
@@ -149,7 +149,10 @@ def uninstall(control: KubeApi, store: Store, progress: Progress, timeout: float
 
 
 def kube_options(
-    options: LinkOptions, image: str = m.DEFAULT_IMAGE, service_cidrs: list[str] | None = None
+    options: LinkOptions,
+    image: str = m.DEFAULT_IMAGE,
+    service_cidrs: list[str] | None = None,
+    service_monitor: bool = False,
 ) -> KubeLinkOptions:
     """The link options plus what only Kubernetes needs (BadInput on a malformed CIDR)."""
     try:
@@ -157,7 +160,13 @@ def kube_options(
     except ValueError as exc:
         raise BadInput(f"--service-cidr: {exc}") from None
     return KubeLinkOptions(
-        options.network_type, options.ip_family, options.cni, options.default_nic, image, services
+        options.network_type,
+        options.ip_family,
+        options.cni,
+        options.default_nic,
+        image,
+        services,
+        service_monitor,
     )
 
 
@@ -181,7 +190,7 @@ def dry_run(
     mounted = member_control_kubeconfig(where, m.member_account(name), token)
     objects = m.member_identity(name) + member_objects(name, options, mounted)
     if control:
-        objects = m.unique(m.control_plane(options.image) + objects)
+        objects = m.unique(m.control_plane(options.image, options.service_monitor) + objects)
     cluster = cluster_object(name, "(the member's kubeconfig, kept in a Secret)", options)
     out = [*objects, cluster.to_dict()]
     return out if show_secrets else redacted(out)
@@ -201,12 +210,14 @@ class KubeFederation:
         member_context: str | None = None,
         image: str = m.DEFAULT_IMAGE,
         service_cidrs: list[str] | None = None,
+        service_monitor: bool = False,
     ) -> None:
         self.store, self.control, self.member_context = store, control, member_context
         self.image, self.service_cidrs = image, service_cidrs
+        self.service_monitor = service_monitor
 
     def _options(self, options: LinkOptions) -> KubeLinkOptions:
-        return kube_options(options, self.image, self.service_cidrs)
+        return kube_options(options, self.image, self.service_cidrs, self.service_monitor)
 
     def pending(self) -> str:
         """Nothing beyond synced nodes: members' controllers keep Calico's IPPools."""

@@ -52,6 +52,7 @@ class KubeLinkOptions:
     default_nic: str = "*"
     image: str = m.DEFAULT_IMAGE
     service_cidrs: tuple[str, ...] = ()
+    service_monitor: bool = False  # also Prometheus Operator ServiceMonitors
 
 
 def apply(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None) -> int:
@@ -218,6 +219,7 @@ def member_objects(name: str, options: KubeLinkOptions, control_kubeconfig: str)
             network_type=options.network_type,
             control_kubeconfig=control_kubeconfig,
             service_cidrs=options.service_cidrs,
+            service_monitor=options.service_monitor,
         )
     )
 

@@ -34,6 +34,7 @@ EXCLUDE_LABEL = "kosmos.io/exclude"
 CONTROL_SECRET = "clusterlink-control-kubeconfig"
 CONTROL_MOUNT = "/etc/clusterlink/control"
 FLOATER_PORT = 8889
+METRICS_LABEL = "clusterlink.io/metrics"  # on metrics Services: the component kind
 
 Obj = dict[str, Any]
 READ = ["get", "list", "watch"]
@@ -49,6 +50,7 @@ class MemberSpec:
     network_type: str = "gateway"
     control_kubeconfig: str = ""  # its text: the member account's token (deploy.py)
     service_cidrs: tuple[str, ...] = field(default_factory=tuple)
+    service_monitor: bool = False  # also ServiceMonitors (Prometheus Operator)
 
 
 def _meta(name: str, namespace: str | None = NS, **labels: str) -> Obj:
@@ -113,7 +115,64 @@ MEMBER_RULES = [
     rule(C.API_GROUP, ["clusternodes"], READ + WRITE),
     rule(C.API_GROUP, ["nodeconfigs"], READ),
     rule(C.API_GROUP, ["nodeconfigs/status"], ["get", "update", "patch"]),
+    rule(C.API_GROUP, ["linkhealths"], READ + WRITE),  # the agents' probers
 ]
+
+
+def observed(kind: str) -> Obj:
+    """A component container's metrics port and the probes on its health endpoints: liveness
+    restarts a stuck loop, readiness tells whether it does its job (`--metrics-addr`)."""
+    port = C.METRICS_PORT[kind]
+
+    def probe(path: str, period: int, failures: int) -> Obj:
+        return {
+            "httpGet": {"path": path, "port": "metrics"},
+            "periodSeconds": period,
+            "failureThreshold": failures,
+            "timeoutSeconds": 2,
+        }
+
+    return {
+        "ports": [{"containerPort": port, "name": "metrics", "protocol": "TCP"}],
+        "livenessProbe": {**probe("/healthz", 10, 3), "initialDelaySeconds": 10},
+        "readinessProbe": probe("/readyz", 5, 1),
+    }
+
+
+def metrics_service(kind: str, **labels: str) -> Obj:
+    """A headless Service per component kind: one endpoint per pod, for scraping."""
+    app = f"clusterlink-{kind}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(f"{app}-metrics", **labels, **{METRICS_LABEL: kind}),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app": app},
+            "ports": [{"name": "metrics", "port": C.METRICS_PORT[kind], "targetPort": "metrics"}],
+        },
+    }
+
+
+def service_monitor(kind: str, **labels: str) -> Obj:
+    """The Prometheus Operator's ServiceMonitor for one component kind's metrics Service."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(f"clusterlink-{kind}", **labels),
+        "spec": {
+            "selector": {"matchLabels": {METRICS_LABEL: kind}},
+            "namespaceSelector": {"matchNames": [NS]},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
+def monitoring(kinds: list[str], with_monitors: bool, **labels: str) -> list[Obj]:
+    objs = [metrics_service(kind, **labels) for kind in kinds]
+    if with_monitors:
+        objs += [service_monitor(kind, **labels) for kind in kinds]
+    return objs
 
 
 def _container(name: str, image: str, args: list[str], **extra: Any) -> Obj:
@@ -165,7 +224,8 @@ def _spread(name: str, required: bool) -> Obj:
     }
 
 
-def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
+def control_plane(image: str = DEFAULT_IMAGE, service_monitor: bool = False) -> list[Obj]:
+    """`service_monitor`: also a Prometheus Operator ServiceMonitor (its CRD must exist)."""
     nm = "clusterlink-network-manager"
     return [
         namespace(),
@@ -186,6 +246,7 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
         cluster_role(MEMBER_ROLE, MEMBER_RULES),
         role(MEMBER_ROLE, [LEASES]),
         *member_scope_policy(),
+        *monitoring(["network-manager"], service_monitor),
         _workload(
             "Deployment",
             nm,
@@ -200,6 +261,7 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
                         ["network-manager", "--store", "kube://"],
                         securityContext=RESTRICTED,
                         resources={"requests": {"cpu": "50m", "memory": "96Mi"}},
+                        **observed("network-manager"),
                     )
                 ],
             },
@@ -274,6 +336,15 @@ MEMBER_SCOPE_VALIDATIONS: list[tuple[str, str]] = [
     ),
     (
         _only_for(
+            "linkhealths",
+            f"('{MEMBER_USER}' + variables.target.metadata.name)"
+            ".startsWith(request.userInfo.username + '-')",
+        ),
+        "a member may write only the LinkHealth of its own cluster's nodes (named as the "
+        "ClusterNode, <cluster>-<node>)",
+    ),
+    (
+        _only_for(
             "leases",
             f"request.userInfo.username == 'system:serviceaccount:{NS}:'"
             " + variables.target.metadata.name",
@@ -286,7 +357,7 @@ MEMBER_SCOPE_VALIDATIONS: list[tuple[str, str]] = [
 def member_scope_policy() -> list[Obj]:
     """A ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes >= 1.30) and its
     binding: a request by a member account may write only its own cluster's ClusterNodes,
-    Cluster status, NodeConfig status and Lease. Other requesters are not matched."""
+    Cluster status, NodeConfig status, LinkHealths and Lease. Other requesters are not matched."""
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -299,7 +370,12 @@ def member_scope_policy() -> list[Obj]:
                         "apiGroups": [C.API_GROUP],
                         "apiVersions": ["*"],
                         "operations": _WRITES,
-                        "resources": ["clusternodes", "clusters/status", "nodeconfigs/status"],
+                        "resources": [
+                            "clusternodes",
+                            "clusters/status",
+                            "nodeconfigs/status",
+                            "linkhealths",
+                        ],
                     },
                     {
                         "apiGroups": ["coordination.k8s.io"],
@@ -378,6 +454,8 @@ def member(spec: MemberSpec) -> list[Obj]:
     volumes: list[Obj] = [{"name": "control", "secret": {"secretName": CONTROL_SECRET}}]
     mounts: list[Obj] = [{"name": "control", "mountPath": CONTROL_MOUNT, "readOnly": True}]
 
+    kinds = ["controller", "agent"] + (["elector"] if spec.network_type == "gateway" else [])
+    objs += monitoring(kinds, spec.service_monitor, **cl)
     controller_args = ["controller", "--cluster", spec.cluster, "--store", store]
     for cidr in spec.service_cidrs:
         controller_args += ["--service-cidr", cidr]
@@ -396,6 +474,7 @@ def member(spec: MemberSpec) -> list[Obj]:
                         securityContext=RESTRICTED,
                         volumeMounts=mounts,
                         resources={"requests": {"cpu": "20m", "memory": "64Mi"}},
+                        **observed("controller"),
                     )
                 ],
                 "volumes": volumes,
@@ -432,6 +511,7 @@ def member(spec: MemberSpec) -> list[Obj]:
                             securityContext=RESTRICTED,
                             volumeMounts=mounts,
                             resources={"requests": {"cpu": "10m", "memory": "64Mi"}},
+                            **observed("elector"),
                         )
                     ],
                     "volumes": volumes,
@@ -499,6 +579,7 @@ def agent_daemonset(spec: MemberSpec, store: str, volumes: list[Obj], mounts: li
                     },
                     volumeMounts=agent_mounts,
                     resources={"requests": {"cpu": "20m", "memory": "96Mi"}},
+                    **observed("agent"),
                 )
             ],
             "volumes": agent_volumes,
@@ -549,6 +630,8 @@ PATHS: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Secret": ("/api/v1", "secrets", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
+    "Service": ("/api/v1", "services", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
     "CustomResourceDefinition": (
         "/apis/apiextensions.k8s.io/v1",
         "customresourcedefinitions",

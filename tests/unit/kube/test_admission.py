@@ -16,6 +16,7 @@ CN = ("kosmos.io", "v1alpha1", "clusternodes")
 CLUSTERS = ("kosmos.io", "v1alpha1", "clusters")
 NODECONFIGS = ("kosmos.io", "v1alpha1", "nodeconfigs")
 LEASES = ("coordination.k8s.io", "v1", "leases")
+HEALTH = ("kosmos.io", "v1alpha1", "linkhealths")
 
 
 def member(cluster: str) -> auth.UserInfo:
@@ -65,6 +66,9 @@ CASES: list[tuple[str, str, tuple[str, str, str], str, auth.UserInfo, Any, Any, 
      named("network-manager"), named("network-manager"), False),
     # A prefix of another member's name is not that member.
     ("a-b's Lease, by a", "CREATE", LEASES, "", A, None, named("clusterlink-member-a-b"), False),
+    ("own node's LinkHealth", "UPDATE", HEALTH, "", A, named("a-n1"), named("a-n1"), True),
+    ("B's node's LinkHealth", "UPDATE", HEALTH, "", A, named("b-n1"), named("b-n1"), False),
+    ("B's node's LinkHealth deleted", "DELETE", HEALTH, "", A, named("b-n1"), None, False),
     # Not a member: not matched at all.
     ("the network-manager", "CREATE", LEASES, "", auth.UserInfo(
         "system:serviceaccount:kosmos-system:clusterlink-network-manager"), None,

@@ -190,6 +190,7 @@ def test_kubectl_finds_our_kinds_by_discovery(federation: Federation) -> None:
     assert resources.split() == [
         "clusternodes.kosmos.io",
         "clusters.kosmos.io",
+        "linkhealths.kosmos.io",
         "nodeconfigs.kosmos.io",
     ]
     # The member's objects are in the member cluster, where a namespace list works too.

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from clusterlink import constants as C
 from clusterlink.api.crds import crd_objects
 from clusterlink.cli.kosmosctl import app
 from clusterlink.kube import manifests as m
@@ -143,6 +144,7 @@ def test_members_get_no_secrets_and_no_shared_account() -> None:
         ("clusternodes",): ["get", "list", "watch", "create", "update", "patch", "delete"],
         ("nodeconfigs/status",): ["get", "update", "patch"],
         ("leases",): ["get", "list", "watch", "create", "update"],
+        ("linkhealths",): ["get", "list", "watch", "create", "update", "patch", "delete"],
     }
 
 
@@ -231,3 +233,49 @@ def test_dry_runs_print_no_token_unless_asked(tmp_path: Any, command: list[str])
     assert server == ("https://control:6443" if command[0] == "join" else
                       "https://kubernetes.default.svc")  # fmt: skip
     assert "admin-secret-token" not in shown.stdout
+
+
+def containers(objects: list[m.Obj]) -> dict[str, m.Obj]:
+    return {
+        c["name"]: c
+        for o in objects
+        if o["kind"] in ("Deployment", "DaemonSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_every_component_exposes_metrics_probes_and_a_metrics_service() -> None:
+    objects = m.control_plane() + m.member(m.MemberSpec(cluster="c1", network_type="gateway"))
+    services = {o["spec"]["selector"]["app"]: o for o in objects if o["kind"] == "Service"}
+    for kind, port in C.METRICS_PORT.items():
+        container = containers(objects)[kind]
+        assert container["ports"] == [{"containerPort": port, "name": "metrics", "protocol": "TCP"}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        service = services[f"clusterlink-{kind}"]
+        assert service["spec"]["ports"][0]["port"] == port
+        assert service["metadata"]["labels"][m.METRICS_LABEL] == kind
+    assert not [o for o in objects if o["kind"] == "ServiceMonitor"]
+
+
+def test_service_monitors_only_when_asked() -> None:
+    objects = m.control_plane(service_monitor=True) + m.member(
+        m.MemberSpec(cluster="c1", network_type="p2p", service_monitor=True)
+    )
+    monitors = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    assert sorted(monitors) == [
+        "clusterlink-agent",
+        "clusterlink-controller",
+        "clusterlink-network-manager",
+    ]  # P2P: no elector
+    selector = monitors["clusterlink-agent"]["spec"]["selector"]["matchLabels"]
+    assert selector == {m.METRICS_LABEL: "agent"}
+    assert all(m.object_path(o) for o in monitors.values())
+
+
+def test_install_dry_run_service_monitor_flag() -> None:
+    result = CliRunner().invoke(app, ["install", "--dry-run", "--service-monitor"])
+    assert result.exit_code == 0, result.output
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds.count("ServiceMonitor") == 4  # network-manager, controller, agent, elector
+    assert kinds.count("Service") == 4

@@ -1,0 +1,307 @@
+"""Live health of the tunnels this node owns: every `interval` seconds, one ICMP echo to each
+remote peer across the tunnel (the vx-bridge ARP entries of the NodeConfig: remote gateways
+and P2P nodes), RTT and loss over a window, up/down with hysteresis.
+
+Hysteresis: a peer goes `down` after `DOWN_AFTER` probes in a row without a reply, and `up`
+after `UP_AFTER` replies in a row; single losses do not flap a link. With a 1 s interval and a
+0.5 s reply timeout a dead peer is `down` within 2.5 s of its last reply.
+
+Writes (`LinkHealth`, named like the node): when a peer changes state or the peer set
+changes, else at most every `HEALTH_REFRESH` (30 s) to refresh RTT and loss. A node without
+tunnel peers (any more) deletes its LinkHealth (once; at start too, for a stale one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from clusterlink import constants as C
+from clusterlink.agent import netns
+from clusterlink.api.linkhealth import (
+    HEALTH_REFRESH,
+    LinkHealth,
+    LinkHealthSpec,
+    LinkState,
+    PeerHealth,
+)
+from clusterlink.api.meta import ObjectMeta, now_rfc3339
+from clusterlink.api.nodeconfig import NodeConfigSpec
+from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
+
+log = logging.getLogger("clusterlink.health")
+
+DOWN_AFTER = 2  # misses in a row that take a link down
+UP_AFTER = 2  # replies in a row that bring it up
+WINDOW = 10  # probes that RTT and loss are computed over
+TUNNELS = (C.VX_BRIDGE, C.VX_BRIDGE6)
+
+
+def tunnel_peers(spec: NodeConfigSpec | None) -> dict[str, str]:
+    """peer address -> our tunnel device: the cross-cluster neighbours this node reaches."""
+    if spec is None:
+        return {}
+    return {arp.ip: arp.dev for arp in spec.arps if arp.dev in TUNNELS}
+
+
+class Pinger(Protocol):
+    def probe(self, peers: Iterable[str], timeout: float) -> dict[str, float | None]:
+        """One echo to each peer; seconds to its reply, or None (no reply within timeout)."""
+        ...
+
+
+def _checksum(data: bytes) -> int:
+    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data + b"\0" * (len(data) % 2))))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+class IcmpPinger:
+    """Raw ICMP sockets opened inside the node's namespace (they stay there)."""
+
+    def __init__(self, netns_name: str | None = None) -> None:
+        self.ident = os.getpid() & 0xFFFF
+        self.seq = 0
+        with netns.entered(netns_name):
+            self.socks = {
+                4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+            }
+        for sock in self.socks.values():
+            sock.setblocking(False)
+
+    def probe(self, peers: Iterable[str], timeout: float) -> dict[str, float | None]:
+        self.seq = (self.seq + 1) & 0xFFFF
+        sent: dict[str, float] = {}
+        result: dict[str, float | None] = {}
+        for peer in peers:
+            family = ipaddress.ip_address(peer).version
+            header = struct.pack("!BBHHH", 8 if family == 4 else 128, 0, 0, self.ident, self.seq)
+            payload = b"clusterlink-health"
+            if family == 4:
+                header = struct.pack(
+                    "!BBHHH", 8, 0, _checksum(header + payload), self.ident, self.seq
+                )
+            result[peer] = None
+            try:
+                self.socks[family].sendto(header + payload, (peer, 0))
+                sent[peer] = time.monotonic()
+            except OSError:
+                pass  # no route, unreachable: a miss
+        deadline = time.monotonic() + timeout
+        while sent.keys() - {p for p, r in result.items() if r is not None}:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(self.socks.values()), [], [], left)
+            now = time.monotonic()
+            for sock in ready:
+                with contextlib.suppress(BlockingIOError):
+                    data, addr = sock.recvfrom(2048)
+                    replied = self._reply_from(sock, data, addr[0])
+                    if replied in sent and result[replied] is None:
+                        result[replied] = now - sent[replied]
+        return result
+
+    def _reply_from(self, sock: socket.socket, data: bytes, source: str) -> str | None:
+        if sock.family == socket.AF_INET:
+            data = data[(data[0] & 0x0F) * 4 :]  # IPv4 raw sockets see the IP header
+            want = 0
+        else:
+            want = 129
+        if len(data) < 8:
+            return None
+        kind, _, _, ident, seq = struct.unpack("!BBHHH", data[:8])
+        if kind != want or ident != self.ident or seq != self.seq:
+            return None
+        return str(ipaddress.ip_address(source.split("%")[0]))
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+
+
+@dataclass
+class PeerState:
+    device: str
+    status: LinkState = "unknown"
+    since: dt.datetime | None = None
+    streak: int = 0  # replies (> 0) or misses (< 0) in a row
+    window: deque[float | None] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+    def record(self, rtt: float | None, now: dt.datetime) -> bool:
+        """Add one probe's outcome; returns whether the status changed."""
+        self.window.append(rtt)
+        if rtt is None:
+            self.streak = min(self.streak, 0) - 1
+        else:
+            self.streak = max(self.streak, 0) + 1
+        new = self.status
+        if self.streak <= -DOWN_AFTER:
+            new = "down"
+        elif self.streak >= UP_AFTER:
+            new = "up"
+        if new == self.status:
+            return False
+        self.status, self.since = new, now
+        return True
+
+    @property
+    def loss(self) -> float:
+        return sum(r is None for r in self.window) / len(self.window) if self.window else 0.0
+
+    @property
+    def rtt(self) -> float | None:
+        replies = [r for r in self.window if r is not None]
+        return sum(replies) / len(replies) if replies else None
+
+
+class HealthMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["peer", "device"]
+        self.rtt = Gauge(
+            "clusterlink_link_rtt_seconds", "Mean RTT to a remote peer across the tunnel.",
+            labels, registry=registry,
+        )  # fmt: skip
+        self.loss = Gauge(
+            "clusterlink_link_loss_ratio", "Share of the last probes without a reply.",
+            labels, registry=registry,
+        )  # fmt: skip
+        self.up = Gauge(
+            "clusterlink_link_up", "1 while the link to a remote peer is up.",
+            labels, registry=registry,
+        )  # fmt: skip
+        self.writes = Gauge(
+            "clusterlink_link_health_writes", "LinkHealth writes made by this node's prober.",
+            registry=registry,
+        )  # fmt: skip
+
+
+class Prober:
+    """Probe the peers `peers()` names every `interval`; write `LinkHealth` `node` sparingly."""
+
+    def __init__(
+        self,
+        store: Store,
+        node: str,
+        peers: Callable[[], dict[str, str]],
+        pinger: Pinger,
+        *,
+        interval: float = 1.0,
+        timeout: float = 0.5,
+        refresh: float = HEALTH_REFRESH,
+        metrics: HealthMetrics | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.store, self.node, self.peers, self.pinger = store, node, peers, pinger
+        self.interval, self.timeout, self.refresh = interval, timeout, refresh
+        self.metrics, self.clock = metrics, clock
+        self.states: dict[str, PeerState] = {}
+        self.writes = 0
+        self._written_at: dt.datetime | None = None
+        self._started = False  # the first round without peers removes a stale LinkHealth
+
+    def step(self) -> bool:
+        """One round of probes; returns whether it wrote LinkHealth."""
+        wanted = self.peers()
+        changed = set(wanted) != set(self.states)
+        for gone in set(self.states) - set(wanted):
+            device = self.states.pop(gone).device
+            if self.metrics is not None:
+                for gauge in (self.metrics.rtt, self.metrics.loss, self.metrics.up):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(gone, device)
+        if not wanted:
+            if changed or self._written_at is not None or not self._started:
+                self._forget()  # no tunnel (any more): no LinkHealth either
+            self._started = True
+            return False
+        self._started = True
+        for peer, dev in wanted.items():
+            self.states.setdefault(peer, PeerState(dev))
+        results = self.pinger.probe(list(wanted), self.timeout)
+        now = self.clock()
+        for peer, rtt in results.items():
+            state = self.states[peer]
+            if state.record(rtt, now):
+                changed = True
+                log.info("%s: link to %s is %s", self.node, peer, state.status)
+            self._observe(peer, state)
+        due = self._written_at is None or (now - self._written_at).total_seconds() >= self.refresh
+        return self._write(now) if changed or due else False
+
+    def _forget(self) -> None:
+        try:
+            self.store.delete(LinkHealth, self.node)
+        except NotFound:
+            pass
+        except StoreError as exc:
+            log.warning("%s: cannot delete LinkHealth: %s", self.node, exc)
+            return
+        self._written_at = None
+
+    def _observe(self, peer: str, state: PeerState) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.up.labels(peer, state.device).set(1 if state.status == "up" else 0)
+        self.metrics.loss.labels(peer, state.device).set(state.loss)
+        if state.rtt is not None:
+            self.metrics.rtt.labels(peer, state.device).set(state.rtt)
+
+    def health(self, now: dt.datetime) -> LinkHealth:
+        peers = [
+            PeerHealth(
+                peer=peer,
+                device=s.device,
+                status=s.status,
+                rtt_seconds=None if s.rtt is None else round(s.rtt, 6),
+                loss=round(s.loss, 3),
+                since=now_rfc3339(s.since) if s.since else None,
+            )
+            for peer, s in sorted(self.states.items())
+        ]
+        spec = LinkHealthSpec(
+            probed_at=now_rfc3339(now), interval_seconds=self.interval, peers=peers
+        )
+        return LinkHealth(metadata=ObjectMeta(name=self.node), spec=spec)
+
+    def _write(self, now: dt.datetime) -> bool:
+        obj = self.health(now)
+        try:
+            try:  # unconditional (no resourceVersion): this node is its only writer
+                self.store.update(obj)
+            except NotFound:
+                self.store.create(obj)
+        except (Conflict, AlreadyExists):
+            return False  # someone else wrote it: the next round tries again
+        except StoreError as exc:
+            log.warning("%s: cannot write LinkHealth: %s", self.node, exc)
+            return False
+        self._written_at = now
+        self.writes += 1
+        if self.metrics is not None:
+            self.metrics.writes.set(self.writes)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception:
+                log.exception("%s: health probe failed", self.node)
+            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

@@ -1,0 +1,2 @@
+"""What operators ask every day, from the store: are the links up and how fast
+(`connections`)."""
