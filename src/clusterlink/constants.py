@@ -19,6 +19,18 @@ VX_BRIDGE6: Final = "vx-bridge-6"
 VX_LOCAL6: Final = "vx-local-6"
 OWNED_DEVICES: Final = (VX_BRIDGE, VX_BRIDGE6, VX_LOCAL, VX_LOCAL6)
 
+# WireGuard devices (ours): in a cluster with `encryption: wireguard` they replace vx-bridge as
+# the cross-cluster tunnel (an L3 device: routes to remote CIDRs over it, allowed IPs = the
+# peer's CIDRs). One per underlay family, like vx-bridge, so family rules stay per device.
+WG_BRIDGE: Final = "wg-bridge"
+WG_BRIDGE6: Final = "wg-bridge-6"
+WG_DEVICES: Final = (WG_BRIDGE, WG_BRIDGE6)
+WG_PORT: Final = {WG_BRIDGE: 51820, WG_BRIDGE6: 51821}  # 51820 is WireGuard's customary port
+# Outer IP + UDP (8) + WireGuard data header (16) + auth tag (16): 60 over IPv4, 80 over IPv6.
+WG_OVERHEAD: Final = {4: 60, 6: 80}
+WG_SOCKET_DIR: Final = "/var/run/wireguard"  # where wireguard-go puts its UAPI sockets (fixed)
+DEFAULT_STATE_DIR: Final = "/var/lib/clusterlink"  # the agent's private key lives here, 0600
+
 VNI: Final = {VX_BRIDGE: 54, VX_LOCAL: 55, VX_BRIDGE6: 64, VX_LOCAL6: 65}
 PORT: Final = {VX_BRIDGE: 4876, VX_LOCAL: 4877, VX_BRIDGE6: 4866, VX_LOCAL6: 4867}
 
