@@ -163,9 +163,9 @@ def _wireguard_hop(
     for peer in devices[0].peers:
         for cidr in peer.allowed_ips:
             net = ipaddress.ip_network(cidr)
-            if addr.version == net.version and addr in net:
-                if best is None or net.prefixlen > best[0]:
-                    best = (net.prefixlen, peer)
+            fits = addr.version == net.version and addr in net
+            if fits and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, peer)
     if best is None:
         raise WalkError(f"{here}: no {dev} peer allows {dst}")
     peer = best[1]

@@ -47,7 +47,7 @@ def test_both_encrypted_route_over_wireguard_and_peer_with_keys_and_cidrs() -> N
     # b advertises only its IPv4 status CIDR
     assert {(r.cidr, r.dev) for r in a1.routes} == {("10.2.0.0/16", "wg-bridge")}
     assert wg(p, "a-n1") == {"192.168.2.1:51820": ("220.168.2.1/32", "10.2.0.0/16")}
-    peers = [w for w in p.spec("b-g").wireguard if w.name == "wg-bridge"][0].peers
+    peers = next(w for w in p.spec("b-g").wireguard if w.name == "wg-bridge").peers
     assert {x.public_key for x in peers} == {wg_key("a1"), wg_key("a2")}
     assert wg(p, "b-g")["192.168.1.2:51820"] == ("220.168.1.2/32", "10.1.2.0/24")
     assert set(wg(p, "b-g", "wg-bridge-6")) == {"[fd00:1::1]:51821", "[fd00:1::2]:51821"}
@@ -115,8 +115,8 @@ def test_node_without_public_key_is_not_peered() -> None:
 def test_gateway_failover_rekeys_the_peers() -> None:
     before = plan(fed(), nodes(gateway="g"))  # type: ignore[arg-type]
     after = plan(fed(), nodes(gateway="h"))  # type: ignore[arg-type]
-    old = [w for w in before.spec("a-n1").wireguard if w.name == "wg-bridge"][0].peers
-    new = [w for w in after.spec("a-n1").wireguard if w.name == "wg-bridge"][0].peers
+    old = next(w for w in before.spec("a-n1").wireguard if w.name == "wg-bridge").peers
+    new = next(w for w in after.spec("a-n1").wireguard if w.name == "wg-bridge").peers
     assert [(x.public_key, x.endpoint) for x in old] == [(wg_key("bg"), "192.168.2.1:51820")]
     assert [(x.public_key, x.endpoint) for x in new] == [(wg_key("bh"), "192.168.2.3:51820")]
     assert "a-n1" in after.changed_since(before).changed
