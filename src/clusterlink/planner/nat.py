@@ -81,9 +81,7 @@ def _mark(bit: int) -> str:
     return f"0x{bit:x}/0x{bit:x}"
 
 
-def service_masquerade(
-    cluster: ClusterView, node: NodeView, devices: Devices
-) -> list[Iptables]:
+def service_masquerade(cluster: ClusterView, node: NodeView, devices: Devices) -> list[Iptables]:
     """On a P2P cluster's service node: remote traffic to the cluster's Service CIDRs arrives
     over vx-bridge, kube-proxy sends it to a backend that may live on another node, and that
     node would answer the remote pod straight over its own vx-bridge - past the conntrack
