@@ -29,6 +29,8 @@ WG_PORT: Final = {WG_BRIDGE: 51820, WG_BRIDGE6: 51821}  # 51820 is WireGuard's c
 # Outer IP + UDP (8) + WireGuard data header (16) + auth tag (16): 60 over IPv4, 80 over IPv6.
 WG_OVERHEAD: Final = {4: 60, 6: 80}
 WG_SOCKET_DIR: Final = "/var/run/wireguard"  # where wireguard-go puts its UAPI sockets (fixed)
+# On a ClusterNode: set (to any new value) to ask its agent for a new key pair (rotate-keys).
+ROTATE_KEYS_ANNOTATION: Final = "clusterlink.io/rotate-keys"
 DEFAULT_STATE_DIR: Final = "/var/lib/clusterlink"  # the agent's private key lives here, 0600
 
 VNI: Final = {VX_BRIDGE: 54, VX_LOCAL: 55, VX_BRIDGE6: 64, VX_LOCAL6: 65}

@@ -34,7 +34,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from clusterlink import constants as C
 from clusterlink.agent import netns
 from clusterlink.agent.kernel import KernelError, Link
-from clusterlink.agent.wgkeys import KeyPair, public_of
+from clusterlink.agent.wgkeys import KeyPair, last_rotation, load_or_create, public_of, rotate
 from clusterlink.api.nodeconfig import NodeConfigSpec, WireGuardDevice, WireGuardPeer
 
 KERNEL = "kernel"
@@ -153,8 +153,29 @@ class WireGuardNode:
     def implementation(self) -> str:
         return self.port.implementation
 
+    state_dir: Path | None = None  # where the key lives (None: in memory only, tests)
+
     def sync(self, spec: NodeConfigSpec | None, links: Mapping[str, Link]) -> WireGuardChanges:
         return sync_wireguard(self.port, self.keys, spec, links)
+
+    def rotate_if_asked(self, request: str) -> bool:
+        """Carry out a rotation request (the ClusterNode annotation's value) once: a new key
+        pair, saved; the next pass writes it to the devices. True if the key changed."""
+        if not request or self.state_dir is None or request == last_rotation(self.state_dir):
+            return False
+        self.keys = rotate(self.state_dir, request)
+        return True
+
+
+def start(
+    netns_name: str | None, state_dir: Path, socket_dir: str = C.WG_SOCKET_DIR
+) -> WireGuardNode | None:
+    """The node's WireGuard: its implementation (kernel, else wireguard-go) and key pair (made
+    on first start). None when neither implementation is here."""
+    port = detect(netns_name, socket_dir)
+    if port is None:
+        return None
+    return WireGuardNode(port, load_or_create(state_dir), state_dir)
 
 
 # -- wireguard-go over UAPI -------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
+from clusterlink import constants as C
+from clusterlink.agent import wireguard
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
@@ -91,6 +93,13 @@ def agent(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="With --once: table or json.")
     ] = OutputFormat.table,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Where the node's WireGuard private key lives.")
+    ] = Path(C.DEFAULT_STATE_DIR),
+    wg_socket_dir: Annotated[
+        str,
+        typer.Option("--wireguard-socket-dir", help="wireguard-go's UAPI sockets (lab: per node)."),
+    ] = C.WG_SOCKET_DIR,
 ) -> None:
     """Make this node's kernel match its NodeConfig, and keep it so.
 
@@ -101,6 +110,7 @@ def agent(
         st = open_store(store)
         try:
             kernel = LinuxKernel(netns_name)
+            wg = wireguard.start(netns_name, state_dir, wg_socket_dir)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
         worker = Agent(
@@ -112,6 +122,7 @@ def agent(
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
+            wireguard=wg,
         )
         if once:
             report = worker.sync()
