@@ -157,6 +157,11 @@ class Agent:
             with contextlib.suppress(Conflict, NotFound):  # retried on the next pass
                 self.store.update(cn.model_copy(update={"spec": spec}))
 
+    def _rotation_asked(self, cn: ClusterNode) -> bool:
+        """A new rotate-keys request on our ClusterNode: act now, not at the next resync."""
+        request = cn.metadata.annotations.get(C.ROTATE_KEYS_ANNOTATION, "")
+        return self.wireguard is not None and self.wireguard.pending(request)
+
     def _publish_key(self, cn: ClusterNode, spec: ClusterNodeSpec) -> ClusterNodeSpec:
         """Rotate when the ClusterNode asks (a new value of its rotate-keys annotation), and
         publish the public key; the private key never leaves the node."""
@@ -184,7 +189,11 @@ class Agent:
             )
             # Cluster option changes are picked up by the resync; the ClusterNode's creation
             # starts NIC detection at once.
-            for kind in ((NodeConfig, ClusterNode) if self.detect_nic else (NodeConfig,))
+            for kind in (
+                (NodeConfig, ClusterNode)
+                if self.detect_nic or self.wireguard is not None
+                else (NodeConfig,)
+            )
         ]
         for watcher in watchers:
             watcher.start()
@@ -220,7 +229,9 @@ class Agent:
                 self._changed = True
             return not status_only
         if isinstance(obj, ClusterNode):
-            return obj.name == self.node and event.type == "ADDED"
+            if obj.name != self.node:
+                return False
+            return event.type == "ADDED" or self._rotation_asked(obj)
         return isinstance(obj, Cluster)
 
     def _watch(self, kind: type[Resource], stop: threading.Event, wake: threading.Event) -> None:

@@ -158,10 +158,18 @@ class WireGuardNode:
     def sync(self, spec: NodeConfigSpec | None, links: Mapping[str, Link]) -> WireGuardChanges:
         return sync_wireguard(self.port, self.keys, spec, links)
 
+    def pending(self, request: str) -> bool:
+        """A rotation request (the ClusterNode annotation's value) not carried out yet."""
+        return (
+            bool(request)
+            and self.state_dir is not None
+            and (request != last_rotation(self.state_dir))
+        )
+
     def rotate_if_asked(self, request: str) -> bool:
-        """Carry out a rotation request (the ClusterNode annotation's value) once: a new key
-        pair, saved; the next pass writes it to the devices. True if the key changed."""
-        if not request or self.state_dir is None or request == last_rotation(self.state_dir):
+        """Carry out a rotation request once: a new key pair, saved; this pass writes it to
+        the devices. True if the key changed."""
+        if not self.pending(request) or self.state_dir is None:
             return False
         self.keys = rotate(self.state_dir, request)
         return True

@@ -29,6 +29,7 @@ from clusterlink.cli.common import (
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
+from clusterlink.federation.keys import rotate_keys
 from clusterlink.planner.whatif import what_if
 from clusterlink.store.base import NotFound
 
@@ -247,6 +248,28 @@ def delete(
         cls = kind_class(kind)
         store_for(kubeconfig, store, context).delete(cls, name)
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
+
+
+@app.command("rotate-keys")
+def rotate_keys_command(
+    cluster: Annotated[str, typer.Option("--cluster", help="The Cluster whose keys to rotate.")],
+    store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table or json")
+    ] = OutputFormat.table,
+) -> None:
+    """Give every node of an encrypted cluster a new WireGuard key pair (docs/encryption.md)."""
+    with user_errors():
+        done = rotate_keys(store_for(kubeconfig, store, context), cluster)
+        if output == OutputFormat.json:
+            emit(done.to_dict(), output)
+            return
+        typer.echo(
+            f"rotation {done.request} requested on {len(done.nodes)} nodes of {cluster}: "
+            + ", ".join(done.nodes)
+        )
 
 
 @app.command("plan")
