@@ -152,7 +152,7 @@ def main() -> int:
             "gateway-wireguard": (c["g1"].pods[1].netns, c["g2"].pods[1].netns, c["g2"].pods[1].ip),
             "gateway-vxlan": (c["v1"].pods[1].netns, c["v2"].pods[1].netns, c["v2"].pods[1].ip),
         }
-        for src, dst_ns, dst_ip in paths.values():  # every path carries traffic (handshakes)
+        for src, _dst_ns, dst_ip in paths.values():  # every path carries traffic (handshakes)
             subprocess.run(["ip", "netns", "exec", src, "ping", "-c", "3", "-i", "0.2",
                             dst_ip or ""], capture_output=True)  # fmt: skip
         runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
