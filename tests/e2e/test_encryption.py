@@ -227,7 +227,11 @@ def test_drift_is_repaired_in_one_pass(encrypted: Lab) -> None:
     report = _agent_once(encrypted, "wp-n1")
     assert report["devicesCreated"] == [C.WG_BRIDGE6] and report["errors"] == []
     assert _agent_once(encrypted, "wp-n1")["changes"] == 0
-    wait_for(lambda: _reaches(encrypted), 15, "traffic over the rebuilt device")
+    # The rebuilt device has no session: its first packet starts a handshake (a peer that only
+    # receives would wait for WireGuard's own rekey timeout, ~15 s, docs/encryption.md).
+    src, dst = _pod(encrypted, "wp", "n1"), _pod(encrypted, "wg", "n3")
+    wait_for(lambda: ping(src[0], dst[2], wait=0.5), 10, "traffic over the rebuilt device")
+    wait_for(lambda: _reaches(encrypted), 10, "both ways")
 
 
 @pytest.mark.parametrize("node", ["wp-n1", "gateway"])
