@@ -51,7 +51,12 @@ CLUSTERS = {  # name: (networkType, encrypted)
 TOPOLOGY = {
     "name": "benchwg",
     "clusters": [
-        {"name": n, "nodes": 2, "podsPerNode": 1, "gatewayCandidates": 1 if m == "gateway" else 0}
+        {
+            "name": n,
+            "nodes": 2,
+            "podsPerNode": 1,
+            **({"gatewayCandidates": 1} if m == "gateway" else {}),
+        }
         for n, (m, _) in CLUSTERS.items()
     ],
 }

@@ -445,6 +445,9 @@ class Plan:
             arps += self._arps(r.cluster, f)
         for f, gw, limit in r.via_gateway:
             routes += self._gateway_routes(r.cluster, f, gw, limit, r.mtu)
+        if self._encrypted:
+            # vx-bridge(-6) and wg-bridge(-6) routes mixed: by device, then CIDR (stable)
+            routes.sort(key=lambda route: route.dev)
         fdbs += r.local_fdbs
         arps += r.local_arps
         return NodeConfigSpec.model_construct(
