@@ -172,3 +172,15 @@ def test_the_key_file_is_private_stable_and_rotates(tmp_path: Path) -> None:
     rotated = wgkeys.rotate(state, "r1")
     assert rotated.public != first.public and wgkeys.last_rotation(state) == "r1"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_analysis_sees_no_drift_after_a_pass_and_a_missing_device_after_a_delete() -> None:
+    from clusterlink.agent.drift import drift
+
+    kernel, _wg, reconcile, _ = node()
+    reconcile(spec(PEER_B, PEER_C))
+    assert drift(kernel, reconcile.firewall, spec(PEER_B, PEER_C)) == []
+    kernel.delete_link("wg-bridge")
+    found = drift(kernel, reconcile.firewall, spec(PEER_B, PEER_C))
+    assert ("device", "wg-bridge: missing") in found
+    assert any(kind == "route" and "missing" in text for kind, text in found)
