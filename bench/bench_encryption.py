@@ -7,7 +7,9 @@ WireGuard tunnel built by hand on the same nodes, alternating within one run, me
 - p2p-vxlan, gateway-vxlan: the same shapes between unencrypted clusters;
 - hand-built-wireguard: pod -> node =wireguard-go=> node -> pod made with `wireguard-go`, `wg`
   and `ip` alone, between the same two nodes as p2p-wireguard (extra pods on routed veths):
-  this shape's floor, so p2p-wireguard / hand-built-wireguard is what clusterlink costs.
+  this shape's floor, so p2p-wireguard / hand-built-wireguard is what clusterlink costs;
+- hand-built-vxlan-in-wireguard: the design not taken (docs/encryption.md): a VXLAN between
+  the same nodes whose underlay is that WireGuard tunnel (VNI 93 between the wg addresses).
 
 CPU: the seconds of CPU the wireguard-go processes used during each path's runs, per Gbit
 sent (userspace crypto is the bottleneck here); and the host's busy CPU share while it ran
@@ -61,6 +63,7 @@ TOPOLOGY = {
     ],
 }
 HW = ["cl-benchhw-pa", "cl-benchhw-pb"]
+HV = ["cl-benchhv-pa", "cl-benchhv-pb"]
 
 
 def sh(cmd: str) -> None:
@@ -79,8 +82,9 @@ def hand_built_wireguard(a: str, a_ip: str, b: str, b_ip: str) -> tuple[str, str
             peer_ip, peer_key = (b_ip, public_of(keys[1])) if i == 1 else (a_ip, public_of(keys[0]))
             sh(f"ip netns exec {node} wireguard-go wgh{i}")
             sh(f"wg set wgh{i} private-key {key} listen-port 51900 peer {peer_key} "
-               f"endpoint {peer_ip}:51900 allowed-ips 10.252.{3 - i}.0/24")  # fmt: skip
+               f"endpoint {peer_ip}:51900 allowed-ips 10.252.{3 - i}.0/24,10.253.0.{3 - i}/32")  # fmt: skip
             sh(f"ip -n {node} link set wgh{i} mtu 1440 up")
+            sh(f"ip -n {node} addr add 10.253.0.{i}/24 dev wgh{i}")
             sh(f"ip -n {node} route add 10.252.{3 - i}.0/24 dev wgh{i}")
             sh(f"ip netns add {pod} && ip -n {pod} link set lo up")
             sh(f"ip -n {node} link add hw{i} type veth peer name eth0 netns {pod}")
@@ -89,6 +93,29 @@ def hand_built_wireguard(a: str, a_ip: str, b: str, b_ip: str) -> tuple[str, str
             sh(f"ip -n {pod} route add default via 10.252.{i}.1")
     assert base64.b64decode(keys[0])
     return HW[0], HW[1], "10.252.2.2"
+
+
+def vxlan_in_wireguard(a: str, b: str) -> tuple[str, str, str]:
+    """Pods 10.254.1.2 / 10.254.2.2 over VXLAN (VNI 93) whose underlay is the hand-built
+    WireGuard tunnel (10.253.0.1 <-> .2): 50 + 60 bytes of overhead, MTU 1390."""
+    for i, (node, pod) in enumerate(((a, HV[0]), (b, HV[1])), 1):
+        peer = 3 - i
+        sh(f"ip -n {node} link add vxw type vxlan id 93 local 10.253.0.{i} dstport 4993 nolearning")
+        sh(f"ip -n {node} link set vxw address 02:00:00:00:93:0{i} mtu 1390 up")
+        sh(f"ip -n {node} addr add 93.0.0.{i}/24 dev vxw")
+        sh(
+            f"ip -n {node} neigh add 93.0.0.{peer} lladdr 02:00:00:00:93:0{peer} dev vxw nud permanent"
+        )
+        sh(
+            f"bridge -n {node} fdb append 02:00:00:00:93:0{peer} dev vxw dst 10.253.0.{peer} self permanent"
+        )
+        sh(f"ip netns add {pod} && ip -n {pod} link set lo up")
+        sh(f"ip -n {node} link add hv{i} type veth peer name eth0 netns {pod}")
+        sh(f"ip -n {node} link set hv{i} up && ip -n {node} addr add 10.254.{i}.1/24 dev hv{i}")
+        sh(f"ip -n {pod} link set eth0 up && ip -n {pod} addr add 10.254.{i}.2/24 dev eth0")
+        sh(f"ip -n {pod} route add default via 10.254.{i}.1")
+        sh(f"ip -n {node} route add 10.254.{peer}.0/24 via 93.0.0.{peer} dev vxw onlink")
+    return HV[0], HV[1], "10.254.2.2"
 
 
 def wg_go_cpu() -> float:
@@ -150,9 +177,11 @@ def main() -> int:
         c = {n: plan.cluster(n) for n in CLUSTERS}
         a, b = c["e1"].nodes[0], c["e2"].nodes[1]
         hw_src, hw_dst_ns, hw_dst = hand_built_wireguard(a.netns, a.ip or "", b.netns, b.ip or "")
+        hv_src, hv_dst_ns, hv_dst = vxlan_in_wireguard(a.netns, b.netns)
         paths = {
             "p2p-wireguard": (c["e1"].pods[0].netns, c["e2"].pods[1].netns, c["e2"].pods[1].ip),
             "hand-built-wireguard": (hw_src, hw_dst_ns, hw_dst),
+            "hand-built-vxlan-in-wireguard": (hv_src, hv_dst_ns, hv_dst),
             "p2p-vxlan": (c["u1"].pods[0].netns, c["u2"].pods[1].netns, c["u2"].pods[1].ip),
             "gateway-wireguard": (c["g1"].pods[1].netns, c["g2"].pods[1].netns, c["g2"].pods[1].ip),
             "gateway-vxlan": (c["v1"].pods[1].netns, c["v2"].pods[1].netns, c["v2"].pods[1].ip),
@@ -169,11 +198,13 @@ def main() -> int:
             gbits = sum(r[0] for r in v) * SECONDS
             cpu = sum(r[1] for r in v)
             busy = statistics.median(r[2] for r in v)
-            print(f"{k:<21} median {med[k]:5.2f} Gbit/s  runs {[round(r[0], 2) for r in v]}  "
+            print(f"{k:<29} median {med[k]:5.2f} Gbit/s  runs {[round(r[0], 2) for r in v]}  "
                   f"wireguard-go {cpu / max(gbits, 1e-9):5.2f} CPU s/Gbit  host busy {busy:4.0%}")  # fmt: skip
         ratio = med["p2p-wireguard"] / med["hand-built-wireguard"]
         print(f"p2p-wireguard / hand-built-wireguard {ratio:.2f} (goal >= 0.90); "
               f"p2p-wireguard / p2p-vxlan {med['p2p-wireguard'] / med['p2p-vxlan']:.2f}; "
+              f"vxlan-in-wireguard / hand-built-wireguard "
+              f"{med['hand-built-vxlan-in-wireguard'] / med['hand-built-wireguard']:.2f}; "
               f"gateway-wireguard / gateway-vxlan "
               f"{med['gateway-wireguard'] / med['gateway-vxlan']:.2f}")  # fmt: skip
         return 0 if ratio >= 0.90 else 1
@@ -181,7 +212,7 @@ def main() -> int:
         lab_down(plan.name, quiet=True)
         subprocess.run(
             ["ip", "-force", "-batch", "-"],
-            input="".join(f"netns del {n}\n" for n in HW),
+            input="".join(f"netns del {n}\n" for n in HW + HV),
             text=True,
             capture_output=True,
         )
