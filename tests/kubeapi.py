@@ -673,6 +673,9 @@ def _rule_allows(
     )
 
 
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
 class State:
     """The objects and the change log; touched only from the server's event loop."""
 
@@ -687,6 +690,14 @@ class State:
         self.changed = asyncio.Condition()
         self.closing = False  # set at shutdown: open watches end
         self.denied: list[str] = []  # every RBAC refusal, for assertions
+        # What every API server has before anyone writes: its system namespaces (join reads
+        # kube-system's UID as the cluster's identity).
+        for n, name in enumerate(SYSTEM_NAMESPACES, start=1):
+            meta = {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": str(n)}
+            meta.update(generation=1, creationTimestamp=_now())
+            gvr = ("", "v1", "namespaces")
+            self.objects[(gvr, None, name)] = {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": meta}  # fmt: skip
 
     def allowed(
         self, user: str, verb: str, group: str, resource: str, ns: str | None, name: str | None

@@ -4,8 +4,10 @@ a third cluster joining and leaving."""
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -88,6 +90,7 @@ def test_third_cluster_joins_and_leaves(mixed: Lab) -> None:
     c1, c3 = mixed.plan.cluster("c1"), mixed.plan.cluster("c3")
     target = c3.pods[1].ip or ""
     assert not ping(c1.pods[0].netns, target)  # not joined: unreachable
+    rulesets = {node.netns: ruleset(node.netns) for node in c3.nodes}
     url = store_url(mixed.plan.name)
     deploy.join(
         mixed.store,
@@ -113,9 +116,27 @@ def test_third_cluster_joins_and_leaves(mixed: Lab) -> None:
                 ["ip", "-n", node.netns, "rule"], capture_output=True, text=True
             ).stdout
         )
+    # Every table and chain its agents made is gone: the nft ruleset is what it was before
+    # the join (an empty nat table left behind would keep conntrack on for every packet).
+    for node in c3.nodes:
+        after = ruleset(node.netns)
+        diff = difflib.unified_diff(
+            rulesets[node.netns].splitlines(), after.splitlines(), lineterm=""
+        )
+        assert after == rulesets[node.netns], (
+            f"{node.netns}: nft ruleset before join -> after unjoin:\n" + "\n".join(diff)
+        )
     assert ping(
         c1.pods[0].netns, mixed.plan.cluster("c2").pods[0].ip or ""
     )  # the others are unaffected
+
+
+def ruleset(netns: str) -> str:
+    """`nft list ruleset` in a namespace, without packet counters (they move with traffic)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "ruleset"], capture_output=True, text=True
+    ).stdout
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", out)
 
 
 def _component_pid(lab: Lab, name: str) -> int:
@@ -309,9 +330,17 @@ def test_cli_install_join_get_unjoin_uninstall(tmp_path: Path, lab_dir: Path) ->
         status = json.loads(kosmosctl("lab", "status", "cli", "-o", "json").stdout)
         assert status["clusters"][1]["nodes"][0]["roles"] == ["gateway"]
         assert ping("cl-cli-a-n1-p1", "10.2.2.2", count=2)
-        assert (
-            kosmosctl("join", "cluster", "--name", "again", "--kubeconfig", b).returncode == 2
-        )  # joined already
+        # The same lab cluster again, under another name - by its handle or a copy of it
+        # (the cluster is known by its ID, not the file): refused, and nothing changed.
+        copy = lab_dir / "copy-of-b.yaml"
+        copy.write_text(Path(b).read_text())
+        for handle in (b, str(copy)):
+            out = kosmosctl("join", "cluster", "--name", "again", "--kubeconfig", handle)
+            assert out.returncode == 2, out.stderr
+            assert "joined already, as Cluster b" in out.stderr
+        listed = kosmosctl("get", "clusters", "--kubeconfig", a).stdout
+        assert "again" not in listed
+        assert ping("cl-cli-a-n1-p1", "10.2.2.2", count=2)
         assert kosmosctl("unjoin", "cluster", "--name", "b", "--kubeconfig", a).returncode == 0
         assert not ping("cl-cli-a-n1-p1", "10.2.2.2")
         assert kosmosctl("uninstall", "--kubeconfig", a).returncode == 0

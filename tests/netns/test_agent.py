@@ -4,6 +4,7 @@ cluster, programmed from the planner's NodeConfigs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from clusterlink.agent.events import NetlinkEvents
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.linux import LinuxKernel
-from clusterlink.agent.reconcile import reconcile
+from clusterlink.agent.reconcile import Report, reconcile
 from clusterlink.agent.service import Agent
 from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta
 from clusterlink.planner import plan
@@ -220,6 +222,34 @@ def test_teardown_leaves_nothing_of_ours(pair: Pair) -> None:
     assert pair.apply(pair.a, None).changes == 0
 
 
+def ruleset(ns: str) -> str:
+    """`nft list ruleset` without packet counters (they move with traffic)."""
+    text = sh(f"ip netns exec {ns} nft list ruleset")
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
+
+
+def test_teardown_leaves_the_ruleset_as_it_was(pair: Pair) -> None:
+    """Tables our rules made us create go with our last rule: an empty nat table would keep
+    connection tracking on for every packet. A namespace with no tables has none again."""
+    assert ruleset(pair.a) == ""
+    pair.apply(pair.a, pair.spec(pair.a))
+    assert "CLUSTERLINK" in ruleset(pair.a)
+    assert pair.apply(pair.a, None).errors == []
+    assert ruleset(pair.a) == ""
+
+
+def test_tables_that_were_there_stay(pair: Pair) -> None:
+    """A table someone else made (even empty, even the same name) is never ours to delete."""
+    sh(f"ip netns exec {pair.a} iptables -t filter -N THEIRS")
+    sh(f"ip netns exec {pair.a} iptables -t filter -X THEIRS")  # an empty filter table left
+    sh(f"ip netns exec {pair.a} ip6tables -t nat -A POSTROUTING -s fd99::/64 -j MASQUERADE")
+    before = ruleset(pair.a)
+    assert "table ip filter" in before and "table ip6 nat" in before
+    pair.apply(pair.a, pair.spec(pair.a))
+    assert pair.apply(pair.a, None).errors == []
+    assert ruleset(pair.a) == before
+
+
 def _store_with_nodeconfigs(tmp_path: Path, pair: Pair) -> SqliteStore:
     store = SqliteStore(tmp_path / "store.db")
     for name, spec in pair.specs.items():
@@ -316,6 +346,68 @@ def test_agent_service_follows_its_nodeconfig(pair: Pair, tmp_path: Path) -> Non
         thread.join(timeout=10)
         kernel.close()
     assert not thread.is_alive()
+
+
+NOTIFIED = sorted(set(DRIFTS) - {"sysctl"})  # sysctls send no notification: the timer's
+
+
+@pytest.mark.parametrize("drift", NOTIFIED)
+def test_kernel_notifications_repair_drift_without_the_timer(
+    pair: Pair, drift: str, tmp_path: Path
+) -> None:
+    """Each kind of hand deletion is repaired by the pass the kernel's notification wakes:
+    the resync timer is an hour away. (How fast: bench/bench_repair.py.)"""
+    pair.apply(pair.b, pair.spec(pair.b))
+    store = _store_with_nodeconfigs(tmp_path, pair)
+    kernel = LinuxKernel(pair.a)
+    events = NetlinkEvents(pair.a)
+    agent = Agent(store, "a-n", kernel, IptablesFirewall(pair.a), events=events,
+                  netns_name=pair.a, resync=3600, detect_nic=False)  # fmt: skip
+    passes: list[int] = []
+    sync = agent.sync
+
+    def counted() -> Report:
+        report = sync()
+        passes.append(report.changes)
+        return report
+
+    agent.sync = counted  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: store.get(NodeConfig, "a-n").status.phase == "Synced", "first pass")
+        wait_for(lambda: len(passes) >= 2 and passes[-1] == 0, "the kernel settled")
+        before = len(passes)
+        mac = next(d.mac for d in pair.spec(pair.b).devices if d.name == "vx-bridge")
+        sh(DRIFTS[drift].format(ns=pair.a, mac=mac))
+        wait_for(lambda: any(passes[before:]), f"{drift}: a pass that repairs it")
+        assert agent.kernel_wakeups > 0
+        assert pair.apply(pair.a, pair.spec(pair.a)).changes == 0  # repaired, all of it
+        assert connected(pair)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        kernel.close()
+        events.close()
+    assert not thread.is_alive()
+
+
+def test_foreign_changes_wake_no_pass(pair: Pair) -> None:
+    """Routes, neighbours and rules that are not ours do not wake the agent."""
+    events = NetlinkEvents(pair.a)
+    try:
+        pair.apply(pair.a, pair.spec(pair.a))
+        while events.wait(0.2):
+            pass  # our own writes
+        sh(f"ip -n {pair.a} route add 10.99.0.0/24 dev eth0")
+        sh(f"ip -n {pair.a} neigh add 192.168.77.9 lladdr 02:00:00:00:00:09 dev eth0")
+        sh(f"ip netns exec {pair.a} iptables -t filter -A INPUT -s 10.98.0.0/16 -j ACCEPT")
+        assert not events.wait(0.5)
+        sh(f"ip -n {pair.a} route del 10.2.1.0/24 table 200")
+        assert events.wait(2.0)
+    finally:
+        events.close()
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -8,19 +8,73 @@ host-global xtables lock, so lab nodes in parallel don't wait on each other; and
 works on real nodes. python-iptables only sees the legacy backend (reference/machine-probe.md
 §2). Measured: a save or restore runs in < 10 ms in a namespace. What we own and touch: see
 `agent.firewall`.
+
+Tables: an iptables table is created on first use and never removed by iptables, and an empty
+`nat` table still turns connection tracking on for every packet. So a table our rules need
+that is not there yet is created by us first, through nft, with a comment (`OWNED_COMMENT`):
+when it holds nothing any more (no rule, no chain but empty base chains with policy accept,
+no set), we delete it - `nft list ruleset` after a teardown is what it was before our first
+write. A table that was there before us carries no such comment and is never removed.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 
 from clusterlink.agent import netns
 from clusterlink.agent.firewall import PREFIX, FamilyState, FirewallError, Rule, managed_chains
 
+OWNED_COMMENT = "clusterlink: created by its agent; deleted when empty"
+NFT_FAMILY = {4: "ip", 6: "ip6"}
+
+
+def table_is_empty(listing: dict[str, object]) -> bool:
+    """A `nft -j list table` that holds nothing: no rule, set, map or object, and only base
+    chains with policy accept (what iptables leaves after its last rule is deleted)."""
+    items = listing.get("nftables")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or len(item) != 1:
+            return False
+        kind, body = next(iter(item.items()))
+        if kind in ("metainfo", "table"):
+            continue
+        if kind != "chain" or not isinstance(body, dict):
+            return False  # a rule, set, map, flowtable or stateful object
+        if "hook" not in body or body.get("policy", "accept") != "accept":
+            return False
+    return True
+
+
+def empty_base_chains(listing: dict[str, object]) -> set[str]:
+    """Base chains of a `nft -j list table` with no rule and policy accept."""
+    items = listing.get("nftables")
+    chains: set[str] = set()
+    used: set[str] = set()
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        chain, rule = item.get("chain"), item.get("rule")
+        if isinstance(chain, dict) and "hook" in chain and chain.get("policy") == "accept":
+            chains.add(str(chain.get("name")))
+        if isinstance(rule, dict):
+            used.add(str(rule.get("chain")))
+    return chains - used
+
+
+def marked_ours(listing_text: str) -> bool:
+    """True when a `nft list table` (text) carries our creation comment."""
+    lines = listing_text.splitlines()
+    return len(lines) > 1 and lines[1].strip() == f'comment "{OWNED_COMMENT}"'
+
 
 class IptablesFirewall:
     def __init__(self, netns_name: str | None = None) -> None:
         self.netns = netns_name
+        self.has_nft = (
+            shutil.which("nft") is not None
+        )  # without it tables stay as iptables leaves them
 
     def _run(self, argv: list[str], stdin: str | None = None) -> str:
         proc = subprocess.run(
@@ -38,24 +92,64 @@ class IptablesFirewall:
         return {family: parse_save(self._save(family), family) for family in (4, 6)}
 
     def write(self, family: int, rules: set[Rule]) -> None:
-        text = restore_input(
-            parse_save(self._save(family), family), parse_jumps(self._save(family)), rules
-        )
+        saved = self._save(family)
+        state, jumps = parse_save(saved, family), parse_jumps(saved)
+        needed = {r.table for r in rules}
+        self._create_tables(family, needed - saved_tables(saved))
         self._run(
             ["iptables-restore" if family == 4 else "ip6tables-restore", "-w", "5", "--noflush"],
-            text,
+            restore_input(state, jumps, rules),
+        )
+        self._drop_empty_tables(
+            family,
+            touched_tables(state, jumps) - needed,
+            (state.chains | set(jumps)) - managed_chains(rules),
         )
 
     def teardown(self, family: int) -> None:
         saved = self._save(family)
-        state = parse_save(saved, family)
-        if not state.chains and not parse_jumps(saved):
-            return
-        text = teardown_input(state, parse_jumps(saved))
-        self._run(
-            ["iptables-restore" if family == 4 else "ip6tables-restore", "-w", "5", "--noflush"],
-            text,
-        )
+        state, jumps = parse_save(saved, family), parse_jumps(saved)
+        if state.chains or jumps:
+            self._run(
+                ["iptables-restore" if family == 4 else "ip6tables-restore", "-w", "5",
+                 "--noflush"],
+                teardown_input(state, jumps),
+            )  # fmt: skip
+        self._drop_empty_tables(family, saved_tables(saved), state.chains | set(jumps))
+
+    # -- the tables we create -------------------------------------------------------------
+
+    def _nft(self, args: list[str]) -> str | None:
+        """nft's output, or None where nft is not installed."""
+        return self._run(["nft", *args]) if self.has_nft else None
+
+    def _create_tables(self, family: int, tables: set[str]) -> None:
+        for table in sorted(tables):
+            self._nft(["add", "table", NFT_FAMILY[family], table,
+                       f'{{ comment "{OWNED_COMMENT}" ; }}'])  # fmt: skip
+
+    def _drop_empty_tables(
+        self, family: int, tables: set[str], hooks: set[tuple[str, str]]
+    ) -> None:
+        """Delete those of `tables` that we created and that hold nothing now; in the others,
+        the built-in chains of `hooks` ((table, chain) where our jumps were) that are empty
+        with policy accept - iptables made them for our jump, and to iptables an empty
+        accept chain is the same as none (it shows all of them either way)."""
+        fam = NFT_FAMILY[family]
+        for table in sorted(tables):
+            try:
+                text = self._nft(["list", "table", fam, table])
+                listing = self._nft(["-j", "list", "table", fam, table])
+            except FirewallError:
+                continue  # not there
+            if text is None or listing is None:
+                return
+            data = json.loads(listing)
+            if marked_ours(text) and table_is_empty(data):
+                self._nft(["delete", "table", fam, table])
+                continue
+            for chain in sorted(empty_base_chains(data) & {c for t, c in hooks if t == table}):
+                self._nft(["delete", "chain", fam, table, chain])
 
 
 def parse_save(text: str, family: int) -> FamilyState:
@@ -84,6 +178,16 @@ def parse_save(text: str, family: int) -> FamilyState:
         if count != 1:
             state.good_jumps.discard(key)
     return state
+
+
+def saved_tables(text: str) -> set[str]:
+    """The tables an iptables-save lists (those that exist)."""
+    return {line[1:].strip() for line in text.splitlines() if line.startswith("*")}
+
+
+def touched_tables(state: FamilyState, jumps: dict[tuple[str, str], int]) -> set[str]:
+    """Tables that hold a chain of ours or a jump to one."""
+    return {t for t, _ in state.chains} | {t for t, _ in jumps}
 
 
 def parse_jumps(text: str) -> dict[tuple[str, str], int]:

@@ -25,6 +25,7 @@ RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
 RTAX_MTU = 2  # inside RTA_METRICS
 NDA_DST, NDA_LLADDR = 1, 2
+RTM_GETLINK, IFLA_IFNAME = 18, 3
 NUD_PERMANENT = 0x80
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
@@ -217,4 +218,22 @@ class Reader:
             if not dst or len(lladdr) != 6:
                 continue
             out.append((_ip(fam, dst), _mac(lladdr), ifindex, state))
+        return out
+
+    def link_names(self) -> dict[int, str]:
+        """Interface index -> name of every link."""
+        out = {}
+        for mtype, msg, off in self._dump(RTM_GETLINK, struct.pack("=BxHiII", 0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWLINK:
+                continue
+            (index,) = struct.unpack_from("=i", msg, off + 4)
+            pos, end = off + 16, len(msg)
+            while pos + 4 <= end:
+                alen, atype = _ATTR.unpack_from(msg, pos)
+                if alen < 4:
+                    break
+                if atype & 0x3FFF == IFLA_IFNAME:
+                    out[index] = msg[pos + 4 : pos + alen].split(b"\0", 1)[0].decode()
+                    break
+                pos += (alen + 3) & ~3
         return out

@@ -1,8 +1,9 @@
 """The agent process: watch the node's NodeConfig, reconcile, resync, report status.
 
 Reconcile, don't react: every pass reads the NodeConfig and the kernel afresh; watch events
-only make the next pass sooner (bursts coalesced within `coalesce` seconds), and a timer runs
-one every `resync` seconds to repair drift. Stopping (SIGTERM) leaves the kernel as it is, so a
+and kernel notifications about our state (`agent.events`: a route, neighbour, device, rule
+or chain of ours changed by hand) only make the next pass sooner (bursts coalesced within
+`coalesce` seconds), and a timer runs one every `resync` seconds as a safety net. Stopping (SIGTERM) leaves the kernel as it is, so a
 restart does not disturb traffic; only a deleted NodeConfig tears our state down.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from clusterlink import constants as C
 from clusterlink.agent.detect import detect, merged, source_address
+from clusterlink.agent.events import KernelEvents
 from clusterlink.agent.firewall import Firewall
 from clusterlink.agent.kernel import Kernel
 from clusterlink.agent.prefixmaps import PrefixMaps
@@ -48,6 +50,7 @@ class Agent:
         firewall: Firewall,
         *,
         prefix_maps: PrefixMaps | None = None,
+        events: KernelEvents | None = None,
         netns_name: str | None = None,
         resync: float = 30.0,
         coalesce: float = 0.1,
@@ -58,6 +61,8 @@ class Agent:
         self.node = node
         self.kernel = kernel
         self.firewall = firewall
+        self.events = events
+        self.kernel_wakeups = 0  # passes the kernel's notifications asked for
         self.netns = netns_name
         self.resync = resync
         self.coalesce = coalesce
@@ -195,6 +200,13 @@ class Agent:
                 else (NodeConfig,)
             )
         ]
+        if self.events is not None:
+            watchers.append(
+                threading.Thread(
+                    target=self._kernel_events, args=(self.events, stop, wake), daemon=True,
+                    name="kernel-events",
+                )
+            )  # fmt: skip
         for watcher in watchers:
             watcher.start()
         next_resync = 0.0
@@ -214,6 +226,21 @@ class Agent:
             next_resync = time.monotonic() + self.resync
         for watcher in watchers:
             watcher.join(timeout=2)
+
+    def _kernel_events(
+        self, events: KernelEvents, stop: threading.Event, wake: threading.Event
+    ) -> None:
+        """Wake a pass when the kernel says something of ours changed (drift repaired at
+        once, not on the timer)."""
+        while not stop.is_set():
+            try:
+                if events.wait(0.5) and not stop.is_set():
+                    self.kernel_wakeups += 1
+                    wake.set()
+            except OSError as exc:
+                log.warning("%s: kernel notifications: %s (the resync timer still runs)",
+                            self.node, exc)  # fmt: skip
+                return
 
     def _relevant(self, event: WatchEvent[Any]) -> bool:
         """Events that call for a pass: our NodeConfig's spec (not our own status writes),

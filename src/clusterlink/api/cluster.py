@@ -113,6 +113,10 @@ class ClusterLinkOptions(Model):
 
 class ClusterSpec(Model):
     kubeconfig: str | None = None
+    # Ours: what the cluster is, whatever it is called or reached by - Kubernetes: the UID of
+    # its kube-system Namespace (as Submariner and Cilium do); the lab: an ID in the handle.
+    # Set by join; a second join of the same cluster under any name is refused.
+    cluster_id: str = Field(default="", alias="clusterID")
     namespace: str = C.DEFAULT_NAMESPACE
     image_repository: str | None = None
     cluster_link_options: ClusterLinkOptions | None = None

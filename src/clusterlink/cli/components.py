@@ -16,6 +16,7 @@ import typer
 from clusterlink import __version__
 from clusterlink import constants as C
 from clusterlink.agent import wireguard
+from clusterlink.agent.events import NetlinkEvents
 from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
@@ -111,6 +112,7 @@ def agent(
         try:
             kernel = LinuxKernel(netns_name)
             wg = wireguard.start(netns_name, state_dir, wg_socket_dir)
+            events = None if once else NetlinkEvents(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
         worker = Agent(
@@ -119,6 +121,7 @@ def agent(
             kernel,
             IptablesFirewall(netns_name),
             prefix_maps=NftPrefixMaps(netns_name),
+            events=events,
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
@@ -141,6 +144,8 @@ def agent(
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
         worker.run(stop)
         kernel.close()
+        if events is not None:
+            events.close()
 
 
 def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseTiming:

@@ -14,7 +14,12 @@ from clusterlink.api.net import normalize_cidr
 from clusterlink.errors import BadInput
 from clusterlink.federation.base import LinkOptions, Progress
 from clusterlink.federation.control import read_kubeconfig
-from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
+from clusterlink.federation.membership import (
+    forget,
+    nodeconfigs_gone,
+    refuse_duplicate,
+    wait_until,
+)
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kube.deploy import (
@@ -26,8 +31,8 @@ from clusterlink.kube.deploy import (
     member_kubeconfig_of,
     member_objects,
     remove,
-    server_of,
 )
+from clusterlink.kube.member import remove_calico_pools
 from clusterlink.kubeclient.api import KubeApi, load_config
 from clusterlink.kubeclient.errors import ApiNotFound
 from clusterlink.kubeclient.target import Target
@@ -57,14 +62,26 @@ def join(
     progress: Progress,
 ) -> None:
     """`control_kubeconfig` None: the member is the control cluster itself."""
-    for other in store.list(Cluster):
-        if other.name != name and server_of(other) == member.server:
-            raise DeployError(f"{member.server} is joined already, as {other.name}")
+    cid = cluster_id(member)
+    refuse_duplicate(store, name, cid, f"the cluster at {member.server}")
     same = control_kubeconfig is None
     changed = apply(member, member_objects(name, options, same, control_kubeconfig), progress)
     progress(f"{name}: member components applied ({changed} object(s) changed)")
-    store.apply_all([cluster_object(name, member_kubeconfig, options)])
+    store.apply_all([cluster_object(name, member_kubeconfig, options, cid)])
     progress(f"Cluster {name} applied ({options.network_type}, {options.ip_family})")
+
+
+def cluster_id(member: KubeApi) -> str:
+    """A Kubernetes cluster's intrinsic ID: the UID of its kube-system Namespace (what
+    Submariner and Cilium use) - the same whichever server address or name reaches it."""
+    try:
+        ns = member.request("GET", "/api/v1/namespaces/kube-system", what="Namespace kube-system")
+    except ApiNotFound:
+        raise DeployError(f"{member.server}: no kube-system Namespace to identify it by") from None
+    uid = ns.get("metadata", {}).get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise DeployError(f"{member.server}: Namespace kube-system has no metadata.uid")
+    return uid
 
 
 def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -> None:
@@ -80,8 +97,12 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
     remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
+    pools = remove_calico_pools(member)
     nodes = forget(store, name)
-    progress(f"{name}: Cluster and {len(nodes)} ClusterNodes deleted; agents tear down")
+    progress(
+        f"{name}: Cluster, {len(nodes)} ClusterNodes and {pools} Calico IPPools deleted; "
+        "agents tear down"
+    )
     names = {cn.name for cn in nodes}
     wait_until(
         lambda: nodeconfigs_gone(store, names),

@@ -24,10 +24,22 @@ from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.registry import format_validation_error
 from clusterlink.errors import Failed
 from clusterlink.federation.base import LinkOptions, Progress
-from clusterlink.federation.membership import forget, nodeconfigs_gone, wait_until
+from clusterlink.federation.membership import (
+    forget,
+    nodeconfigs_gone,
+    refuse_duplicate,
+    wait_until,
+)
 from clusterlink.lab import supervisor
-from clusterlink.lab.cni import pools_pending
-from clusterlink.lab.state import LabError, load_handle, load_plan, state_dir
+from clusterlink.lab.cni import pools_pending, remove_pools
+from clusterlink.lab.state import (
+    LabError,
+    cluster_id,
+    lab_uid,
+    load_handle,
+    load_plan,
+    state_dir,
+)
 from clusterlink.lab.topology import ClusterPlan
 from clusterlink.store.base import NotFound, Store
 
@@ -55,7 +67,20 @@ def topology_options(cluster: ClusterPlan) -> LinkOptions:
 def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
     """The lab and the lab cluster a handle names."""
     data = load_handle(handle)
-    return data["lab"], load_plan(data["lab"]).cluster(data["cluster"])
+    lab = data.get("lab")
+    if not isinstance(lab, str):
+        raise LabError(f"{handle}: a lab handle without a lab name")
+    try:
+        return lab, load_plan(lab).cluster(str(data.get("cluster")))
+    except KeyError:
+        raise LabError(f"{handle}: lab {lab} has no cluster {data.get('cluster')!r}") from None
+
+
+def lab_cluster_id(handle: str | Path) -> str:
+    """The intrinsic ID of the lab cluster a handle names: the lab's, not the handle's (a
+    copy of a handle, or a handle edited to say something else, names the same cluster)."""
+    lab, cluster = lab_cluster(handle)
+    return cluster_id(lab_uid(lab), cluster.name)
 
 
 def _run(lab: str, name: str, netns: str, *args: str) -> None:
@@ -79,9 +104,8 @@ def join(
 ) -> None:
     lab, cluster = lab_cluster(handle)
     handle = str(Path(handle).resolve())
-    for other in store.list(Cluster):
-        if other.spec.kubeconfig == handle and other.name != name:
-            raise LabError(f"{cluster.name} of lab {lab} is joined already, as {other.name}")
+    cid = lab_cluster_id(handle)
+    refuse_duplicate(store, name, cid, f"{cluster.name} of lab {lab}")
     if options.cni.lower() not in ("calico", cluster.cni):
         progress(
             f"{cluster.name} runs {cluster.cni}: --cni {options.cni} does not apply in the lab"
@@ -100,7 +124,7 @@ def join(
         raise LabError(f"clusterLinkOptions of {name}: {format_validation_error(exc)}") from None
     obj = Cluster(
         metadata=ObjectMeta(name=name),
-        spec=ClusterSpec(kubeconfig=handle, cluster_link_options=link),
+        spec=ClusterSpec(kubeconfig=handle, cluster_id=cid, cluster_link_options=link),
     )
     store.apply_all([obj])
     progress(f"Cluster {name} created ({options.network_type}, {options.ip_family})")
@@ -122,8 +146,13 @@ def join(
     progress(f"{name}: controller, {electors} electors, {len(cluster.nodes)} agents started")
 
 
-def _components_of(lab: str, name: str) -> list[str]:
-    return [c for c in supervisor.read_components(state_dir(lab)) if c.startswith(f"{name}.")]
+def _components_of(lab: str, name: str, cluster: ClusterPlan) -> list[str]:
+    """The supervised components a join as `name` started on `cluster` - by their exact
+    names: a prefix would also take those of a Cluster named `<name>.x`."""
+    mine = {f"{name}.controller"}
+    for node in cluster.nodes:
+        mine |= {f"{name}.elector.{node.name}", f"{name}.agent.{node.name}"}
+    return [c for c in supervisor.read_components(state_dir(lab)) if c in mine]
 
 
 def _out(argv: list[str]) -> str:
@@ -161,11 +190,13 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
         raise Failed(f"no Cluster {name}") from None
     lab, cluster = lab_cluster(obj.spec.kubeconfig or "")
     d = state_dir(lab)
-    keep_agents = [c for c in _components_of(lab, name) if ".agent." not in c]
+    keep_agents = [c for c in _components_of(lab, name, cluster) if ".agent." not in c]
     supervisor.unregister(d, keep_agents)  # controller and electors first: they would recreate
+    pools = remove_pools(lab, cluster)  # the member's own datastore holds nothing of ours
     with_label = forget(store, name)
     progress(
-        f"{name}: Cluster and {len(with_label)} ClusterNodes deleted; waiting for agents to tear down"
+        f"{name}: Cluster, {len(with_label)} ClusterNodes and {pools} Calico IPPools deleted; "
+        "waiting for agents to tear down"
     )
     names = {cluster_node_name(name, n.name) for n in cluster.nodes}
     wait_until(
@@ -174,7 +205,7 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
         f"{name}: NodeConfigs removed and no vx device left on its nodes",
         Failed,
     )
-    supervisor.unregister(d, _components_of(lab, name))
+    supervisor.unregister(d, _components_of(lab, name, cluster))
     progress(f"{name}: unjoined; its nodes hold no clusterlink state")
 
 

@@ -14,9 +14,26 @@ from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.lease import Lease
 from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.controllers.elector import lease_name
-from clusterlink.errors import Failed
+from clusterlink.errors import BadInput, Failed
 from clusterlink.planner import plan
 from clusterlink.store.base import NotFound, Store
+
+
+class AlreadyJoined(BadInput):
+    """The cluster a join names is a member already, under another name."""
+
+
+def refuse_duplicate(store: Store, name: str, cluster_id: str, what: str) -> None:
+    """Refuse to join `what` (whose intrinsic ID is `cluster_id`) as `name` when a Cluster of
+    another name has that ID: two sets of components would fight over its nodes, and
+    unjoining one would tear down the other's tunnels. Joining again under the same name
+    is an update."""
+    for other in store.list(Cluster):
+        if other.name != name and other.spec.cluster_id == cluster_id:
+            raise AlreadyJoined(
+                f"{what} is joined already, as Cluster {other.name} (clusterID {cluster_id}); "
+                f"unjoin {other.name} first or join again as {other.name}"
+            )
 
 
 def forget(store: Store, name: str) -> list[ClusterNode]:

@@ -23,9 +23,8 @@ from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
-from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi, load_config
+from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
 from clusterlink.kubeclient.errors import ApiError, ApiNotFound
-from clusterlink.kubeclient.target import Target
 
 Progress = Callable[[str], None]
 FIELD_MANAGER = "kosmosctl"
@@ -126,7 +125,9 @@ def _minify(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) -> Cluster:
+def cluster_object(
+    name: str, member_kubeconfig: str, options: KubeLinkOptions, cluster_id: str = ""
+) -> Cluster:
     link = ClusterLinkOptions(
         network_type=options.network_type,
         ip_family=options.ip_family,
@@ -137,6 +138,7 @@ def cluster_object(name: str, member_kubeconfig: str, options: KubeLinkOptions) 
         metadata=ObjectMeta(name=name),
         spec=ClusterSpec(
             kubeconfig=base64.b64encode(member_kubeconfig.encode()).decode(),
+            cluster_id=cluster_id,
             cluster_link_options=link,
         ),
     )
@@ -155,16 +157,6 @@ def member_objects(
             service_cidrs=options.service_cidrs,
         )
     )
-
-
-def server_of(cluster: Cluster) -> str | None:
-    text = member_kubeconfig_of(cluster)
-    if text is None:
-        return None
-    try:
-        return str(load_config(Target(data=text)).cluster.server)  # no client needed
-    except ApiError:
-        return None
 
 
 def member_kubeconfig_of(cluster: Cluster) -> str | None:

@@ -79,6 +79,21 @@ def _flannel_configmap(api: KubeApi) -> dict[str, Any]:
     raise d.DiscoveryError("flannel: no kube-flannel-cfg ConfigMap in kube-flannel or kube-system")
 
 
+def remove_calico_pools(api: KubeApi) -> int:
+    """Unjoin: delete every `clusterlink-*` IPPool the member controller made (none when the
+    member runs no Calico). Returns deletions."""
+    try:
+        pools = _items(api, f"{CALICO}/ippools")
+    except ApiNotFound:
+        return 0  # no Calico CRDs
+    names = [str((p.get("metadata") or {}).get("name", "")) for p in pools]
+    ours = [n for n in names if n.startswith(f"{d.OUR_POOL_PREFIX}-")]
+    for name in ours:
+        with contextlib.suppress(ApiNotFound):
+            api.request("DELETE", f"{CALICO}/ippools/{name}")
+    return len(ours)
+
+
 def sync_calico_pools(api: KubeApi, store: Store, cluster: str) -> int:
     """Keep one disabled, non-NAT `clusterlink-*` IPPool per remote pod/service CIDR so Calico
     neither SNATs traffic to other clusters nor allocates from their ranges. Returns writes."""

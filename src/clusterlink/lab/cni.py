@@ -190,6 +190,20 @@ def sync_pools(store: Store, cluster: str, handle: str) -> int:
     return change_pools(path, apply, stale)
 
 
+def remove_pools(lab: str, cluster: ClusterPlan) -> int:
+    """Unjoin: delete the `clusterlink-*` pools from the lab cluster's datastore and rewrite
+    its natOutgoing chain at once (what felix does within its poll). Returns deletions."""
+    if cluster.cni != "calico":
+        return 0
+    path = pools_path(lab, cluster.name)
+    names = [str((p.get("metadata") or {}).get("name", "")) for p in read_pools(path)]
+    removed = change_pools(
+        path, [], [n for n in names if n.startswith(f"{discovery.OUR_POOL_PREFIX}-")]
+    )
+    apply_calico(cluster, read_pools(path))
+    return removed
+
+
 def pools_pending(lab: str, store: Store) -> str:
     """What the lab's Calico clusters still lack before remote pods see source addresses
     kept: "" when every joined Calico cluster holds the pools of every other cluster's

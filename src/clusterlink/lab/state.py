@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -54,16 +55,34 @@ def existing_labs() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "lab.json").exists())
 
 
+def lab_uid(name: str) -> str:
+    """The lab's own ID, made once when its state is first saved: lab clusters' IDs derive
+    from it, so a lab of the same name built again is another set of clusters."""
+    path = state_dir(name) / "uid"
+    try:
+        return str(uuid.UUID(path.read_text().strip()))
+    except (FileNotFoundError, ValueError):
+        uid = str(uuid.uuid4())
+        path.write_text(uid + "\n")
+        return uid
+
+
+def cluster_id(uid: str, cluster: str) -> str:
+    """A lab cluster's intrinsic ID (what a Kubernetes cluster's kube-system UID is)."""
+    return str(uuid.uuid5(uuid.UUID(uid), cluster))
+
+
 def save_plan(plan: LabPlan) -> None:
     d = state_dir(plan.name)
     (d / "logs").mkdir(parents=True, exist_ok=True)
     (d / "handles").mkdir(exist_ok=True)
+    uid = lab_uid(plan.name)
     tmp = d / "lab.json.tmp"
     tmp.write_text(json.dumps(plan.model_dump(mode="json", by_alias=True), indent=1))
     tmp.replace(d / "lab.json")
     for cluster in plan.clusters:
         handle_path(plan.name, cluster.name).write_text(
-            yaml.safe_dump(handle(plan, cluster), sort_keys=False)
+            yaml.safe_dump(handle(plan, cluster, uid), sort_keys=False)
         )
 
 
@@ -95,13 +114,14 @@ def remove_state(name: str) -> None:
     shutil.rmtree(state_dir(name), ignore_errors=True)
 
 
-def handle(plan: LabPlan, cluster: ClusterPlan) -> dict[str, Any]:
+def handle(plan: LabPlan, cluster: ClusterPlan, uid: str) -> dict[str, Any]:
     """The lab's stand-in for a member kubeconfig: what the member API would tell."""
     return {
         "apiVersion": HANDLE_API,
         "kind": HANDLE_KIND,
         "lab": plan.name,
         "cluster": cluster.name,
+        "clusterID": cluster_id(uid, cluster.name),
         "stateDir": str(state_dir(plan.name)),
         "store": store_url(plan.name),
         "ipFamily": cluster.ip_family,
@@ -122,12 +142,14 @@ def handle(plan: LabPlan, cluster: ClusterPlan) -> dict[str, Any]:
 
 
 def joined_as(lab: str, clusters: Iterable[Cluster]) -> dict[str, Cluster]:
-    """Lab cluster name -> the Cluster it was joined as: a lab join stores the handle's
-    resolved path as the Cluster's kubeconfig."""
-    by_path = {c.spec.kubeconfig: c for c in clusters if c.spec.kubeconfig}
+    """Lab cluster name -> the Cluster it was joined as: the one whose `clusterID` is the
+    lab cluster's (whatever handle file or copy of it the join was given)."""
+    by_id = {c.spec.cluster_id: c for c in clusters if c.spec.cluster_id}
+    plan = load_plan(lab)
+    uid = lab_uid(lab)
     out = {}
-    for c in load_plan(lab).clusters:
-        joined = by_path.get(str(handle_path(lab, c.name).resolve()))
+    for c in plan.clusters:
+        joined = by_id.get(cluster_id(uid, c.name))
         if joined is not None:
             out[c.name] = joined
     return out

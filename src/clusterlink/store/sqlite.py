@@ -2,9 +2,12 @@
 
 Every write runs in one `BEGIN IMMEDIATE` transaction that bumps a global revision counter,
 rewrites the object and appends to a change log; the revision is the object's resourceVersion,
-so revisions strictly increase across kinds. Watchers poll the change log (cheaply: they first
-ask `PRAGMA data_version`, which changes only when another connection commits) and replay from
-any revision the log still holds. WAL mode lets readers run beside the single writer.
+so revisions strictly increase across kinds. Watchers read the change log when the store's
+files change (inotify on the database's directory: a commit writes the `-wal` file), with a
+slow timer (`SAFETY_NET`, 1 s) for what inotify cannot see, and then only cheaply at first
+(`PRAGMA data_version` changes only when another connection commits); they replay from any
+revision the log still holds. Without inotify (no watch descriptors left) they poll every
+`poll_interval`. WAL mode lets readers run beside the single writer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import copy
 import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -21,6 +25,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
+
+from inotify_simple import INotify
+from inotify_simple import flags as inotify_flags
 
 from clusterlink.api.meta import Resource, now_rfc3339
 from clusterlink.store.base import (
@@ -51,6 +58,7 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0), ('compacted', 0);
 """
 
 ENV_WATCH_POLL = "CLUSTERLINK_WATCH_POLL"
+SAFETY_NET = 1.0  # seconds a watcher sleeps at most when inotify said nothing (and stop latency)
 DEFAULT_KEEP_CHANGES = 200_000  # change-log entries kept for watchers that fall behind
 _COMPACT_EVERY = 1_000
 
@@ -292,6 +300,7 @@ class SqliteStore:
     ) -> Iterator[WatchEvent[R]]:
         # A connection of its own: a watcher must not hold the writer's lock while it waits.
         db = self._connect()
+        changes = self._file_changes()  # before the first read: no commit slips between
         deadline = None if timeout is None else time.monotonic() + timeout
         last = since
         seen_version = -1
@@ -334,12 +343,48 @@ class SqliteStore:
                     return
                 if deadline is not None and time.monotonic() >= deadline:
                     return
-                if stop is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if changes is not None:
+                    self._wait_for_files(
+                        changes, SAFETY_NET if left is None else min(left, SAFETY_NET)
+                    )
+                elif stop is not None:
                     stop.wait(self.poll_interval)
                 else:
                     time.sleep(self.poll_interval)
         finally:
             db.close()
+            if changes is not None:
+                changes.close()
+
+    def _file_changes(self) -> INotify | None:
+        """An inotify instance on the database's directory (None when none can be had)."""
+        try:
+            ino = INotify(nonblocking=True)
+        except OSError:
+            return None
+        try:
+            ino.add_watch(
+                self.path.parent,
+                inotify_flags.MODIFY | inotify_flags.CREATE | inotify_flags.MOVED_TO,
+            )
+        except OSError:
+            ino.close()
+            return None
+        return ino
+
+    def _wait_for_files(self, ino: INotify, timeout: float) -> None:
+        """Until one of the database's files changes, or `timeout` seconds."""
+        names = {self.path.name, f"{self.path.name}-wal"}
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([ino], [], [], left)[0]:
+                return
+            if any(
+                e.name in names or e.mask & inotify_flags.Q_OVERFLOW for e in ino.read(timeout=0)
+            ):
+                return
 
     def close(self) -> None:
         with self._lock:

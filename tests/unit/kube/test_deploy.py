@@ -23,17 +23,20 @@ from clusterlink.kubeclient.api import KubeApi
 from clusterlink.kubeclient.target import Target
 from clusterlink.lab.state import HANDLE_KIND
 from clusterlink.store.kube import KubeStore
-from tests.kubeapi import RunningApiServer
+from tests.kubeapi import SYSTEM_NAMESPACES, RunningApiServer
 
 PLURALS = {kind: plural for kind, (_, plural, _) in m.PATHS.items()}
 OURS = set(PLURALS.values()) | {"clusters", "clusternodes", "nodeconfigs", "leases"}
 
 
 def inventory(server: RunningApiServer) -> set[tuple[str, str | None, str]]:
-    """(plural, namespace, name) of every object the double holds of the kinds we write."""
+    """(plural, namespace, name) of every object the double holds of the kinds we write (not
+    the namespaces every API server has)."""
     out = set()
     for plural in OURS:
         for obj in server.objects(plural):
+            if plural == "namespaces" and obj["metadata"]["name"] in SYSTEM_NAMESPACES:
+                continue
             out.add((plural, obj["metadata"].get("namespace"), obj["metadata"]["name"]))
     return out
 
@@ -105,12 +108,22 @@ def test_install_join_unjoin_uninstall(control: RunningApiServer, member: Runnin
     secret = next(member.objects("secrets"))
     assert secret["metadata"]["name"] == m.CONTROL_SECRET
 
-    # Joining the same Kubernetes cluster under another name is refused.
-    result = CliRunner().invoke(
-        app, ["join", "cluster", "--name", "m2", "--kubeconfig", mk, "--host-kubeconfig", ck,
-              "--wait-time", "0"],
-    )  # fmt: skip
-    assert result.exit_code != 0 and "joined already, as m1" in result.output
+    # Joining the same Kubernetes cluster under another name is refused - also through a
+    # kubeconfig that reaches it at another address: it is known by its kube-system UID.
+    kube_system = next(
+        n for n in member.objects("namespaces") if n["metadata"]["name"] == "kube-system"
+    )
+    assert m1.spec.cluster_id == kube_system["metadata"]["uid"]
+    other_address = member.kubeconfig.parent / "by-localhost.yaml"
+    other_address.write_text(member.kubeconfig.read_text().replace("127.0.0.1", "localhost"))
+    for kubeconfig in (mk, str(other_address)):
+        result = CliRunner().invoke(
+            app, ["join", "cluster", "--name", "m2", "--kubeconfig", kubeconfig,
+                  "--host-kubeconfig", ck, "--wait-time", "0"],
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "joined already, as Cluster m1" in result.output
+    assert sorted(c.name for c in store.list(Cluster)) == ["kosmos-control-cluster", "m1"]
 
     kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", ck)
     assert inventory(member) == {("namespaces", None, "kosmos-system")}

@@ -18,7 +18,7 @@ from clusterlink.api.cluster import (
     ClusterStatus,
 )
 from clusterlink.controllers.member import MemberController
-from clusterlink.kube.member import KubeFacts
+from clusterlink.kube.member import KubeFacts, remove_calico_pools
 from clusterlink.kubeclient.api import KubeApi
 from clusterlink.store.kube import KubeStore, kube_url
 from tests.conftest import CLUSTERLINK
@@ -95,6 +95,19 @@ def test_calico_member_nodes_cidrs_and_pools(api: KubeApi, kstore: KubeStore) ->
     assert [cn.name for cn in kstore.list(ClusterNode)] == ["c1-node1"]
     left = [p["metadata"]["name"] for p in api.request("GET", f"{CALICO}/ippools")["items"]]
     assert not [n for n in left if n.startswith("clusterlink-")]
+
+
+def test_unjoin_removes_our_pools_and_only_ours(api: KubeApi, kstore: KubeStore) -> None:
+    seed(api)
+    kstore.apply_all([cluster("c1"), cluster("c2", podCIDRs=["10.234.0.0/18"])])
+    controller(api, kstore, "c1").step()
+    names = [p["metadata"]["name"] for p in api.request("GET", f"{CALICO}/ippools")["items"]]
+    ours = [n for n in names if n.startswith("clusterlink-")]
+    assert ours
+    assert remove_calico_pools(api) == len(ours)
+    left = [p["metadata"]["name"] for p in api.request("GET", f"{CALICO}/ippools")["items"]]
+    assert sorted(left) == sorted(set(names) - set(ours))  # Calico's own pools stay
+    assert remove_calico_pools(api) == 0
 
 
 def test_flannel_member_uses_node_pod_cidrs_and_a_service_override(
