@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -179,21 +180,17 @@ def test_the_underlay_never_sees_the_marker_only_wireguard(encrypted: Lab, famil
     assert not any(k.startswith("17/") and k != f"17/{port}" and n >= 30 for k, n in kinds.items())
 
 
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with joined_lab(PLAIN, None, tmp_path_factory.mktemp("wgp")) as lab:
-        yield lab
-
-
-@pytest.mark.parametrize("family", [4, 6])
-def test_without_encryption_the_same_capture_sees_the_marker(plain: Lab, family: int) -> None:
-    src, dst = _pod(plain, "pa", "n1"), _pod(plain, "pb", "n1")
-    target = dst[1 if family == 4 else 2]
-    wait_for(lambda: ping(src[0], target, wait=0.5), 20, "plain link up")
-    seen = capture(plain, "pa", "n1", target, src[0])
-    assert seen["marker"] is True, seen
-    vx = C.PORT[C.VX_BRIDGE if family == 4 else C.VX_BRIDGE6]
-    assert seen["kinds"].get(f"17/{vx}", 0) >= 30  # type: ignore[union-attr]
+def test_without_encryption_the_same_capture_sees_the_marker(tmp_path: Path) -> None:
+    """One plain lab for both families, built and taken down inside the test: joined_lab
+    points CLUSTERLINK_LAB_DIR at it meanwhile, so it must not outlive the test."""
+    with joined_lab(PLAIN, None, tmp_path) as plain:
+        src, dst = _pod(plain, "pa", "n1"), _pod(plain, "pb", "n1")
+        for family, target in ((4, dst[1]), (6, dst[2])):
+            wait_for(lambda t=target: ping(src[0], t, wait=0.5), 20, "plain link up")
+            seen = capture(plain, "pa", "n1", target, src[0])
+            assert seen["marker"] is True, (family, seen)
+            vx = C.PORT[C.VX_BRIDGE if family == 4 else C.VX_BRIDGE6]
+            assert seen["kinds"].get(f"17/{vx}", 0) >= 30, (family, seen)  # type: ignore[union-attr]
 
 
 def _agent_once(lab: Lab, name: str) -> dict[str, object]:
