@@ -192,6 +192,7 @@ def main() -> int:
         runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
         for _ in range(RUNS):
             for name, (src, dst_ns, dst_ip) in paths.items():
+                time.sleep(1.0)  # let the previous path's backlog (softirq, goroutines) drain
                 runs[name].append(iperf(src, dst_ns, dst_ip or ""))
         med = {k: statistics.median(r[0] for r in v) for k, v in runs.items()}
         for k, v in runs.items():
