@@ -156,7 +156,8 @@ class Agent:
                 )
             else:
                 spec = merged(cn.spec, found)
-        if self.wireguard is not None:
+        encrypted = cluster.link is not None and cluster.link.encryption == "wireguard"
+        if self.wireguard is not None and (encrypted or spec.wireguard_public_key):
             spec = self._publish_key(cn, spec)
         if spec != cn.spec:
             with contextlib.suppress(Conflict, NotFound):  # retried on the next pass
@@ -175,9 +176,11 @@ class Agent:
         try:
             if self.wireguard.rotate_if_asked(request):
                 log.info("%s: WireGuard key rotated (request %s)", self.node, request)
+            public = self.wireguard.key_pair().public
         except KeyFileError as exc:
-            log.warning("%s: cannot rotate the WireGuard key: %s", self.node, exc)
-        return spec.model_copy(update={"wireguard_public_key": self.wireguard.keys.public})
+            log.warning("%s: WireGuard key: %s", self.node, exc)
+            return spec
+        return spec.model_copy(update={"wireguard_public_key": public})
 
     # -- the loop -----------------------------------------------------------------------------
 

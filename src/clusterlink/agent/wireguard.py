@@ -34,7 +34,14 @@ from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from clusterlink import constants as C
 from clusterlink.agent import netns
 from clusterlink.agent.kernel import KernelError, Link
-from clusterlink.agent.wgkeys import KeyPair, last_rotation, load_or_create, public_of, rotate
+from clusterlink.agent.wgkeys import (
+    KeyFileError,
+    KeyPair,
+    last_rotation,
+    load_or_create,
+    public_of,
+    rotate,
+)
 from clusterlink.api.nodeconfig import NodeConfigSpec, WireGuardDevice, WireGuardPeer
 
 KERNEL = "kernel"
@@ -143,20 +150,34 @@ def _configure(port: WireGuard, keys: KeyPair, device: WireGuardDevice, have: De
 
 @dataclass(slots=True)
 class WireGuardNode:
-    """What the reconciler needs for WireGuard: the port and this node's key pair (replaced
-    on rotation)."""
+    """What the reconciler needs for WireGuard: the port and this node's key pair, made on
+    first need (the node's cluster asks for encryption, or its NodeConfig has wg devices), so
+    an agent of an unencrypted cluster never writes a key; replaced on rotation."""
 
     port: WireGuard
-    keys: KeyPair
+    keys: KeyPair | None = None
+    state_dir: Path | None = None  # where the key lives (None: `keys` given, tests)
 
     @property
     def implementation(self) -> str:
         return self.port.implementation
 
-    state_dir: Path | None = None  # where the key lives (None: in memory only, tests)
+    def key_pair(self) -> KeyPair:
+        if self.keys is None:
+            if self.state_dir is None:
+                raise KeyFileError("no state dir for the WireGuard key")
+            self.keys = load_or_create(self.state_dir)
+        return self.keys
 
     def sync(self, spec: NodeConfigSpec | None, links: Mapping[str, Link]) -> WireGuardChanges:
-        return sync_wireguard(self.port, self.keys, spec, links)
+        wanted = spec is not None and bool(spec.wireguard)
+        if not wanted and not any(name in links for name in C.WG_DEVICES):
+            return WireGuardChanges()
+        try:
+            keys = self.key_pair() if wanted else KeyPair()
+        except KeyFileError as exc:
+            return WireGuardChanges(errors=[f"wireguard key: {exc}"])
+        return sync_wireguard(self.port, keys, spec, links)
 
     def pending(self, request: str) -> bool:
         """A rotation request (the ClusterNode annotation's value) not carried out yet."""
@@ -178,12 +199,12 @@ class WireGuardNode:
 def start(
     netns_name: str | None, state_dir: Path, socket_dir: str = C.WG_SOCKET_DIR
 ) -> WireGuardNode | None:
-    """The node's WireGuard: its implementation (kernel, else wireguard-go) and key pair (made
-    on first start). None when neither implementation is here."""
+    """The node's WireGuard: its implementation (kernel, else wireguard-go); its key pair is
+    made on first need. None when neither implementation is here."""
     port = detect(netns_name, socket_dir)
     if port is None:
         return None
-    return WireGuardNode(port, load_or_create(state_dir), state_dir)
+    return WireGuardNode(port, None, state_dir)
 
 
 # -- wireguard-go over UAPI -------------------------------------------------------------------

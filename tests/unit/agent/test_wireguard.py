@@ -184,3 +184,59 @@ def test_analysis_sees_no_drift_after_a_pass_and_a_missing_device_after_a_delete
     found = drift(kernel, reconcile.firewall, spec(PEER_B, PEER_C))
     assert ("device", "wg-bridge: missing") in found
     assert any(kind == "route" and "missing" in text for kind, text in found)
+
+
+def test_the_agent_keys_only_encrypted_clusters_publishes_the_key_and_rotates_once(
+    tmp_path: Path,
+) -> None:
+    from clusterlink import constants as C
+    from clusterlink.agent.service import Agent
+    from clusterlink.api import (
+        Cluster,
+        ClusterLinkOptions,
+        ClusterNode,
+        ClusterNodeSpec,
+        ClusterSpec,
+        ObjectMeta,
+    )
+    from clusterlink.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "s.db")
+    options = ClusterLinkOptions(network_type="p2p")
+    store.create(
+        Cluster(metadata=ObjectMeta(name="c"), spec=ClusterSpec(cluster_link_options=options))
+    )
+    store.create(
+        ClusterNode(
+            metadata=ObjectMeta(name="c-n", labels={C.CLUSTER_LABEL: "c"}),
+            spec=ClusterNodeSpec(
+                cluster_name="c", node_name="n", ip="192.168.0.1", interface_name="eth0"
+            ),
+        )
+    )
+    kernel = FakeKernel()
+    kernel.add_nic("eth0", ("192.168.0.1/24",))
+    state = tmp_path / "state"
+    wg = WireGuardNode(FakeWireGuard(kernel), None, state)
+    agent = Agent(store, "c-n", kernel, FakeFirewall(), detect_nic=False, wireguard=wg)
+
+    def published() -> str:
+        return store.get(ClusterNode, "c-n").spec.wireguard_public_key
+
+    agent.sync()
+    assert not (state / wgkeys.KEY_FILE).exists() and published() == ""  # unencrypted: no key
+    cluster = store.get(Cluster, "c")
+    link = options.model_copy(update={"encryption": "wireguard"})
+    store.update(cluster.model_copy(update={"spec": ClusterSpec(cluster_link_options=link)}))
+    agent.sync()
+    first = published()
+    assert first == wgkeys.load_or_create(state).public
+    assert stat.S_IMODE((state / wgkeys.KEY_FILE).stat().st_mode) == 0o600
+    cn = store.get(ClusterNode, "c-n")
+    meta = cn.metadata.model_copy(update={"annotations": {C.ROTATE_KEYS_ANNOTATION: "r1"}})
+    store.update(cn.model_copy(update={"metadata": meta}))
+    agent.sync()
+    second = published()
+    assert second not in ("", first)
+    agent.sync()
+    assert published() == second  # the same request is carried out once
