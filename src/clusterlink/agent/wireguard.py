@@ -52,6 +52,7 @@ USERSPACE = "wireguard-go"
 class PeerState:
     endpoint: str
     allowed_ips: frozenset[str]
+    keepalive: int = C.WG_KEEPALIVE  # persistent keepalive, seconds (0 = off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +232,11 @@ def parse_uapi_get(text: str) -> DeviceState:
     listen, public = 0, ""
     peers: dict[str, PeerState] = {}
     current: str | None = None
-    endpoint, allowed = "", set[str]()
+    endpoint, allowed, keepalive = "", set[str](), 0
 
     def close() -> None:
         if current is not None:
-            peers[current] = PeerState(endpoint, frozenset(allowed))
+            peers[current] = PeerState(endpoint, frozenset(allowed), keepalive)
 
     for line in text.splitlines():
         key, _, value = line.partition("=")
@@ -245,7 +246,9 @@ def parse_uapi_get(text: str) -> DeviceState:
             listen = int(value)
         elif key == "public_key":
             close()
-            current, endpoint, allowed = _b64(value), "", set()
+            current, endpoint, allowed, keepalive = _b64(value), "", set(), 0
+        elif key == "persistent_keepalive_interval":
+            keepalive = int(value)
         elif key == "endpoint":
             endpoint = _endpoint_text(value)
         elif key == "allowed_ip":
@@ -271,6 +274,7 @@ def uapi_set_text(
         lines += [
             f"public_key={_hex(peer.public_key)}",
             f"endpoint={peer.endpoint}",
+            f"persistent_keepalive_interval={C.WG_KEEPALIVE}",
             "replace_allowed_ips=true",
             *(f"allowed_ip={cidr}" for cidr in peer.allowed_ips),
         ]
@@ -415,7 +419,8 @@ class KernelWireGuard:
                 f"{a['addr']}/{a['cidr']}" if "cidr" in a else str(a.get("addr"))
                 for a in peer.get("WGPEER_A_ALLOWEDIPS") or []
             )
-            peers[key] = PeerState(endpoint, allowed)
+            keepalive = int(peer.get("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or 0)
+            peers[key] = PeerState(endpoint, allowed, keepalive)
         pub = msg.get("WGDEVICE_A_PUBLIC_KEY") or b""
         return DeviceState(
             int(msg.get("WGDEVICE_A_LISTEN_PORT") or 0),
@@ -458,6 +463,7 @@ class KernelWireGuard:
                         "public_key": peer.public_key,
                         "endpoint_addr": host.strip("[]"),
                         "endpoint_port": int(port_),
+                        "persistent_keepalive": C.WG_KEEPALIVE,
                         "replace_allowed_ips": True,
                         "allowed_ips": list(peer.allowed_ips),
                     },

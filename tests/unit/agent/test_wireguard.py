@@ -146,10 +146,12 @@ def test_uapi_text_both_ways() -> None:
         "remove=true"
     )
     assert "replace_allowed_ips=true" in lines and "allowed_ip=10.2.0.0/16" in lines
+    assert "persistent_keepalive_interval=25" in lines
     answer = (
         f"private_key={wgkeys.base64.b64decode(private).hex()}\nlisten_port=51820\n"
         f"public_key={wgkeys.base64.b64decode(KEY_B).hex()}\nprotocol_version=1\n"
-        "endpoint=[fd00:0::2]:51821\nallowed_ip=10.2.0.0/16\nallowed_ip=220.0.0.2/32\n"
+        "endpoint=[fd00:0::2]:51821\npersistent_keepalive_interval=25\n"
+        "allowed_ip=10.2.0.0/16\nallowed_ip=220.0.0.2/32\n"
         "tx_bytes=0\nerrno=0\n\n"
     )
     assert parse_uapi_get(answer) == DeviceState(
