@@ -19,7 +19,7 @@ from clusterlink.agent.iptables import IptablesFirewall
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.agent.reconcile import Report, reconcile
 from clusterlink.agent.service import Agent
-from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta
+from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta, Route
 from clusterlink.planner import plan
 from clusterlink.store.sqlite import SqliteStore
 from tests.conftest import CLUSTERLINK, sh
@@ -220,6 +220,37 @@ def test_teardown_leaves_nothing_of_ours(pair: Pair) -> None:
     )
     assert "CLUSTERLINK" not in saved
     assert pair.apply(pair.a, None).changes == 0
+
+
+def test_throw_routes_apply_converge_repair_and_go(pair: Pair) -> None:
+    """An aggregated table: a covering route via the peer and a throw for the own CIDR. The
+    throw sends its CIDR on to the main table; a pass converges; a deleted throw is put back;
+    teardown removes it (it hangs on no device, so deleting devices would not)."""
+    base = pair.spec(pair.a)
+    via = base.routes[0]
+    spec = base.model_copy(
+        update={
+            "routes": [
+                *base.routes,
+                Route(cidr="10.0.0.0/8", gw=via.gw, dev=via.dev),
+                Route(cidr="10.1.0.0/16", type="throw"),
+            ]
+        }
+    )
+    assert pair.apply(pair.a, spec).errors == []
+    assert "throw 10.1.0.0/16" in sh(f"ip -n {pair.a} route show table 200")
+    assert f"via {via.gw} dev vx-bridge" in sh(f"ip -n {pair.a} route get 10.77.0.1")
+    assert (
+        "vx-bridge"
+        not in subprocess.run(
+            ["ip", "-n", pair.a, "route", "get", "10.1.9.9"], capture_output=True, text=True
+        ).stdout
+    )  # thrown: the main table decides (it has no route there)
+    assert pair.apply(pair.a, spec).changes == 0
+    sh(f"ip -n {pair.a} route del throw 10.1.0.0/16 table 200")
+    assert pair.apply(pair.a, spec).changes == 1
+    assert pair.apply(pair.a, None).errors == []
+    assert sh(f"ip -n {pair.a} route show table 200") == ""
 
 
 def ruleset(ns: str) -> str:

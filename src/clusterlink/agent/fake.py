@@ -77,7 +77,7 @@ class FakeKernel:
                     continue
                 store.add(item)
         for route in add.routes:
-            if self._down(route[2]):
+            if route[2] and self._down(route[2]):  # a throw route ("" device) needs none
                 errors.append(f"route {route}: device {route[2]} missing or down")
                 continue
             # `ip route replace`: one route per destination (a new MTU retunes it in place)

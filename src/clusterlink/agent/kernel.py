@@ -14,7 +14,8 @@ from clusterlink.api.nodeconfig import NodeConfigSpec
 
 # Entries are compared as plain tuples: a no-op resync hashes and compares ~15,000 of them,
 # and building a pydantic model (or even a NamedTuple) per entry costs more than the dump.
-RouteKey = tuple[str, str, str, int]  # (cidr, gw, dev, mtu); mtu 0 = the device's
+RouteKey = tuple[str, str, str, int]  # (cidr, gw, dev, mtu); mtu 0 = the device's; a throw
+# route is (cidr, "", "", 0): no device, no next hop
 FdbKey = tuple[str, str, str]  # (peer underlay ip, mac, dev)
 ArpKey = tuple[str, str, str]  # (peer vx ip, mac, dev)
 
@@ -70,9 +71,9 @@ class Entries:
         return Entries(self.routes - other.routes, self.fdbs - other.fdbs, self.arps - other.arps)
 
     def on(self, devices: set[str]) -> Entries:
-        """Only the entries on these devices."""
+        """Only the entries on these devices (throw routes hang on none: they stay)."""
         return Entries(
-            frozenset(r for r in self.routes if r[2] in devices),
+            frozenset(r for r in self.routes if r[2] in devices or not r[2]),
             frozenset(f for f in self.fdbs if f[2] in devices),
             frozenset(a for a in self.arps if a[2] in devices),
         )
@@ -100,7 +101,8 @@ class Kernel(Protocol):
 
     def entries(self, devices: Mapping[str, int]) -> Entries:
         """Table-200 routes, FDB entries with a remote address, and permanent neighbours on
-        these devices (name -> ifindex)."""
+        these devices (name -> ifindex); and table 200's throw routes (ours), whatever the
+        devices."""
         ...
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:

@@ -156,21 +156,20 @@ class LinuxKernel:
         if not changed and self._cached is not None and self._cached[0] == dict(devices):
             return self._cached[1]
         self._cached = None
-        if not by_index:
-            return Entries()
         entries = self._dump(by_index)
         self._cached = (dict(devices), entries)
         return entries
 
     def _dump(self, by_index: dict[int, str]) -> Entries:
         devices = by_index.values()
-        # Only dump the families we have devices of (IPv6 devices end in -6).
+        # Neighbours: only the families we have devices of (IPv6 devices end in -6). Routes:
+        # both (a kernel-filtered dump of table 200), for throw routes hang on no device.
         families = sorted({AF_INET6 if n.endswith("-6") else AF_INET for n in devices})
         routes = frozenset(
-            (dst, gw, by_index[oif], mtu)
-            for family in families
+            (dst, gw, by_index[oif], mtu) if gw else (dst, "", "", 0)
+            for family in (AF_INET, AF_INET6)
             for dst, gw, oif, mtu in self.reader.routes(family, C.ROUTE_TABLE)
-            if oif in by_index
+            if oif in by_index or not gw
         )
         arps = frozenset(
             (ip, mac, by_index[index])
@@ -189,6 +188,8 @@ class LinuxKernel:
         self._cached = None
         ip_lines = [
             f"route del {cidr} via {gw} dev {dev} table {C.ROUTE_TABLE}"
+            if dev
+            else f"route del throw {cidr} table {C.ROUTE_TABLE}"
             for cidr, gw, dev, _mtu in remove.routes
         ]
         ip_lines += [f"neigh del {ip} dev {dev}" for ip, _mac, dev in remove.arps]
@@ -203,6 +204,8 @@ class LinuxKernel:
         route_lines = [
             f"route replace {cidr} via {gw} dev {dev} onlink table {C.ROUTE_TABLE} "
             f"proto {C.ROUTE_PROTO}" + (f" mtu {mtu}" if mtu else "")
+            if dev
+            else f"route replace throw {cidr} table {C.ROUTE_TABLE} proto {C.ROUTE_PROTO}"
             for cidr, gw, dev, mtu in add.routes
         ]
         errors = self._batch("ip", ip_lines) + self._batch("bridge", bridge_lines)

@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from clusterlink import constants as C
 from clusterlink.agent import netns
 
 AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
@@ -41,7 +42,9 @@ class NetlinkError(OSError):
 
 
 # Records are plain tuples (a dataclass per entry costs more than the dump itself):
-RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none)
+RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none);
+# a throw route of ours: gateway "", oif 0
+RTN_THROW = 9
 RawNeigh = tuple[str, str, int, int]  # (ip, lladdr, ifindex, state)
 
 
@@ -163,7 +166,7 @@ class Reader:
         for mtype, msg, off in self._dump(RTM_GETROUTE, body):
             if mtype != RTM_NEWROUTE:
                 continue
-            fam, dst_len, _s, _t, tbl, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg, off)
+            fam, dst_len, _s, _t, tbl, proto, _sc, rtype, _f = _RTMSG.unpack_from(msg, off)
             pos = off + _RTMSG.size
             dst = gateway = b""
             oif = mtu = 0
@@ -184,10 +187,11 @@ class Reader:
                 elif atype == RTA_METRICS:
                     mtu = _metric(msg, pos + 4, pos + alen, RTAX_MTU)
                 pos += (alen + 3) & ~3
-            if tbl != table or not gateway:
+            throw = rtype == RTN_THROW and proto == C.ROUTE_PROTO
+            if tbl != table or not (gateway or throw):
                 continue
             prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
-            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway), oif, mtu))
+            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway) if gateway else "", oif, mtu))
         return out
 
     def neighbours(self, family: int) -> list[RawNeigh]:

@@ -10,7 +10,7 @@ import operator
 import re
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from clusterlink import constants as C
 from clusterlink.api.clusternode import check_wireguard_key
@@ -68,13 +68,26 @@ class Device(Entry):
 
 class Route(Entry):
     cidr: str
-    gw: str
-    dev: str
+    gw: str = ""
+    dev: str = ""
     # Ours: the path MTU toward the CIDR when it is below the device's (a peer on a smaller
     # underlay). 0 = the device MTU; left out of manifests then, so Kosmos' shape is kept.
     # `trusted` callers must pass it (no per-call default filling: millions of routes).
     # operator.not_, not a lambda: called per route when dumping; a C function costs nothing.
     mtu: int = Field(default=0, ge=0, le=65535, exclude_if=operator.not_)
+    # Ours: "throw" ends the lookup in table 200 for this CIDR (the main table decides): an
+    # aggregated route's hole, e.g. the node's own cluster inside a covering route. A throw
+    # route has no gw, dev or mtu. "" (left out of manifests) = a route via gw on dev.
+    type: Literal["", "throw"] = Field(default="", exclude_if=operator.not_)
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        values.setdefault("type", "")
+        return super().trusted(**values)
+
+    @property
+    def is_throw(self) -> bool:
+        return self.type == "throw"
 
     @field_validator("cidr")
     @classmethod
@@ -84,7 +97,16 @@ class Route(Entry):
     @field_validator("gw")
     @classmethod
     def _gw(cls, value: str) -> str:
-        return normalize_ip(value)
+        return normalize_ip(value) if value else value
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if self.type == "throw":
+            if self.gw or self.dev or self.mtu:
+                raise ValueError(f"throw route {self.cidr}: no gw, dev or mtu")
+        elif not self.gw or not self.dev:
+            raise ValueError(f"route {self.cidr}: gw and dev are required")
+        return self
 
 
 class Iptables(Entry):

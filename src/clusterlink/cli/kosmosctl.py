@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from clusterlink import __version__
-from clusterlink.api.cluster import Cluster
+from clusterlink.api.cluster import Cluster, without_credentials
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, parse_documents
 from clusterlink.api.meta import Resource, parse_rfc3339
@@ -193,6 +193,9 @@ def get(
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="-o json|yaml: print a Cluster's kubeconfig.")
+    ] = False,
 ) -> None:
     """List objects of a kind, or show one."""
     with user_errors():
@@ -204,13 +207,12 @@ def get(
         else:
             objects = list(st.list(cls, labels))
         if output in (OutputFormat.json, OutputFormat.yaml):
+            shown = [o.to_dict() if show_secrets else without_credentials(o.to_dict())
+                     for o in objects]  # fmt: skip
             if name is not None:
-                emit(objects[0].to_dict(), output)
+                emit(shown[0], output)
             else:
-                emit(
-                    {"apiVersion": "v1", "kind": "List", "items": [o.to_dict() for o in objects]},
-                    output,
-                )
+                emit({"apiVersion": "v1", "kind": "List", "items": shown}, output)
             return
         if not objects:
             typer.echo("No resources found.", err=True)
@@ -250,6 +252,17 @@ def delete(
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
 
 
+PLAN_COLUMNS = ["NAME", "DEVICES", "ROUTES", "THROWS", "FDBS", "ARPS", "IPTABLES"]
+
+
+def plan_row(config: dict[str, Any]) -> list[str]:
+    spec = config["spec"]
+    throws = sum(1 for r in spec["routes"] if r.get("type") == "throw")
+    counts = [len(spec["devices"]), len(spec["routes"]) - throws, throws]
+    counts += [len(spec[k]) for k in ("fdbs", "arps", "iptables")]
+    return [config["metadata"]["name"], *map(str, counts)]
+
+
 @app.command("rotate-keys")
 def rotate_keys_command(
     cluster: Annotated[str, typer.Option("--cluster", help="The Cluster whose keys to rotate.")],
@@ -284,13 +297,21 @@ def plan_command(
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", help="table (summary), yaml or json")
     ] = OutputFormat.table,
+    aggregate: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate/--no-aggregate",
+            help="Internal nodes: covering + throw routes (default), or one route per CIDR.",
+        ),
+    ] = True,
 ) -> None:
     """Offline what-if: print the NodeConfigs the network-manager would write, and why.
 
     Findings (what was left out or adjusted) go to stderr, or under `findings` with -o json.
+    The table counts routes via a next hop and throw routes (aggregation's holes) apart.
     """
     with user_errors():
-        configs, found = what_if(read_manifest(filename), node)
+        configs, found = what_if(read_manifest(filename), node, aggregate)
         findings = [f.to_dict() for f in found]
         if output == OutputFormat.json:
             emit({"nodeConfigs": configs, "findings": findings}, output)
@@ -300,14 +321,7 @@ def plan_command(
         if output == OutputFormat.yaml:
             typer.echo(dump_yaml(configs), nl=False)
             return
-        rows = []
-        for c in configs:
-            spec = c["spec"]
-            rows.append(
-                [c["metadata"]["name"]]
-                + [str(len(spec[k])) for k in ("devices", "routes", "fdbs", "arps", "iptables")]
-            )
-        typer.echo(format_table(["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"], rows))
+        typer.echo(format_table(PLAN_COLUMNS, [plan_row(c) for c in configs]))
 
 
 app.add_typer(lab_app, name="lab")

@@ -38,6 +38,7 @@ from clusterlink.api.nodeconfig import (
     WireGuardDevice,
     WireGuardPeer,
 )
+from clusterlink.planner.aggregate import Aggregator
 from clusterlink.planner.devices import (
     BRIDGE_DEV,
     LOCAL_DEV,
@@ -198,6 +199,10 @@ class _LRU:
 
 
 class Plan:
+    # Internal nodes' routes via their gateway are aggregated (`_aggregated`); tests and
+    # benches set this False on a plan to get the reference: one route per remote CIDR.
+    aggregate = True
+
     def __init__(
         self,
         topology: FederationView,
@@ -244,6 +249,7 @@ class Plan:
         # With encryption, a route's device depends on the pair of clusters, which the running
         # sums do not know: fingerprints hash the materialised NodeConfig instead (O(size)).
         self._encrypted = any(c.encrypted for c in topology.clusters.values())
+        self._aggregators: dict[int, Aggregator | None] = {}
 
     def _init_mtus(self) -> None:
         """Path MTUs: a route toward a CIDR advertised by a node of a smaller underlay MTU than
@@ -404,6 +410,9 @@ class Plan:
             dev = LOCAL_DEV[family]
             kept = self._kept(cluster, family)
             if not capped and not bisect_left(self._below[family].mtus, limit):  # nothing capped
+                aggregated = self._aggregated(cluster, family, gw, dev) if self.aggregate else None
+                if aggregated is not None:
+                    return aggregated
                 return [Route.trusted(cidr=table[i].cidr, gw=gw, dev=dev, mtu=0) for i in kept]
             out = []
             for i in kept:
@@ -419,6 +428,27 @@ class Plan:
             return out
 
         return self._cache.get(("gw", cluster, family, gw, limit, capped), make)
+
+    def _aggregated(self, cluster: str, family: int, gw: str, dev: str) -> list[Route] | None:
+        """An internal node's routes via its gateway, aggregated (`planner.aggregate`): covering
+        routes plus throw routes for the holes; None when that would not be fewer entries."""
+        if family not in self._aggregators:
+            table = self.exports.by_family[family]
+            self._aggregators[family] = Aggregator.of([e.cidr for e in table])
+        agg = self._aggregators[family]
+        if agg is None:
+            return None
+        table = self.exports.by_family[family]
+        own = [i for i, e in enumerate(table) if e.owner == cluster]
+        entries = agg.entries([*own, *self.exports.skipped[(cluster, family)]])
+        if entries is None:
+            return None
+        return [
+            Route.trusted(cidr=cidr, gw="", dev="", mtu=0, type="throw")
+            if throw
+            else Route.trusted(cidr=cidr, gw=gw, dev=dev, mtu=0)
+            for cidr, throw in entries
+        ]
 
     def _fdbs(self, cluster: str, family: int) -> list[Fdb]:
         source = self._mesh_fdbs[family]

@@ -16,13 +16,15 @@ from clusterlink.planner.plan import plan
 
 
 def what_if(
-    objects: list[Resource], node: str | None = None
+    objects: list[Resource], node: str | None = None, aggregate: bool = True
 ) -> tuple[list[dict[str, Any]], list[Finding]]:
     """(NodeConfig documents, findings); `node`: only that node's (Failed saying why when it
-    gets none)."""
+    gets none); `aggregate` False: internal nodes get one route per remote CIDR, as they
+    would without route aggregation."""
     clusters = [o for o in objects if isinstance(o, Cluster)]
     nodes = [o for o in objects if isinstance(o, ClusterNode)]
     result = plan(clusters, nodes)
+    result.aggregate = aggregate
     names = result.names
     if node is not None:
         if node not in result:

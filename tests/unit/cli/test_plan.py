@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from clusterlink.cli.kosmosctl import app
+from tests.unit.planner.federation import cluster, node
 
 RESOURCES = """\
 apiVersion: kosmos.io/v1alpha1
@@ -56,8 +57,8 @@ def test_table_summary_and_findings_on_stderr(tmp_path: Path) -> None:
     result = run(tmp_path)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DEVICES", "ROUTES", "FDBS", "ARPS", "IPTABLES"]
-    assert lines[1].split() == ["c1-a1", "2", "1", "3", "2", "6"]  # 2 NAT + 4 MSS clamp
+    assert lines[0].split() == ["NAME", "DEVICES", "ROUTES", "THROWS", "FDBS", "ARPS", "IPTABLES"]
+    assert lines[1].split() == ["c1-a1", "2", "1", "0", "3", "2", "6"]  # 2 NAT + 4 MSS clamp
     assert "warning: ClusterNode/c2-b9: spec.interfaceName is empty" in result.stderr
     assert "c2-b9" not in result.stdout
 
@@ -97,3 +98,27 @@ def test_node_without_nodeconfig_says_why(tmp_path: Path) -> None:
 def test_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["plan", "-f", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_internal_nodes_show_aggregated_and_per_cidr_routes(tmp_path: Path) -> None:
+    """Ten gateway clusters with neighbouring pod CIDRs (10.16-10.25/16): an internal node of
+    the first gets 10.16.0.0/13 and 10.24.0.0/15 via its gateway and its own 10.16.0.0/16
+    thrown - three entries instead of nine routes; --no-aggregate shows the nine."""
+    docs = []
+    for i in range(10):
+        c = cluster(f"g{i}", "gateway", pods=(f"10.{16 + i}.0.0/16",))
+        gw = node(f"g{i}", "gw", f"192.168.{i}.1", gateway=True, pods=(f"10.{16 + i}.0.0/24",))
+        inner = node(f"g{i}", "in", f"192.168.{i}.2", pods=(f"10.{16 + i}.1.0/24",))
+        docs += [o.to_dict() for o in (c, gw, inner)]
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+
+    def row(*args: str) -> list[str]:
+        result = CliRunner().invoke(app, ["plan", "-f", str(path), "--node", "g0-in", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()[1].split()
+
+    _, _, routes, throws, *_ = row()
+    assert (routes, throws) == ("2", "1")
+    _, _, routes, throws, *_ = row("--no-aggregate")
+    assert (routes, throws) == ("9", "0")
