@@ -10,10 +10,11 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 # ip/bridge (the agent's batched writes), iptables-restore (its NAT chains; the nf_tables
-# backend, as on current distributions), ping (debugging inside the pod).
+# backend, as on current distributions), ping (debugging inside the pod), wireguard-go (the
+# encrypted links where the kernel has no WireGuard module) and wg (debugging them).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 iptables nftables iputils-ping \
+      iproute2 iptables nftables iputils-ping wireguard-go wireguard-tools \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := iproute2 iptables nftables iputils-ping iperf3 procps
+DEB_PACKAGES := iproute2 iptables nftables iputils-ping iperf3 procps wireguard-go wireguard-tools
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint fmt unit deps venv demo bench crds clean

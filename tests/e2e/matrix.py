@@ -167,8 +167,9 @@ class Matrix:
 
 
 def vx_addresses(netns: str) -> dict[int, str]:
+    """The node's bridge address per family: vx-bridge's, else (encrypted) wg-bridge's."""
     out: dict[int, str] = {}
-    for family, dev in ((4, "vx-bridge"), (6, "vx-bridge-6")):
+    for family, dev in ((4, "wg-bridge"), (6, "wg-bridge-6"), (4, "vx-bridge"), (6, "vx-bridge-6")):
         text = subprocess.run(
             ["ip", "-n", netns, "-j", f"-{family}", "addr", "show", "dev", dev],
             capture_output=True,

@@ -21,6 +21,11 @@ class Desired:
     sysctls: dict[str, str] = field(default_factory=dict)
     firewall: dict[int, set[Rule]] = field(default_factory=lambda: {4: set(), 6: set()})
     prefix_maps: dict[int, set[PrefixMap]] = field(default_factory=lambda: {4: set(), 6: set()})
+    wg_devices: set[str] = field(default_factory=set)  # made by the WireGuard port, not here
+
+    @property
+    def all_devices(self) -> set[str]:
+        return set(self.devices) | self.wg_devices
 
 
 def family_of_device(name: str) -> int:
@@ -34,7 +39,9 @@ def family_of_rule(rule: str) -> int:
         return 6
     words = rule.split()
     on_v6 = any(
-        flag in ("-i", "-o") and dev in C.OWNED_DEVICES and family_of_device(dev) == 6
+        flag in ("-i", "-o")
+        and dev in (*C.OWNED_DEVICES, *C.WG_DEVICES)
+        and family_of_device(dev) == 6
         for flag, dev in itertools.pairwise(words)
     )
     return 6 if on_v6 else 4
@@ -67,23 +74,13 @@ def desired_state(
             mtu=dev.mtu or bind.mtu - C.VXLAN_OVERHEAD[family],
             local=local,
         )
-        out.rule_families.add(family)
-        if family == 4:
-            out.sysctls["net/ipv4/ip_forward"] = "1"
-            # Loose reverse-path filtering: replies may arrive on another device than the
-            # route back (pod traffic enters over vx, leaves over the CNI, and vice versa).
-            out.sysctls[f"net/ipv4/conf/{dev.name}/rp_filter"] = "2"
-            out.sysctls[f"net/ipv4/conf/{dev.bind_dev}/rp_filter"] = "2"
-        else:
-            out.sysctls["net/ipv6/conf/all/forwarding"] = "1"
-            out.sysctls[f"net/ipv6/conf/{dev.name}/disable_ipv6"] = "0"
-        for direction in ("-i", "-o"):
-            out.firewall[family].add(
-                Rule(family, "filter", "FORWARD", f"{direction} {dev.name} -j ACCEPT")
-            )
+        _tunnel_device(out, dev.name, dev.bind_dev)
+    for wg in spec.wireguard:
+        _tunnel_device(out, wg.name, wg.bind_dev)
+        out.wg_devices.add(wg.name)
     out.entries = entries if entries is not None else Entries.of(spec)
     if len(out.devices) < len(spec.devices):  # a device was left out: so are its entries
-        out.entries = out.entries.on(set(out.devices))
+        out.entries = out.entries.on(out.all_devices)
     for r in spec.iptables:
         family = family_of_rule(r.rule)
         out.firewall[family].add(Rule(family, r.table, r.chain, r.rule))
@@ -91,3 +88,21 @@ def desired_state(
         family = 6 if ":" in m.cidr else 4
         out.prefix_maps[family].add(PrefixMap(family, m.dev, m.cidr, m.global_cidr))
     return out, errors
+
+
+def _tunnel_device(out: Desired, name: str, bind_dev: str) -> None:
+    """What any of our tunnel devices (vx or wg) needs besides itself: the policy rule of its
+    family, forwarding, loose rp_filter, and FORWARD accepted both ways."""
+    family = family_of_device(name)
+    out.rule_families.add(family)
+    if family == 4:
+        out.sysctls["net/ipv4/ip_forward"] = "1"
+        # Loose reverse-path filtering: replies may arrive on another device than the
+        # route back (pod traffic enters over vx, leaves over the CNI, and vice versa).
+        out.sysctls[f"net/ipv4/conf/{name}/rp_filter"] = "2"
+        out.sysctls[f"net/ipv4/conf/{bind_dev}/rp_filter"] = "2"
+    else:
+        out.sysctls["net/ipv6/conf/all/forwarding"] = "1"
+        out.sysctls[f"net/ipv6/conf/{name}/disable_ipv6"] = "0"
+    for direction in ("-i", "-o"):
+        out.firewall[family].add(Rule(family, "filter", "FORWARD", f"{direction} {name} -j ACCEPT"))

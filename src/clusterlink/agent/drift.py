@@ -31,7 +31,10 @@ def drift(kernel: Kernel, firewall: Firewall, spec: NodeConfigSpec) -> list[tupl
                 a, b = getattr(have, f.name), getattr(want, f.name)
                 if a != b:
                     out.append(("device", f"{name}: {f.name} is {a!r}, want {b!r}"))
-    observed = kernel.entries({n: owned[n].index for n in owned})
+    for name in sorted(desired.wg_devices - set(links)):
+        out.append(("device", f"{name}: missing"))
+    wg = {n: links[n].index for n in desired.wg_devices if n in links}
+    observed = kernel.entries({n: owned[n].index for n in owned} | wg)
     for kind, have_set, want_set in (
         ("route", observed.routes, desired.entries.routes),
         ("fdb", observed.fdbs, desired.entries.fdbs),

@@ -57,7 +57,7 @@ _ATTR = struct.Struct("=HH")
 
 
 def is_owned_device(name: str) -> bool:
-    return name in C.OWNED_DEVICES
+    return name in C.OWNED_DEVICES or name in C.WG_DEVICES  # wg: deleted or downed by hand
 
 
 class KernelEvents(Protocol):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
 from clusterlink.agent.prefixmaps import PrefixMap
+from clusterlink.agent.wgkeys import public_of
+from clusterlink.agent.wireguard import DeviceState, PeerState, peer_state
+from clusterlink.api.nodeconfig import WireGuardDevice, WireGuardPeer
 
 
 class FakeKernel:
@@ -26,6 +29,13 @@ class FakeKernel:
         self._links[name] = Link(
             name, self._next_index, "veth", mtu, True, "02:00:00:00:00:01", addrs
         )
+
+    def add_link(self, name: str, kind: str, mtu: int, addrs: tuple[str, ...]) -> None:
+        """A link some other component made (a WireGuard device)."""
+        if name in self._links:
+            raise KernelError(f"{name}: File exists")
+        self._next_index += 1
+        self._links[name] = Link(name, self._next_index, kind, mtu, True, "", addrs)
 
     def links(self) -> dict[str, Link]:
         return dict(self._links)
@@ -141,3 +151,58 @@ class FakePrefixMaps:
     def teardown(self, family: int) -> None:
         self.calls.append(f"teardown {family}")
         self.state[family] = set()
+
+
+class FakeWireGuard:
+    """wg devices as dicts; their links live in the FakeKernel (routes hang on them, and a
+    link deleted by hand takes its device with it, as wireguard-go exits with its TUN)."""
+
+    def __init__(self, kernel: FakeKernel, implementation: str = "wireguard-go") -> None:
+        self.kernel = kernel
+        self.implementation = implementation
+        self.state: dict[str, DeviceState] = {}
+        self.calls: list[str] = []
+
+    def observe(self, name: str) -> DeviceState | None:
+        if name not in self.kernel.links():
+            self.state.pop(name, None)
+        return self.state.get(name)
+
+    def create(self, device: WireGuardDevice) -> None:
+        self.calls.append(f"create {device.name}")
+        self.kernel.add_link(device.name, "tun", device.mtu or 1420, (device.addr,))
+        self.state[device.name] = DeviceState()
+
+    def delete(self, name: str) -> None:
+        self.calls.append(f"delete {name}")
+        self.kernel.delete_link(name)
+        self.state.pop(name, None)
+
+    def configure(
+        self,
+        name: str,
+        private_key: str | None,
+        listen_port: int | None,
+        peers: Iterable[WireGuardPeer],
+        remove: Iterable[str],
+    ) -> None:
+        have = self.observe(name)
+        if have is None:
+            raise KernelError(f"{name}: no such WireGuard device")
+        table: dict[str, PeerState] = dict(have.peers)
+        for key in remove:
+            table.pop(key, None)
+        added = list(peers)
+        for peer in added:
+            table[peer.public_key] = peer_state(peer)
+        public = public_of(private_key) if private_key is not None else have.public_key
+        port = listen_port if listen_port is not None else have.listen_port
+        self.calls.append(f"configure {name} +{len(added)}")
+        self.state[name] = DeviceState(port, public, table)
+
+    def remove_peer_by_hand(self, name: str, key: str) -> None:
+        """Drift: `wg set DEV peer KEY remove` behind the agent's back."""
+        have = self.state[name]
+        self.state[name] = DeviceState(
+            have.listen_port, have.public_key, {k: p for k, p in have.peers.items() if k != key}
+        )

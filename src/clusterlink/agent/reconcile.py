@@ -16,6 +16,7 @@ from clusterlink.agent.desired import Desired, desired_state, family_of_device
 from clusterlink.agent.firewall import Firewall, FirewallError, in_sync
 from clusterlink.agent.kernel import Entries, Kernel, KernelError, Link
 from clusterlink.agent.prefixmaps import PrefixMapError, PrefixMaps
+from clusterlink.agent.wireguard import WireGuardNode
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 
@@ -29,6 +30,7 @@ class Report:
     sysctls_changed: int = 0
     firewall_changed: list[int] = field(default_factory=list)
     prefix_maps_changed: list[int] = field(default_factory=list)
+    peers_changed: int = 0  # WireGuard peers added, updated, removed (and key/port writes)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -42,6 +44,7 @@ class Report:
             + self.sysctls_changed
             + len(self.firewall_changed)
             + len(self.prefix_maps_changed)
+            + self.peers_changed
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -55,6 +58,7 @@ class Report:
             "sysctlsChanged": self.sysctls_changed,
             "firewallFamiliesWritten": self.firewall_changed,
             "prefixMapFamiliesWritten": self.prefix_maps_changed,
+            "peersChanged": self.peers_changed,
             "errors": self.errors,
         }
 
@@ -78,10 +82,17 @@ class Reconciler:
     """`reconcile` that remembers the entry set of the last spec it saw: a resync of an
     unchanged NodeConfig (the same object) skips rebuilding ~15,000 tuples."""
 
-    def __init__(self, kernel: Kernel, firewall: Firewall, maps: PrefixMaps | None = None) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        firewall: Firewall,
+        maps: PrefixMaps | None = None,
+        wireguard: WireGuardNode | None = None,
+    ) -> None:
         self.kernel = kernel
         self.firewall = firewall
         self.maps = maps
+        self.wireguard = wireguard
         self._spec: NodeConfigSpec | None = None
         self._entries = Entries()
 
@@ -94,6 +105,7 @@ class Reconciler:
             spec,
             self._entries if spec is not None else None,
             self.maps,
+            self.wireguard,
         )
 
 
@@ -103,10 +115,13 @@ def reconcile(
     spec: NodeConfigSpec | None,
     entries: Entries | None = None,
     maps: PrefixMaps | None = None,
+    wireguard: WireGuardNode | None = None,
 ) -> Report:
     """Make the kernel match `spec`; None (NodeConfig deleted) tears all our state down."""
     report = Report()
     links = kernel.links()
+    if wireguard is not None or (spec is not None and spec.wireguard):
+        links = _wireguard(kernel, wireguard, spec, links, report)
     desired, errors = desired_state(spec or NodeConfigSpec(), links, entries if spec else None)
     report.errors += errors
     owned = _ours(links, report)
@@ -115,6 +130,7 @@ def reconcile(
         name for name, link in owned.items() if desired.devices.get(name) != link.vxlan
     )
     kept = {name: link.index for name, link in owned.items() if name not in replace}
+    kept |= {n: links[n].index for n in desired.wg_devices if n in links}
     observed = kernel.entries(kept)
     stale = observed - desired.entries
     if stale.routes:  # a route that differs only in its MTU is replaced in place, not deleted
@@ -137,11 +153,11 @@ def reconcile(
 
     if report.devices_created or report.devices_deleted:
         links = kernel.links()  # re-observe: new indices, and what the new devices hold
-        present = {n: links[n].index for n in desired.devices if n in links}
+        present = {n: links[n].index for n in desired.all_devices if n in links}
         observed = kernel.entries(present)
     wanted = desired.entries
-    if not set(desired.devices) <= set(links):  # a device failed to come up
-        wanted = wanted.on(set(links) & set(desired.devices))
+    if not desired.all_devices <= set(links):  # a device failed to come up
+        wanted = wanted.on(set(links) & desired.all_devices)
     missing = wanted - observed
     if len(missing):
         report.errors += kernel.change_entries(Entries(), missing)
@@ -152,6 +168,27 @@ def reconcile(
     _firewall(firewall, desired, report)
     _prefix_maps(maps, desired, report)
     return report
+
+
+def _wireguard(
+    kernel: Kernel,
+    wireguard: WireGuardNode | None,
+    spec: NodeConfigSpec | None,
+    links: dict[str, Link],
+    report: Report,
+) -> dict[str, Link]:
+    """wg devices first (agent/wireguard.py): their routes are then diffed like the rest."""
+    if wireguard is None:
+        report.errors.append(
+            "wireguard: the NodeConfig has wg devices; this agent runs no WireGuard"
+        )
+        return links
+    changes = wireguard.sync(spec, links)
+    report.devices_created += changes.created
+    report.devices_deleted += changes.deleted
+    report.peers_changed += changes.peers
+    report.errors += changes.errors
+    return kernel.links() if changes.created or changes.deleted else links
 
 
 def _try(report: Report, action: object) -> bool:

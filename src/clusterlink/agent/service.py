@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from clusterlink import constants as C
 from clusterlink.agent.detect import detect, merged, source_address
 from clusterlink.agent.events import KernelEvents
 from clusterlink.agent.firewall import Firewall
@@ -24,8 +25,10 @@ from clusterlink.agent.kernel import Kernel
 from clusterlink.agent.metrics import AgentMetrics
 from clusterlink.agent.prefixmaps import PrefixMaps
 from clusterlink.agent.reconcile import Reconciler, Report
+from clusterlink.agent.wgkeys import KeyFileError
+from clusterlink.agent.wireguard import WireGuardNode
 from clusterlink.api.cluster import Cluster
-from clusterlink.api.clusternode import ClusterNode
+from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec
 from clusterlink.api.meta import Resource, now_rfc3339, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig, NodeConfigStatus
 from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError, WatchEvent
@@ -54,6 +57,7 @@ class Agent:
         coalesce: float = 0.1,
         detect_nic: bool = True,
         metrics: AgentMetrics | None = None,
+        wireguard: WireGuardNode | None = None,
     ) -> None:
         self.store = store
         self.node = node
@@ -70,7 +74,8 @@ class Agent:
         self.last: Report | None = None
         self.synced_generation: int | None = None
         self.wake = threading.Event()  # set by watch events (and by stop) to run a pass now
-        self.reconciler = Reconciler(kernel, firewall, prefix_maps)
+        self.wireguard = wireguard
+        self.reconciler = Reconciler(kernel, firewall, prefix_maps, wireguard)
         self._cached: NodeConfig | None = None  # reused by timer resyncs while no event came
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
         self._hashed: tuple[NodeConfig, str] | None = None
@@ -82,7 +87,7 @@ class Agent:
     # -- one pass -----------------------------------------------------------------------------
 
     def sync(self) -> Report:
-        if self.detect_nic:
+        if self.detect_nic or self.wireguard is not None:
             self.update_cluster_node()
         nc = self._nodeconfig()
         started = time.monotonic()
@@ -126,6 +131,9 @@ class Agent:
             spec_hash=self._spec_hash(nc),
             last_sync_time=now_rfc3339(now) if not report.errors else old.last_sync_time,
             last_change_time=now_rfc3339(now) if report.changes else old.last_change_time,
+            wireguard=self.wireguard.implementation
+            if self.wireguard is not None and nc.spec.wireguard
+            else "",
         )
         fresh = old.last_sync_time and now - parse_rfc3339(old.last_sync_time) < STATUS_REFRESH
         same = status.model_copy(update={"last_sync_time": old.last_sync_time}) == old
@@ -144,18 +152,45 @@ class Agent:
             cluster = self.store.get(Cluster, cn.spec.cluster_name)
         except NotFound:
             return
-        found, why = detect(
-            cluster, cn.spec, self.kernel.links(), lambda t: source_address(t, self.netns)
-        )
-        if found is None:
-            log.warning(
-                "%s: NIC detection failed: %s (keeping %r)", self.node, why, cn.spec.interface_name
+        spec = cn.spec
+        if self.detect_nic:
+            found, why = detect(
+                cluster, cn.spec, self.kernel.links(), lambda t: source_address(t, self.netns)
             )
-            return
-        spec = merged(cn.spec, found)
+            if found is None:
+                log.warning(
+                    "%s: NIC detection failed: %s (keeping %r)",
+                    self.node,
+                    why,
+                    cn.spec.interface_name,
+                )
+            else:
+                spec = merged(cn.spec, found)
+        encrypted = cluster.link is not None and cluster.link.encryption == "wireguard"
+        if self.wireguard is not None and (encrypted or spec.wireguard_public_key):
+            spec = self._publish_key(cn, spec)
         if spec != cn.spec:
             with contextlib.suppress(Conflict, NotFound):  # retried on the next pass
                 self.store.update(cn.model_copy(update={"spec": spec}))
+
+    def _rotation_asked(self, cn: ClusterNode) -> bool:
+        """A new rotate-keys request on our ClusterNode: act now, not at the next resync."""
+        request = cn.metadata.annotations.get(C.ROTATE_KEYS_ANNOTATION, "")
+        return self.wireguard is not None and self.wireguard.pending(request)
+
+    def _publish_key(self, cn: ClusterNode, spec: ClusterNodeSpec) -> ClusterNodeSpec:
+        """Rotate when the ClusterNode asks (a new value of its rotate-keys annotation), and
+        publish the public key; the private key never leaves the node."""
+        assert self.wireguard is not None
+        request = cn.metadata.annotations.get(C.ROTATE_KEYS_ANNOTATION, "")
+        try:
+            if self.wireguard.rotate_if_asked(request):
+                log.info("%s: WireGuard key rotated (request %s)", self.node, request)
+            public = self.wireguard.key_pair().public
+        except KeyFileError as exc:
+            log.warning("%s: WireGuard key: %s", self.node, exc)
+            return spec
+        return spec.model_copy(update={"wireguard_public_key": public})
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -172,7 +207,11 @@ class Agent:
             )
             # Cluster option changes are picked up by the resync; the ClusterNode's creation
             # starts NIC detection at once.
-            for kind in ((NodeConfig, ClusterNode) if self.detect_nic else (NodeConfig,))
+            for kind in (
+                (NodeConfig, ClusterNode)
+                if self.detect_nic or self.wireguard is not None
+                else (NodeConfig,)
+            )
         ]
         if self.events is not None:
             watchers.append(
@@ -230,7 +269,9 @@ class Agent:
                 self._changed = True
             return not status_only
         if isinstance(obj, ClusterNode):
-            return obj.name == self.node and event.type == "ADDED"
+            if obj.name != self.node:
+                return False
+            return event.type == "ADDED" or self._rotation_asked(obj)
         return isinstance(obj, Cluster)
 
     def _watch(self, kind: type[Resource], stop: threading.Event, wake: threading.Event) -> None:

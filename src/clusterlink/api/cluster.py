@@ -16,6 +16,7 @@ from clusterlink.inputs import InputError, load_yaml
 
 NetworkType = Literal["p2p", "gateway"]
 IPFamily = Literal["all", "ipv4", "ipv6"]
+Encryption = Literal["none", "wireguard"]
 
 
 def families_of(ip_family: IPFamily) -> tuple[int, ...]:
@@ -75,6 +76,10 @@ class ClusterLinkOptions(Model):
     default_nic_name: str = Field(default="*", alias="defaultNICName")
     global_cidrs_map: dict[str, str] = Field(default_factory=dict, alias="globalCIDRsMap")
     autodetection_method: str = ""
+    # Ours. `wireguard`: links to clusters that also ask for it are WireGuard tunnels.
+    encryption: Encryption = "none"
+    # Ours. With encryption: link in plaintext (VXLAN) to clusters without it; default refuse.
+    allow_plaintext: bool = False
 
     @field_validator("global_cidrs_map")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -21,6 +23,14 @@ class ClusterNodeSpec(Model):
     interface_name: str = ""
     # Ours, optional: the underlay NIC's MTU as the agent saw it (vx device MTU is derived from it).
     mtu: int | None = Field(default=None, ge=1280, le=65535)
+    # Ours: the node's WireGuard public key (base64), published by its agent; the private key
+    # never leaves the node. Empty until the agent has started once.
+    wireguard_public_key: str = ""
+
+    @field_validator("wireguard_public_key")
+    @classmethod
+    def _wg_key(cls, value: str) -> str:
+        return check_wireguard_key(value) if value else value
 
     @field_validator("pod_cidrs")
     @classmethod
@@ -40,6 +50,17 @@ class ClusterNodeSpec(Model):
     @property
     def is_gateway(self) -> bool:
         return any(role.lower() == C.GATEWAY_ROLE for role in self.roles)
+
+
+def check_wireguard_key(value: str) -> str:
+    """A WireGuard key as wg(8) prints it: 32 bytes, base64."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{value!r} is not a WireGuard key (32 bytes, base64)")
+    return value
 
 
 class ClusterNode(Resource):

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from clusterlink import constants as C
+from clusterlink.api.clusternode import check_wireguard_key
 from clusterlink.api.meta import Model, Resource
 from clusterlink.api.net import normalize_cidr, normalize_ip
 
@@ -150,6 +151,45 @@ class AddressMap(Entry):
         return normalize_cidr(value)
 
 
+class WireGuardPeer(Entry):
+    """Ours: one remote node on a WireGuard device. Traffic to `allowedIPs` is encrypted to
+    `publicKey` and sent to `endpoint`; traffic from it is accepted only from those CIDRs."""
+
+    public_key: str
+    endpoint: str  # "ip:port", "[ip6]:port": the peer's underlay address and listen port
+    allowed_ips: tuple[str, ...] = Field(default=(), alias="allowedIPs")
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return check_wireguard_key(value)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalize_cidr(c) for c in value)
+
+
+class WireGuardDevice(Entry):
+    """Ours: a WireGuard device (the cross-cluster tunnel of an encrypted cluster). Its private
+    key is the node's own (the agent's state dir), never in the NodeConfig."""
+
+    name: str
+    addr: str  # interface form, the bridge pool's prefix
+    listen_port: int = Field(ge=1, le=65535)
+    bind_dev: str  # the underlay NIC the endpoints are reached over (source of the tunnel)
+    mtu: int = Field(default=0, ge=0, le=65535)
+    peers: tuple[WireGuardPeer, ...] = ()
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_interface(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ADDRESS/PREFIX") from None
+
+
 class NodeConfigSpec(Model):
     devices: list[Device] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
@@ -157,10 +197,12 @@ class NodeConfigSpec(Model):
     fdbs: list[Fdb] = Field(default_factory=list)
     arps: list[Arp] = Field(default_factory=list)
     address_maps: list[AddressMap] = Field(default_factory=list)  # ours
+    wireguard: list[WireGuardDevice] = Field(default_factory=list, exclude_if=operator.not_)
 
     def entry_count(self) -> int:
         return (
-            len(self.devices)
+            sum(1 + len(w.peers) for w in self.wireguard)
+            + len(self.devices)
             + len(self.routes)
             + len(self.iptables)
             + len(self.fdbs)
@@ -179,6 +221,8 @@ class NodeConfigStatus(Model):
     spec_hash: str = ""
     last_sync_time: str | None = None
     last_change_time: str | None = None
+    # Ours: which WireGuard runs the node's wg devices: "kernel", "wireguard-go" ("" = none).
+    wireguard: str = Field(default="", exclude_if=operator.not_)
 
 
 class NodeConfig(Resource):

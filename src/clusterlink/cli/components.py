@@ -15,6 +15,7 @@ import typer
 
 from clusterlink import __version__
 from clusterlink import constants as C
+from clusterlink.agent import wireguard
 from clusterlink.agent.events import NetlinkEvents
 from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
 from clusterlink.agent.iptables import IptablesFirewall
@@ -107,6 +108,13 @@ def agent(
         float,
         typer.Option(help="Seconds between health probes of the tunnels' remote peers; 0: off."),
     ] = 1.0,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Where the node's WireGuard private key lives.")
+    ] = Path(C.DEFAULT_STATE_DIR),
+    wg_socket_dir: Annotated[
+        str,
+        typer.Option("--wireguard-socket-dir", help="wireguard-go's UAPI sockets (lab: per node)."),
+    ] = C.WG_SOCKET_DIR,
 ) -> None:
     """Make this node's kernel match its NodeConfig, and keep it so.
 
@@ -117,6 +125,7 @@ def agent(
         st = open_store(store)
         try:
             kernel = LinuxKernel(netns_name)
+            wg = wireguard.start(netns_name, state_dir, wg_socket_dir)
             events = None if once else NetlinkEvents(netns_name)
         except (KernelError, OSError) as exc:
             fail(f"agent: {exc}")
@@ -132,6 +141,7 @@ def agent(
             resync=resync,
             detect_nic=detect_nic,
             metrics=metrics,
+            wireguard=wg,
         )
         if once:
             _once(worker, output)

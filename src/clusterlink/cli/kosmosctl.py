@@ -30,6 +30,7 @@ from clusterlink.cli.common import (
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
+from clusterlink.federation.keys import rotate_keys
 from clusterlink.inputs import read_stream
 from clusterlink.observe.connections import connections, wait_up
 from clusterlink.observe.trace import trace
@@ -305,6 +306,28 @@ def plan_row(config: dict[str, Any]) -> list[str]:
     counts = [len(spec["devices"]), len(spec["routes"]) - throws, throws]
     counts += [len(spec[k]) for k in ("fdbs", "arps", "iptables")]
     return [config["metadata"]["name"], *map(str, counts)]
+
+
+@app.command("rotate-keys")
+def rotate_keys_command(
+    cluster: Annotated[str, typer.Option("--cluster", help="The Cluster whose keys to rotate.")],
+    store: StoreOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="table or json")
+    ] = OutputFormat.table,
+) -> None:
+    """Give every node of an encrypted cluster a new WireGuard key pair (docs/encryption.md)."""
+    with user_errors():
+        done = rotate_keys(store_for(kubeconfig, store, context), cluster)
+        if output == OutputFormat.json:
+            emit(done.to_dict(), output)
+            return
+        typer.echo(
+            f"rotation {done.request} requested on {len(done.nodes)} nodes of {cluster}: "
+            + ", ".join(done.nodes)
+        )
 
 
 @app.command("plan")

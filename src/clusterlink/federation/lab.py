@@ -141,8 +141,12 @@ def join(
         if node.gateway_candidate:
             _run(lab, f"{name}.elector.{node.name}", node, "elector", "--cluster", name,
                  "--node", node.name, *store_args)  # fmt: skip
+        # Each node's own state dir (its WireGuard key) and UAPI socket dir: every node's wg
+        # device is named alike, and wireguard-go's socket path is fixed (docs/encryption.md).
+        node_dir = state_dir(lab) / "agents" / cluster_node_name(name, node.name)
         _run(lab, f"{name}.agent.{node.name}", node, "agent",
-             "--node", cluster_node_name(name, node.name), *store_args)  # fmt: skip
+             "--node", cluster_node_name(name, node.name), *store_args,
+             "--state-dir", str(node_dir), "--wireguard-socket-dir", str(node_dir / "run"))  # fmt: skip
     electors = sum(n.gateway_candidate for n in cluster.nodes)
     progress(f"{name}: controller, {electors} electors, {len(cluster.nodes)} agents started")
 
@@ -167,7 +171,9 @@ def no_state_left(netns_names: list[str]) -> bool:
     agent was stopped before it removed its rules (seen once in CI)."""
     for ns in netns_names:
         out = _out(["ip", "-n", ns, "-o", "link", "show"])
-        if any(f": {dev}" in out or f": {dev}@" in out for dev in C.OWNED_DEVICES):
+        if any(
+            f": {dev}:" in out or f": {dev}@" in out for dev in (*C.OWNED_DEVICES, *C.WG_DEVICES)
+        ):
             return False
     for ns in netns_names:
         rules = _out(["ip", "-n", ns, "rule"]) + _out(["ip", "-n", ns, "-6", "rule"])

@@ -540,18 +540,27 @@ def agent_daemonset(spec: MemberSpec, store: str, volumes: list[Obj], mounts: li
         ("xtables-lock", "/run/xtables.lock", "FileOrCreate", False),
         ("proc-sys-net", "/proc/sys/net", "Directory", False),
         ("lib-modules", "/lib/modules", "Directory", True),
+        # The node's WireGuard private key (0600), kept across agent restarts and upgrades.
+        ("state", C.DEFAULT_STATE_DIR, "DirectoryOrCreate", False),
+        ("dev-net-tun", "/dev/net/tun", "CharDevice", False),  # wireguard-go's TUN
     ]
     agent_volumes = volumes + [
         {"name": name, "hostPath": {"path": path, "type": kind}} for name, path, kind, _ in host
     ]
-    agent_mounts = mounts + [
-        {
-            "name": name,
-            "mountPath": "/host/proc/sys/net" if name == "proc-sys-net" else path,
-            "readOnly": ro,
-        }
-        for name, path, _, ro in host
-    ]
+    # wireguard-go's UAPI sockets (the root filesystem is read-only).
+    agent_volumes.append({"name": "wireguard-run", "emptyDir": {"medium": "Memory"}})
+    agent_mounts = (
+        mounts
+        + [
+            {
+                "name": name,
+                "mountPath": "/host/proc/sys/net" if name == "proc-sys-net" else path,
+                "readOnly": ro,
+            }
+            for name, path, _, ro in host
+        ]
+        + [{"name": "wireguard-run", "mountPath": C.WG_SOCKET_DIR}]
+    )
     return _workload(
         "DaemonSet",
         "clusterlink-agent",

@@ -1,4 +1,4 @@
-"""Which vx devices each node owns, with addresses (collisions resolved), MACs and MTUs."""
+"""Which vx and wg devices each node owns, with addresses (collisions resolved), MACs, MTUs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 from collections import defaultdict
 
 from clusterlink import constants as C
-from clusterlink.api.nodeconfig import Device
+from clusterlink.api.nodeconfig import Device, WireGuardDevice
 from clusterlink.planner.addressing import (
     address_text,
     derive_address,
@@ -20,30 +20,48 @@ from clusterlink.planner.topology import FederationView, NodeView
 
 BRIDGE_DEV = {4: C.VX_BRIDGE, 6: C.VX_BRIDGE6}
 LOCAL_DEV = {4: C.VX_LOCAL, 6: C.VX_LOCAL6}
+WG_DEV = {4: C.WG_BRIDGE, 6: C.WG_BRIDGE6}
 
-# node name -> device name -> Device
-DeviceMap = dict[str, dict[str, Device]]
+# node name -> device name -> Device (vx) or WireGuardDevice (wg, peers filled in by the plan)
+AnyDevice = Device | WireGuardDevice
+DeviceMap = dict[str, dict[str, AnyDevice]]
 
 
-def wanted_devices(topo: FederationView, node: NodeView) -> list[tuple[str, int, str]]:
-    """(device name, family, pool) for every device the node should own."""
+def bridge_devices(family: int, devices: object) -> list[str]:
+    """The cross-cluster devices of a family a node owns: vx-bridge, wg-bridge, or both (an
+    encrypted cluster that allows plaintext to unencrypted ones)."""
+    return [d for d in (BRIDGE_DEV[family], WG_DEV[family]) if d in devices]  # type: ignore[operator]
+
+
+def wanted_devices(
+    topo: FederationView, node: NodeView, keeps_vxlan: set[str] | None = None
+) -> list[tuple[str, int, str]]:
+    """(device name, family, pool) for every device the node should own. A bridge-set node
+    of an encrypted cluster owns wg-bridge, and vx-bridge only when it links some cluster in
+    plaintext (`keeps_vxlan`)."""
     cluster = topo.clusters[node.cluster]
     out = []
     for family in sorted(node.ips):
         if topo.in_bridge_set(node) and cluster.bridge_pool[family]:
-            out.append((BRIDGE_DEV[family], family, cluster.bridge_pool[family]))
+            if not cluster.encrypted or node.cluster in (keeps_vxlan or set()):
+                out.append((BRIDGE_DEV[family], family, cluster.bridge_pool[family]))
+            if cluster.encrypted:
+                out.append((WG_DEV[family], family, cluster.bridge_pool[family]))
         if cluster.mode == "gateway" and cluster.local_pool[family]:
             out.append((LOCAL_DEV[family], family, cluster.local_pool[family]))
     return out
 
 
-def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
+def plan_devices(
+    topo: FederationView, keeps_vxlan: set[str] | None = None
+) -> tuple[DeviceMap, list[Finding]]:
     """Devices for every node.
 
     Addresses are unique per VXLAN mesh: vx-bridge addresses across the whole federation,
     vx-local addresses within a cluster. Where two nodes derive the same address, the first by
     (cluster, node) keeps it and the others take the next free addresses of their pool - a
-    deterministic choice, reported as a finding (Kosmos silently collides).
+    deterministic choice, reported as a finding (Kosmos silently collides). wg-bridge shares
+    vx-bridge's pool and uniqueness (a node with both takes the next free one for wg-bridge).
     """
     findings: list[Finding] = []
     # mesh key -> address value -> [(node, device, pool)] in (cluster, node) order
@@ -52,8 +70,9 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
     )
     ordered = sorted(topo.nodes.values(), key=lambda n: (n.cluster, n.name))
     for node in ordered:
-        for dev, family, pool in wanted_devices(topo, node):
-            mesh = (dev, "" if dev in BRIDGE_DEV.values() else node.cluster)
+        for dev, family, pool in wanted_devices(topo, node, keeps_vxlan):
+            bridge = dev in BRIDGE_DEV.values() or dev in WG_DEV.values()
+            mesh = (BRIDGE_DEV[family] if bridge else dev, "" if bridge else node.cluster)
             addr = derive_address(pool, node.ips[family])
             meshes[mesh][int(addr.ip)].append((node, dev, pool))
 
@@ -69,6 +88,9 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
                 if i > 0:
                     chosen = next_free(pool, value, taken)
                     taken.add(chosen)
+                    if owners[0][0] is node:  # its own vx-bridge: no news
+                        addresses[(node.name, dev)] = f"{ipaddress.ip_address(chosen)}/{prefix}"
+                        continue
                     findings.append(
                         Finding(
                             "warning",
@@ -81,8 +103,18 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
 
     devices: DeviceMap = {}
     for node in ordered:
-        mine: dict[str, Device] = {}
-        for dev, family, _pool in wanted_devices(topo, node):
+        mine: dict[str, AnyDevice] = {}
+        for dev, family, _pool in wanted_devices(topo, node, keeps_vxlan):
+            if dev in WG_DEV.values():
+                mine[dev] = WireGuardDevice.trusted(
+                    name=dev,
+                    addr=addresses[(node.name, dev)],
+                    listen_port=C.WG_PORT[dev],
+                    bind_dev=node.interface,
+                    mtu=device_mtu(node.mtu, family),  # the effective MTU: - 60 / - 80
+                    peers=(),
+                )
+                continue
             mine[dev] = Device.trusted(
                 type="vxlan",
                 name=dev,
@@ -97,5 +129,5 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
     return devices, findings
 
 
-def device_ip(device: Device) -> str:
+def device_ip(device: AnyDevice) -> str:
     return device.addr.split("/", 1)[0]

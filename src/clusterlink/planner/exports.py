@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from clusterlink.api.net import cidr_family, cidr_sort_key
 from clusterlink.api.nodeconfig import Route
-from clusterlink.planner.devices import BRIDGE_DEV, DeviceMap, device_ip
+from clusterlink.planner.devices import BRIDGE_DEV, WG_DEV, DeviceMap, device_ip
 from clusterlink.planner.findings import Finding
 from clusterlink.planner.topology import ClusterView, FederationView
 
@@ -25,7 +25,10 @@ class Export:
     cidr: str
     owner: str  # cluster
     target: str  # node that receives the traffic (owns the vx-bridge the route points at)
-    route: Route  # the route a bridge-set node of another cluster installs
+    route: Route  # the route a bridge-set node of another cluster installs (vx-bridge if any)
+    # The route over wg-bridge, for receivers linked to the owner in WireGuard (None: the
+    # owner is not encrypted). An encrypted owner without vx-bridge has `route` = this one.
+    wg_route: Route | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,11 @@ def to_global(global_map: dict[str, str], cidr: str) -> str:
     return cidr
 
 
-def build_exports(topo: FederationView, devices: DeviceMap) -> tuple[ExportTable, list[Finding]]:
+def build_exports(
+    topo: FederationView, devices: DeviceMap, refused: dict[str, set[str]] | None = None
+) -> tuple[ExportTable, list[Finding]]:
+    """The export table. `refused`: receiver cluster -> clusters it is not linked to (an
+    encryption mismatch): their exports are skipped there like overlapping ones."""
     findings: list[Finding] = []
     raw: dict[int, list[Export]] = {4: [], 6: []}
     for cluster in topo.clusters.values():
@@ -88,9 +95,9 @@ def build_exports(topo: FederationView, devices: DeviceMap) -> tuple[ExportTable
             )
         for real, target in advertised(topo, cluster):
             family = cidr_family(real)
-            dev = BRIDGE_DEV[family]
-            device = devices[target].get(dev)
-            if device is None:
+            dev, wg = BRIDGE_DEV[family], WG_DEV[family]
+            device, wg_device = devices[target].get(dev), devices[target].get(wg)
+            if device is None and wg_device is None:
                 findings.append(
                     Finding(
                         "warning",
@@ -100,8 +107,14 @@ def build_exports(topo: FederationView, devices: DeviceMap) -> tuple[ExportTable
                 )
                 continue
             cidr = to_global(cluster.global_map, real)
-            route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
-            raw[family].append(Export(cidr, cluster.name, target, route))
+            wg_route = None
+            if wg_device is not None:
+                wg_route = Route.trusted(cidr=cidr, gw=device_ip(wg_device), dev=wg, mtu=0)
+            route = wg_route
+            if device is not None:
+                route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
+            assert route is not None
+            raw[family].append(Export(cidr, cluster.name, target, route, wg_route))
 
     by_family: dict[int, list[Export]] = {}
     for family, exports in raw.items():
@@ -127,8 +140,13 @@ def build_exports(topo: FederationView, devices: DeviceMap) -> tuple[ExportTable
     for cluster in topo.clusters.values():
         for family, exports in by_family.items():
             hits = indexes[family].overlapping(cluster, family)
-            skipped[(cluster.name, family)] = frozenset(hits)
-            for i in sorted(hits):
+            not_linked = (refused or {}).get(cluster.name)
+            if not_linked:
+                unlinked = {i for i, e in enumerate(exports) if e.owner in not_linked}
+            else:
+                unlinked = set()
+            skipped[(cluster.name, family)] = frozenset(hits | unlinked)
+            for i in sorted(hits - unlinked):
                 export = exports[i]
                 findings.append(
                     Finding(

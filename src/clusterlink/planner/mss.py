@@ -26,9 +26,9 @@ def _rules(dev: str) -> tuple[Iptables, ...]:
 
 
 # One shared, immutable set per device: every NodeConfig of a federation reuses them.
-_BY_DEVICE = {dev: _rules(dev) for dev in C.OWNED_DEVICES}
+_BY_DEVICE = {dev: _rules(dev) for dev in (*C.OWNED_DEVICES, *C.WG_DEVICES)}
 
 
 def mss_clamp(devices: Mapping[str, object]) -> list[Iptables]:
-    """The clamp on every vx device the node owns."""
+    """The clamp on every vx and wg device the node owns."""
     return [rule for dev in devices for rule in _BY_DEVICE.get(dev, ())]

@@ -11,22 +11,24 @@ one of the same chain coming first: the matches are disjoint by construction (sa
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from clusterlink import constants as C
 from clusterlink.api.net import cidr_family
-from clusterlink.api.nodeconfig import AddressMap, Device, Iptables
-from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV
+from clusterlink.api.nodeconfig import AddressMap, Iptables
+from clusterlink.planner.devices import LOCAL_DEV, bridge_devices
 from clusterlink.planner.topology import ClusterView, NodeView
 
 CALICO = "calico"  # its IPPools carry the exceptions (written by the member controller)
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+Devices = Mapping[str, object]  # the node's devices by name; only names are read here
 
 
 def _rule(chain: str, rule: str) -> Iptables:
     return Iptables.trusted(table="nat", chain=chain, rule=rule)
 
 
-def gateway_masquerade(cluster: ClusterView, devices: dict[str, Device]) -> list[Iptables]:
+def gateway_masquerade(cluster: ClusterView, devices: Devices) -> list[Iptables]:
     """On the gateway of a gateway-mode cluster, per family it bridges:
 
     - host traffic of internal nodes (sourced from the vx-local pool) leaving over vx-bridge
@@ -35,18 +37,19 @@ def gateway_masquerade(cluster: ClusterView, devices: dict[str, Device]) -> list
       gateway's own address, so internal nodes can answer without a route to the bridge pool.
     """
     rules = []
-    for family, dev in BRIDGE_DEV.items():
-        if dev not in devices:
+    for family in (4, 6):
+        devs = bridge_devices(family, devices)
+        if not devs:
             continue
         local, bridge = cluster.local_pool[family], cluster.bridge_pool[family]
         if local:
-            rules.append(_rule("POSTROUTING", f"-s {local} -o {dev} -j MASQUERADE"))
+            rules += [_rule("POSTROUTING", f"-s {local} -o {dev} -j MASQUERADE") for dev in devs]
         if bridge:
             rules.append(_rule("POSTROUTING", f"-s {bridge} -j MASQUERADE"))
     return rules
 
 
-def global_map(cluster: ClusterView, devices: dict[str, Device]) -> list[Iptables]:
+def global_map(cluster: ClusterView, devices: Devices) -> list[Iptables]:
     """1:1 prefix translation for globalCIDRsMap on every bridge-set node of the cluster:
     inbound destinations global -> real, outbound sources real -> global (NETMAP both ways;
     Kosmos SNATs every source to the global network's first address). Service CIDRs are
@@ -55,22 +58,21 @@ def global_map(cluster: ClusterView, devices: dict[str, Device]) -> list[Iptable
     for real, glob in cluster.global_map.items():
         if real in cluster.service_cidrs:
             continue
-        dev = BRIDGE_DEV[6 if ":" in real else 4]
-        if dev not in devices:
-            continue
-        rules.append(_rule("PREROUTING", f"-d {glob} -i {dev} -j NETMAP --to {real}"))
-        rules.append(_rule("POSTROUTING", f"-s {real} -o {dev} -j NETMAP --to {glob}"))
+        for dev in bridge_devices(6 if ":" in real else 4, devices):
+            rules.append(_rule("PREROUTING", f"-d {glob} -i {dev} -j NETMAP --to {real}"))
+            rules.append(_rule("POSTROUTING", f"-s {real} -o {dev} -j NETMAP --to {glob}"))
     return rules
 
 
-def service_address_maps(cluster: ClusterView, devices: dict[str, Device]) -> list[AddressMap]:
+def service_address_maps(cluster: ClusterView, devices: Devices) -> list[AddressMap]:
     """Service CIDRs in globalCIDRsMap, on every bridge-set node of the cluster: stateless
     global -> real for arriving destinations (before conntrack, so kube-proxy DNATs the real
     ClusterIP), real -> global for leaving sources (the replies, after every NAT)."""
     out = []
     for real, glob in cluster.global_map.items():
-        dev = BRIDGE_DEV[cidr_family(real)]
-        if real in cluster.service_cidrs and dev in devices:
+        if real not in cluster.service_cidrs:
+            continue
+        for dev in bridge_devices(cidr_family(real), devices):
             out.append(AddressMap.trusted(dev=dev, cidr=real, global_cidr=glob))
     return out
 
@@ -79,9 +81,7 @@ def _mark(bit: int) -> str:
     return f"0x{bit:x}/0x{bit:x}"
 
 
-def service_masquerade(
-    cluster: ClusterView, node: NodeView, devices: dict[str, Device]
-) -> list[Iptables]:
+def service_masquerade(cluster: ClusterView, node: NodeView, devices: Devices) -> list[Iptables]:
     """On a P2P cluster's service node: remote traffic to the cluster's Service CIDRs arrives
     over vx-bridge, kube-proxy sends it to a backend that may live on another node, and that
     node would answer the remote pod straight over its own vx-bridge - past the conntrack
@@ -93,15 +93,17 @@ def service_masquerade(
     before nat (`service_address_maps`), and the global map's NETMAP leaves Service CIDRs
     alone, so no two rules here match one packet."""
     rules = []
-    for family, dev in BRIDGE_DEV.items():
-        if dev not in devices:
-            continue
+    for family in (4, 6):
+        devs = bridge_devices(family, devices)
         cidrs = [c for c in cluster.service_cidrs if cidr_family(c) == family]
-        if not cidrs:
+        if not cidrs or not devs:
             continue
         mark = _mark(C.MARK_SERVICE_MASQ)
         for real in cidrs:  # a global Service CIDR is rewritten to the real one before nat
-            rules.append(_rule("PREROUTING", f"-d {real} -i {dev} -j MARK --set-xmark {mark}"))
+            rules += [
+                _rule("PREROUTING", f"-d {real} -i {dev} -j MARK --set-xmark {mark}")
+                for dev in devs
+            ]
         blocks = [b for b in node.pod_cidrs if cidr_family(b) == family]
         # With one block, "not to my own pods"; else "not multicast" (always true here):
         # either way the text names the family (the agent picks ip6tables by the address).
@@ -116,7 +118,7 @@ def _overlaps_map(cluster: ClusterView, cidr: str) -> bool:
 
 
 def cni_exemptions(
-    cluster: ClusterView, node: NodeView, devices: dict[str, Device], *, gateway: bool
+    cluster: ClusterView, node: NodeView, devices: Devices, *, gateway: bool
 ) -> list[Iptables]:
     """Keep the CNI's own masquerade (flannel's --ip-masq, Cilium's, any but Calico, whose
     IPPools carry the exceptions) off cross-cluster pod traffic: ACCEPT in nat POSTROUTING,
@@ -131,18 +133,22 @@ def cni_exemptions(
     pods = cluster.pod_cidrs or node.pod_cidrs
     rules = []
     for family in (4, 6):
-        bridge, local = BRIDGE_DEV[family], LOCAL_DEV[family]
+        bridges, local = bridge_devices(family, devices), LOCAL_DEV[family]
         mine = [c for c in pods if cidr_family(c) == family]
-        if bridge in devices:
+        if bridges:
             for cidr in mine:
                 if not _overlaps_map(cluster, cidr):
-                    rules.append(_rule("POSTROUTING", f"-s {cidr} -o {bridge} -j ACCEPT"))
+                    rules += [
+                        _rule("POSTROUTING", f"-s {cidr} -o {bridge} -j ACCEPT")
+                        for bridge in bridges
+                    ]
             if gateway and cluster.bridge_pool[family]:
                 mark = _mark(C.MARK_FROM_TUNNEL)
                 pool = cluster.bridge_pool[family]
-                rules.append(
+                rules += [
                     _rule("PREROUTING", f"! -s {pool} -i {bridge} -j MARK --set-xmark {mark}")
-                )
+                    for bridge in bridges
+                ]
                 rules.append(_rule("POSTROUTING", f"! -s {pool} -m mark --mark {mark} -j ACCEPT"))
         elif local in devices:
             rules += [_rule("POSTROUTING", f"-s {cidr} -o {local} -j ACCEPT") for cidr in mine]

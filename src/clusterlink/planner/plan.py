@@ -35,9 +35,20 @@ from clusterlink.api.nodeconfig import (
     Iptables,
     NodeConfigSpec,
     Route,
+    WireGuardDevice,
+    WireGuardPeer,
 )
 from clusterlink.planner.aggregate import Aggregator
-from clusterlink.planner.devices import BRIDGE_DEV, LOCAL_DEV, device_ip, plan_devices
+from clusterlink.planner.devices import (
+    BRIDGE_DEV,
+    LOCAL_DEV,
+    WG_DEV,
+    DeviceMap,
+    bridge_devices,
+    device_ip,
+    plan_devices,
+)
+from clusterlink.planner.encryption import plaintext_peers, refused_pairs, wireguard_peers
 from clusterlink.planner.exports import Export, ExportTable, build_exports
 from clusterlink.planner.findings import Finding, sorted_findings
 from clusterlink.planner.l2 import bridge_peer, local_peer
@@ -71,13 +82,15 @@ class Recipe:
     cluster: str
     devices: tuple[Device, ...]
     mtu: int  # the node's underlay MTU
-    bridge_families: tuple[int, ...]  # families in which the node is on the bridge mesh
+    bridge_families: tuple[int, ...]  # families in which the node routes to other clusters
     # Internal nodes: (family, gateway vx-local IP, min(own, gateway's) underlay MTU).
     via_gateway: tuple[tuple[int, str, int], ...]
     local_fdbs: tuple[Fdb, ...]
     local_arps: tuple[Arp, ...]
     iptables: tuple[Iptables, ...]
     address_maps: tuple[AddressMap, ...] = ()
+    mesh_families: tuple[int, ...] = ()  # families in which it owns vx-bridge (FDB, ARP)
+    wireguard: tuple[WireGuardDevice, ...] = ()
 
     def own_hash(self) -> int:
         return hash(
@@ -93,6 +106,8 @@ class Recipe:
                 tuple(_h_l2(e) for e in self.local_arps),
                 tuple((r.table, r.chain, r.rule) for r in self.iptables),
                 tuple((m.dev, m.cidr, m.global_cidr) for m in self.address_maps),
+                self.mesh_families,
+                self.wireguard,
             )
         )
 
@@ -231,6 +246,9 @@ class Plan:
             self._skip_route[(cluster, family)] = sum(_h_route(table[i].route) for i in skipped)
             self._skip_cidr[(cluster, family)] = sum(hash(table[i].cidr) for i in skipped)
         self._cache = _LRU(64)
+        # With encryption, a route's device depends on the pair of clusters, which the running
+        # sums do not know: fingerprints hash the materialised NodeConfig instead (O(size)).
+        self._encrypted = any(c.encrypted for c in topology.clusters.values())
         self._aggregators: dict[int, Aggregator | None] = {}
 
     def _init_mtus(self) -> None:
@@ -286,14 +304,17 @@ class Plan:
         rest = _h_mtu(limit if capped else 0) * (everything - plain)
         return hash((everything, (weighted + rest) & _MASK))
 
-    def _capped_route(self, family: int, i: int) -> Route:
-        """The bridge route of export i with its advertiser's path MTU (shared by receivers)."""
-        route = self._capped.get((family, i))
+    def _capped_route(self, family: int, i: int, wg: bool = False) -> Route:
+        """The bridge route of export i with its advertiser's path MTU (shared by receivers).
+        `wg`: its WireGuard variant (the effective MTUs already count WireGuard's extra)."""
+        key = (family, -1 - i if wg else i)
+        route = self._capped.get(key)
         if route is None:
             e = self.exports.by_family[family][i]
+            base = e.wg_route if wg and e.wg_route is not None else e.route
             mtu = self._adv[family][i] - C.VXLAN_OVERHEAD[family]
-            route = Route.trusted(cidr=e.route.cidr, gw=e.route.gw, dev=e.route.dev, mtu=mtu)
-            self._capped[(family, i)] = route
+            route = Route.trusted(cidr=base.cidr, gw=base.gw, dev=base.dev, mtu=mtu)
+            self._capped[key] = route
         return route
 
     # -- what exists --------------------------------------------------------------------------
@@ -311,6 +332,8 @@ class Plan:
     # -- fingerprints -------------------------------------------------------------------------
 
     def fingerprint(self, name: str) -> int:
+        if self._encrypted:
+            return hash(self.spec(name).model_dump_json(by_alias=True))
         r = self.recipes[name]
         c = r.cluster
         bridge = tuple(
@@ -353,13 +376,23 @@ class Plan:
         MTU, the route carries that path MTU. Nodes capping the same exports share the list."""
         capping = bisect_left(self._below[family].mtus, mtu)
 
+        clusters = self.topology.clusters
+        encrypted = clusters[cluster].encrypted
+
         def make() -> list[Route]:
             table = self.exports.by_family[family]
             kept = self._kept(cluster, family)
-            if not capping:
-                return [table[i].route for i in kept]
             adv = self._adv[family]
-            return [self._capped_route(family, i) if adv[i] < mtu else table[i].route for i in kept]
+            out = []
+            for i in kept:
+                e = table[i]
+                # refused pairs are skipped: a pair left here of two encrypted ends is WireGuard
+                wg = encrypted and clusters[e.owner].encrypted
+                if capping and adv[i] < mtu:
+                    out.append(self._capped_route(family, i, wg))
+                else:
+                    out.append(e.wg_route if wg and e.wg_route is not None else e.route)
+            return out
 
         return self._cache.get(("br", cluster, family, capping), make)
 
@@ -437,10 +470,14 @@ class Plan:
         arps: list[Arp] = []
         for f in r.bridge_families:
             routes += self._bridge_routes(r.cluster, f, r.mtu)
+        for f in r.mesh_families:
             fdbs += self._fdbs(r.cluster, f)
             arps += self._arps(r.cluster, f)
         for f, gw, limit in r.via_gateway:
             routes += self._gateway_routes(r.cluster, f, gw, limit, r.mtu)
+        if self._encrypted:
+            # vx-bridge(-6) and wg-bridge(-6) routes mixed: by device, then CIDR (stable)
+            routes.sort(key=lambda route: route.dev)
         fdbs += r.local_fdbs
         arps += r.local_arps
         return NodeConfigSpec.model_construct(
@@ -450,6 +487,7 @@ class Plan:
             fdbs=fdbs,
             arps=arps,
             address_maps=list(r.address_maps),
+            wireguard=list(r.wireguard),
         )
 
     def node_configs(self) -> Iterator[tuple[str, NodeConfigSpec]]:
@@ -465,14 +503,16 @@ def plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> P
 
 def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> Plan:
     topo = build_topology(clusters, cluster_nodes)
-    devices, device_findings = plan_devices(topo)
-    exports, export_findings = build_exports(topo, devices)
+    refused, link_findings = refused_pairs(topo)
+    devices, device_findings = plan_devices(topo, plaintext_peers(topo))
+    exports, export_findings = build_exports(topo, devices, refused)
+    wg_peers, wg_findings = _wireguard_peers(topo, devices, exports)
 
     mesh: dict[int, list[tuple[str, Fdb, Arp]]] = {4: [], 6: []}
     for node in topo.nodes.values():
         for family, dev in BRIDGE_DEV.items():
             device = devices[node.name].get(dev)
-            if device is not None:
+            if isinstance(device, Device):
                 mesh[family].append((node.cluster, *bridge_peer(node.ips[family], device, dev)))
 
     recipes: dict[str, Recipe] = {}
@@ -480,7 +520,8 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
         cluster = topo.clusters[node.cluster]
         mine = devices[node.name]
         gateway = topo.gateway.get(node.cluster)
-        bridge_families = tuple(f for f, dev in BRIDGE_DEV.items() if dev in mine)
+        bridge_families = tuple(f for f in (4, 6) if bridge_devices(f, mine))
+        mesh_families = tuple(f for f, dev in BRIDGE_DEV.items() if dev in mine)
         via: list[tuple[int, str, int]] = []
         local_fdbs: list[Fdb] = []
         local_arps: list[Arp] = []
@@ -496,14 +537,14 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
                     continue
                 for peer in peers:
                     peer_dev = devices[peer.name].get(dev)
-                    if peer_dev is None:
+                    if not isinstance(peer_dev, Device):
                         continue
                     fz, fr, arp = local_peer(peer.ips[family], peer_dev, dev)
                     local_fdbs += (fz, fr)
                     local_arps.append(arp)
                 if gateway != node.name:
                     gw_dev = devices[gateway].get(dev)
-                    if gw_dev is not None and BRIDGE_DEV[family] in devices[gateway]:
+                    if gw_dev is not None and bridge_devices(family, devices[gateway]):
                         limit = min(node.mtu, topo.nodes[gateway].mtu)
                         via.append((family, device_ip(gw_dev), limit))
         address_maps: list[AddressMap] = []
@@ -519,11 +560,18 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
         local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
         local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
         iptables.sort(key=lambda r: (r.table, r.chain, r.rule))
+        wireguard = tuple(
+            wg.model_copy(update={"peers": tuple(wg_peers.get((node.cluster, f), ()))})
+            for f, name in WG_DEV.items()
+            if isinstance(wg := mine.get(name), WireGuardDevice)
+        )
         recipes[node.name] = Recipe(
             name=node.name,
             cluster=node.cluster,
             mtu=node.mtu,
-            devices=tuple(mine.values()),
+            devices=tuple(d for d in mine.values() if isinstance(d, Device)),
+            mesh_families=mesh_families,
+            wireguard=wireguard,
             bridge_families=bridge_families,
             via_gateway=tuple(via),
             local_fdbs=tuple(local_fdbs),
@@ -531,5 +579,37 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
             iptables=tuple(iptables),
             address_maps=tuple(address_maps),
         )
-    findings = sorted_findings(topo.findings + device_findings + export_findings)
+    findings = sorted_findings(
+        topo.findings + link_findings + device_findings + export_findings + wg_findings
+    )
     return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings)
+
+
+def _wireguard_peers(
+    topo: FederationView, devices: DeviceMap, exports: ExportTable
+) -> tuple[dict[tuple[str, int], list[WireGuardPeer]], list[Finding]]:
+    """(encrypted cluster, family) -> the peers of its nodes' wg devices (one list, shared by
+    every node of the cluster: what they route where is the same). Allowed IPs: the CIDRs the
+    cluster routes to that peer (overlaps and refused pairs already skipped)."""
+    out: dict[tuple[str, int], list[WireGuardPeer]] = {}
+    findings: list[Finding] = []
+    encrypted = [c for c in topo.clusters.values() if c.encrypted]
+    if not encrypted:
+        return out, findings
+    for family, dev in WG_DEV.items():
+        addresses = {n: d.addr for n, mine in devices.items() if (d := mine.get(dev)) is not None}
+        table = exports.by_family.get(family, [])
+        by_target: dict[str, list[int]] = {}
+        for i, e in enumerate(table):
+            if e.wg_route is not None:
+                by_target.setdefault(e.target, []).append(i)
+        for cluster in encrypted:
+            skipped = exports.skipped.get((cluster.name, family), frozenset())
+            allowed = {
+                node: [table[i].cidr for i in indices if i not in skipped]
+                for node, indices in by_target.items()
+            }
+            peers, more = wireguard_peers(topo, cluster.name, family, dev, addresses, allowed)
+            out[(cluster.name, family)] = peers
+            findings += more
+    return out, findings

@@ -28,6 +28,8 @@ def cluster(
     enable: bool = True,
     global_map: dict[str, str] | None = None,
     cni: str = "calico",
+    encryption: str = "none",
+    allow_plaintext: bool = False,
 ) -> Cluster:
     return Cluster(
         metadata=ObjectMeta(name=name),
@@ -38,6 +40,8 @@ def cluster(
                 ip_family=family,  # type: ignore[arg-type]
                 global_cidrs_map=global_map or {},
                 cni=cni,
+                encryption=encryption,  # type: ignore[arg-type]
+                allow_plaintext=allow_plaintext,
             )
         ),
         status=ClusterStatus(
@@ -57,6 +61,7 @@ def node(
     pods: tuple[str, ...] = (),
     iface: str = "eth0",
     mtu: int | None = None,
+    key: str = "",
 ) -> ClusterNode:
     return ClusterNode(
         metadata=ObjectMeta(
@@ -71,8 +76,17 @@ def node(
             pod_cidrs=list(pods),
             interface_name=iface,
             mtu=mtu,
+            wireguard_public_key=key,
         ),
     )
+
+
+def wg_key(name: str) -> str:
+    """A stable, well-formed WireGuard public key for a test node."""
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(name.encode()).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,8 @@ def next_hop(plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dst: str) 
     if best is None:
         return None
     route = best[1]
+    if route.dev.startswith("wg-"):
+        return _wireguard_hop(plan, specs, here, route.dev, dst)
     if route.dev not in {d.name for d in spec.devices}:
         raise WalkError(f"{here}: route {route.cidr} uses {route.dev}, which the node does not own")
     arps = [a for a in spec.arps if a.dev == route.dev and a.ip == route.gw]
@@ -132,6 +148,38 @@ def next_hop(plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dst: str) 
     if len(owners) != 1:
         raise WalkError(f"{here}: next hop {route.gw} ({mac} at {underlay}) is owned by {owners}")
     return Hop(here, route.dev, owners[0])
+
+
+def _wireguard_hop(
+    plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dev: str, dst: str
+) -> Hop:
+    """A WireGuard device sends to the peer whose allowed IPs hold `dst` (longest prefix), at
+    its endpoint; that node must own the device and hold the peer's public key."""
+    devices = [w for w in specs[here].wireguard if w.name == dev]
+    if len(devices) != 1:
+        raise WalkError(f"{here}: routes over {dev}, which the node does not own")
+    addr = ipaddress.ip_address(dst)
+    best = None
+    for peer in devices[0].peers:
+        for cidr in peer.allowed_ips:
+            net = ipaddress.ip_network(cidr)
+            fits = addr.version == net.version and addr in net
+            if fits and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, peer)
+    if best is None:
+        raise WalkError(f"{here}: no {dev} peer allows {dst}")
+    peer = best[1]
+    ip = peer.endpoint.rsplit(":", 1)[0].strip("[]")
+    owners = [
+        name
+        for name, other in specs.items()
+        if ip in plan.topology.nodes[name].ips.values()
+        and any(w.name == dev for w in other.wireguard)
+        and plan.topology.nodes[name].public_key == peer.public_key
+    ]
+    if len(owners) != 1:
+        raise WalkError(f"{here}: {dev} peer {peer.endpoint} is owned by {owners}")
+    return Hop(here, dev, owners[0])
 
 
 def walk(

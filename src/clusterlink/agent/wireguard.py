@@ -1,0 +1,495 @@
+"""The `WireGuard` port: the node's wg devices, their key and their peers.
+
+Two adapters and a fake, one protocol:
+- `WireGuardGo`: the userspace implementation (`wireguard-go`, a TUN device), programmed over
+  its UAPI socket (the text protocol of wg(8)'s cross-platform interface: `get=1` /
+  `set=1`, keys in hex). Its sockets live in a fixed directory (`/var/run/wireguard`); with
+  `socket_dir` elsewhere (the lab: one per node, since every node's device has the same name)
+  each wireguard-go runs in a private mount namespace with that directory bound over it.
+- `KernelWireGuard`: the kernel module, created with rtnetlink and programmed with pyroute2's
+  WireGuard generic netlink.
+- `FakeWireGuard` (agent/fake.py): dicts, refuses what a device would refuse.
+
+`sync_wireguard` is the diff: devices that differ (address, MTU, down) are replaced, missing
+ones created, peers added, updated (`replace_allowed_ips`) or removed - a pass with nothing
+to do changes nothing. Link level (address, MTU, up) is read from the Kernel port's links.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pyroute2 import IPRoute, NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+
+from clusterlink import constants as C
+from clusterlink.agent import netns
+from clusterlink.agent.kernel import KernelError, Link
+from clusterlink.agent.wgkeys import (
+    KeyFileError,
+    KeyPair,
+    last_rotation,
+    load_or_create,
+    public_of,
+    rotate,
+)
+from clusterlink.api.nodeconfig import NodeConfigSpec, WireGuardDevice, WireGuardPeer
+
+KERNEL = "kernel"
+USERSPACE = "wireguard-go"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerState:
+    endpoint: str
+    allowed_ips: frozenset[str]
+    keepalive: int = C.WG_KEEPALIVE  # persistent keepalive, seconds (0 = off)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """A wg device as it is configured (its link side is in `Link`)."""
+
+    listen_port: int = 0
+    public_key: str = ""  # of the private key it holds ("" = none)
+    peers: dict[str, PeerState] = field(default_factory=dict)  # public key (base64) -> peer
+
+
+class WireGuard(Protocol):
+    implementation: str  # KERNEL or USERSPACE
+
+    def observe(self, name: str) -> DeviceState | None:
+        """The device's configuration, or None when it is not there (or not answering)."""
+        ...
+
+    def create(self, device: WireGuardDevice) -> None:
+        """Create the link with its address and MTU, up (no peers, no key yet)."""
+        ...
+
+    def delete(self, name: str) -> None: ...
+
+    def configure(
+        self,
+        name: str,
+        private_key: str | None,
+        listen_port: int | None,
+        peers: Iterable[WireGuardPeer],
+        remove: Iterable[str],
+    ) -> None:
+        """Set the key and port (None: keep), add or update `peers` (their allowed IPs replaced),
+        remove the peers with these public keys."""
+        ...
+
+
+def peer_state(peer: WireGuardPeer) -> PeerState:
+    return PeerState(peer.endpoint, frozenset(peer.allowed_ips))
+
+
+def _link_matches(device: WireGuardDevice, link: Link) -> bool:
+    mtu = device.mtu or link.mtu
+    return link.up and link.mtu == mtu and device.addr in link.addrs
+
+
+@dataclass(slots=True)
+class WireGuardChanges:
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    peers: int = 0  # peers added, updated or removed, and key/port writes
+    errors: list[str] = field(default_factory=list)
+
+
+def sync_wireguard(
+    port: WireGuard, keys: KeyPair, spec: NodeConfigSpec | None, links: Mapping[str, Link]
+) -> WireGuardChanges:
+    """Make the node's wg devices match the NodeConfig (None or no devices: remove ours)."""
+    out = WireGuardChanges()
+    wanted = {w.name: w for w in (spec.wireguard if spec is not None else [])}
+    for name in C.WG_DEVICES:
+        link = links.get(name)
+        device = wanted.get(name)
+        try:
+            if link is not None and (device is None or not _link_matches(device, link)):
+                port.delete(name)
+                out.deleted.append(name)
+                link = None
+            if device is None:
+                continue
+            state = port.observe(name) if link is not None else None
+            if state is None:
+                if link is not None:  # there but not answering (its process died): replace
+                    port.delete(name)
+                    out.deleted.append(name)
+                port.create(device)
+                out.created.append(name)
+                state = DeviceState()
+            out.peers += _configure(port, keys, device, state)
+        except KernelError as exc:
+            out.errors.append(str(exc))
+    return out
+
+
+def _configure(port: WireGuard, keys: KeyPair, device: WireGuardDevice, have: DeviceState) -> int:
+    want = {p.public_key: p for p in device.peers}
+    changed = [p for k, p in sorted(want.items()) if have.peers.get(k) != peer_state(p)]
+    remove = sorted(set(have.peers) - set(want))
+    private = keys.private if have.public_key != keys.public else None
+    listen = device.listen_port if have.listen_port != device.listen_port else None
+    if not (changed or remove or private or listen):
+        return 0
+    port.configure(device.name, private, listen, changed, remove)
+    return len(changed) + len(remove) + (private is not None) + (listen is not None)
+
+
+@dataclass(slots=True)
+class WireGuardNode:
+    """What the reconciler needs for WireGuard: the port and this node's key pair, made on
+    first need (the node's cluster asks for encryption, or its NodeConfig has wg devices), so
+    an agent of an unencrypted cluster never writes a key; replaced on rotation."""
+
+    port: WireGuard
+    keys: KeyPair | None = None
+    state_dir: Path | None = None  # where the key lives (None: `keys` given, tests)
+
+    @property
+    def implementation(self) -> str:
+        return self.port.implementation
+
+    def key_pair(self) -> KeyPair:
+        if self.keys is None:
+            if self.state_dir is None:
+                raise KeyFileError("no state dir for the WireGuard key")
+            self.keys = load_or_create(self.state_dir)
+        return self.keys
+
+    def sync(self, spec: NodeConfigSpec | None, links: Mapping[str, Link]) -> WireGuardChanges:
+        wanted = spec is not None and bool(spec.wireguard)
+        if not wanted and not any(name in links for name in C.WG_DEVICES):
+            return WireGuardChanges()
+        try:
+            keys = self.key_pair() if wanted else KeyPair()
+        except KeyFileError as exc:
+            return WireGuardChanges(errors=[f"wireguard key: {exc}"])
+        return sync_wireguard(self.port, keys, spec, links)
+
+    def pending(self, request: str) -> bool:
+        """A rotation request (the ClusterNode annotation's value) not carried out yet."""
+        return (
+            bool(request)
+            and self.state_dir is not None
+            and (request != last_rotation(self.state_dir))
+        )
+
+    def rotate_if_asked(self, request: str) -> bool:
+        """Carry out a rotation request once: a new key pair, saved; this pass writes it to
+        the devices. True if the key changed."""
+        if not self.pending(request) or self.state_dir is None:
+            return False
+        self.keys = rotate(self.state_dir, request)
+        return True
+
+
+def start(
+    netns_name: str | None, state_dir: Path, socket_dir: str = C.WG_SOCKET_DIR
+) -> WireGuardNode | None:
+    """The node's WireGuard: its implementation (kernel, else wireguard-go); its key pair is
+    made on first need. None when neither implementation is here."""
+    port = detect(netns_name, socket_dir)
+    if port is None:
+        return None
+    return WireGuardNode(port, None, state_dir)
+
+
+# -- wireguard-go over UAPI -------------------------------------------------------------------
+
+
+def _hex(key_b64: str) -> str:
+    return base64.b64decode(key_b64).hex()
+
+
+def _b64(key_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(key_hex)).decode()
+
+
+def _endpoint_text(endpoint: str) -> str:
+    """UAPI prints an IPv6 endpoint as [addr]:port, with the address in its shortest form."""
+    host, _, port_ = endpoint.rpartition(":")
+    ip = ipaddress.ip_address(host.strip("[]"))
+    return f"[{ip}]:{port_}" if ip.version == 6 else f"{ip}:{port_}"
+
+
+def parse_uapi_get(text: str) -> DeviceState:
+    """A `get=1` answer (key=value lines) as a DeviceState. The private key is turned into its
+    public key at once and not kept."""
+    listen, public = 0, ""
+    peers: dict[str, PeerState] = {}
+    current: str | None = None
+    endpoint, allowed, keepalive = "", set[str](), 0
+
+    def close() -> None:
+        if current is not None:
+            peers[current] = PeerState(endpoint, frozenset(allowed), keepalive)
+
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "private_key" and value.strip("0"):
+            public = public_of(_b64(value))
+        elif key == "listen_port":
+            listen = int(value)
+        elif key == "public_key":
+            close()
+            current, endpoint, allowed, keepalive = _b64(value), "", set(), 0
+        elif key == "persistent_keepalive_interval":
+            keepalive = int(value)
+        elif key == "endpoint":
+            endpoint = _endpoint_text(value)
+        elif key == "allowed_ip":
+            allowed.add(str(ipaddress.ip_network(value, strict=False)))
+    close()
+    return DeviceState(listen, public, peers)
+
+
+def uapi_set_text(
+    private_key: str | None,
+    listen_port: int | None,
+    peers: Iterable[WireGuardPeer],
+    remove: Iterable[str],
+) -> str:
+    lines = ["set=1"]
+    if private_key is not None:
+        lines.append(f"private_key={_hex(private_key)}")
+    if listen_port is not None:
+        lines.append(f"listen_port={listen_port}")
+    for key in remove:
+        lines += [f"public_key={_hex(key)}", "remove=true"]
+    for peer in peers:
+        lines += [
+            f"public_key={_hex(peer.public_key)}",
+            f"endpoint={peer.endpoint}",
+            f"persistent_keepalive_interval={C.WG_KEEPALIVE}",
+            "replace_allowed_ips=true",
+            *(f"allowed_ip={cidr}" for cidr in peer.allowed_ips),
+        ]
+    return "\n".join(lines) + "\n\n"
+
+
+class WireGuardGo:
+    """wireguard-go devices inside network namespace `netns_name`, sockets in `socket_dir`."""
+
+    implementation = USERSPACE
+
+    def __init__(self, netns_name: str | None, socket_dir: str = C.WG_SOCKET_DIR) -> None:
+        self.netns = netns_name
+        self.socket_dir = socket_dir
+        self.binary = shutil.which("wireguard-go") or "wireguard-go"
+
+    def _uapi(self, name: str, request: str) -> str:
+        path = os.path.join(self.socket_dir, f"{name}.sock")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5.0)
+                sock.connect(path)
+                sock.sendall(request.encode())
+                chunks: list[bytes] = []
+                while not b"".join(chunks).endswith(b"\n\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise KernelError(f"{name}: UAPI {path}: {exc.strerror or exc}") from None
+        text = b"".join(chunks).decode()
+        errno_line = next((x for x in text.splitlines() if x.startswith("errno=")), "errno=?")
+        if errno_line != "errno=0":
+            raise KernelError(f"{name}: UAPI refused the request ({errno_line})")
+        return text
+
+    def observe(self, name: str) -> DeviceState | None:
+        try:
+            return parse_uapi_get(self._uapi(name, "get=1\n\n"))
+        except KernelError:
+            return None
+
+    def _argv(self, name: str) -> list[str]:
+        argv = [self.binary, name]
+        if os.path.realpath(self.socket_dir) != os.path.realpath(C.WG_SOCKET_DIR):
+            # A private mount namespace where this node's directory is /var/run/wireguard.
+            script = (
+                'mkdir -p /var/run/wireguard && mount --bind "$0" /var/run/wireguard && exec "$@"'
+            )
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                    self.socket_dir, *argv]  # fmt: skip
+        return netns.command(self.netns, argv)
+
+    def create(self, device: WireGuardDevice) -> None:
+        Path(self.socket_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        Path(C.WG_SOCKET_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # wireguard-go makes the TUN and the UAPI socket, then forks to the background and
+        # exits: when it returns, both are there.
+        proc = subprocess.run(self._argv(device.name), capture_output=True, text=True)
+        if proc.returncode != 0:
+            why = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            raise KernelError(f"{device.name}: wireguard-go failed: {why[0]}")
+        _set_link(self.netns, device)
+
+    def delete(self, name: str) -> None:
+        _delete_link(self.netns, name)  # wireguard-go exits when its TUN goes
+
+    def configure(
+        self,
+        name: str,
+        private_key: str | None,
+        listen_port: int | None,
+        peers: Iterable[WireGuardPeer],
+        remove: Iterable[str],
+    ) -> None:
+        self._uapi(name, uapi_set_text(private_key, listen_port, peers, remove))
+
+
+# -- the kernel module ------------------------------------------------------------------------
+
+
+def _ipr(netns_name: str | None) -> IPRoute:
+    return IPRoute(netns=netns_name, flags=0) if netns_name else IPRoute()
+
+
+def _set_link(netns_name: str | None, device: WireGuardDevice) -> None:
+    with _ipr(netns_name) as ipr:
+        try:
+            index = ipr.link_lookup(ifname=device.name)[0]
+            ipr.link("set", index=index, **({"mtu": device.mtu} if device.mtu else {}))
+            ip, prefix = device.addr.split("/")
+            flags = IFA_F_NODAD if ":" in ip else 0
+            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix), flags=flags)
+            ipr.link("set", index=index, state="up")
+        except (NetlinkError, IndexError) as exc:
+            why = os.strerror(exc.code) if isinstance(exc, NetlinkError) else "not found"
+            raise KernelError(f"{device.name}: cannot set up: {why}") from None
+
+
+def _delete_link(netns_name: str | None, name: str) -> None:
+    with _ipr(netns_name) as ipr:
+        try:
+            ipr.link("del", ifname=name)
+        except NetlinkError as exc:
+            if exc.code not in (2, 19):  # ENOENT, ENODEV: gone already
+                raise KernelError(f"{name}: cannot delete: {os.strerror(exc.code)}") from None
+
+
+class KernelWireGuard:
+    """The kernel module (`ip link add ... type wireguard`), over generic netlink."""
+
+    implementation = KERNEL
+
+    def __init__(self, netns_name: str | None) -> None:
+        self.netns = netns_name
+
+    def _wg(self) -> Any:
+        from pyroute2 import WireGuard as GenlWireGuard
+
+        with netns.entered(self.netns):  # the socket stays bound to the namespace it was made in
+            return GenlWireGuard()
+
+    def observe(self, name: str) -> DeviceState | None:
+        try:
+            wg = self._wg()
+            try:
+                (msg,) = wg.info(name)
+            finally:
+                wg.close()
+        except (NetlinkError, ValueError, OSError):
+            return None
+        peers: dict[str, PeerState] = {}
+        for peer in msg.get("WGDEVICE_A_PEERS") or []:
+            key = peer.get("WGPEER_A_PUBLIC_KEY")
+            key = key.decode() if isinstance(key, bytes) else str(key)
+            ep = peer.get("WGPEER_A_ENDPOINT") or {}
+            endpoint = ""
+            if ep.get("addr"):
+                endpoint = _endpoint_text(f"[{ep['addr']}]:{ep['port']}")
+            allowed = frozenset(
+                f"{a['addr']}/{a['cidr']}" if "cidr" in a else str(a.get("addr"))
+                for a in peer.get("WGPEER_A_ALLOWEDIPS") or []
+            )
+            keepalive = int(peer.get("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or 0)
+            peers[key] = PeerState(endpoint, allowed, keepalive)
+        pub = msg.get("WGDEVICE_A_PUBLIC_KEY") or b""
+        return DeviceState(
+            int(msg.get("WGDEVICE_A_LISTEN_PORT") or 0),
+            pub.decode() if isinstance(pub, bytes) else str(pub),
+            peers,
+        )
+
+    def create(self, device: WireGuardDevice) -> None:
+        with _ipr(self.netns) as ipr:
+            try:
+                ipr.link("add", ifname=device.name, kind="wireguard")
+            except NetlinkError as exc:
+                raise KernelError(
+                    f"{device.name}: cannot create: {os.strerror(exc.code)}"
+                ) from None
+        _set_link(self.netns, device)
+
+    def delete(self, name: str) -> None:
+        _delete_link(self.netns, name)
+
+    def configure(
+        self,
+        name: str,
+        private_key: str | None,
+        listen_port: int | None,
+        peers: Iterable[WireGuardPeer],
+        remove: Iterable[str],
+    ) -> None:
+        wg = self._wg()
+        try:
+            if private_key is not None or listen_port is not None:
+                wg.set(name, private_key=private_key, listen_port=listen_port)
+            for key in remove:
+                wg.set(name, peer={"public_key": key, "remove": True})
+            for peer in peers:
+                host, _, port_ = peer.endpoint.rpartition(":")
+                wg.set(
+                    name,
+                    peer={
+                        "public_key": peer.public_key,
+                        "endpoint_addr": host.strip("[]"),
+                        "endpoint_port": int(port_),
+                        "persistent_keepalive": C.WG_KEEPALIVE,
+                        "replace_allowed_ips": True,
+                        "allowed_ips": list(peer.allowed_ips),
+                    },
+                )
+        except NetlinkError as exc:
+            raise KernelError(f"{name}: cannot configure: {os.strerror(exc.code)}") from None
+        finally:
+            wg.close()
+
+
+def kernel_has_wireguard(netns_name: str | None) -> bool:
+    """Whether the kernel makes `wireguard` links here (a probe link, removed at once)."""
+    probe = "cl-wgprobe"
+    with _ipr(netns_name) as ipr:
+        try:
+            ipr.link("add", ifname=probe, kind="wireguard")
+        except NetlinkError:
+            return False
+        ipr.link("del", ifname=probe)
+        return True
+
+
+def detect(netns_name: str | None, socket_dir: str = C.WG_SOCKET_DIR) -> WireGuard | None:
+    """The kernel module where it exists, else wireguard-go if installed, else None."""
+    if kernel_has_wireguard(netns_name):
+        return KernelWireGuard(netns_name)
+    if shutil.which("wireguard-go"):
+        return WireGuardGo(netns_name, socket_dir)
+    return None
