@@ -32,6 +32,7 @@ Cause = Literal[
     "node not synced",
     "gateway missing",
     "drift",
+    "encryption mismatch",
 ]
 MAX_HOPS = 8  # a path crosses at most internal node -> gateway -> gateway -> internal node
 
@@ -189,9 +190,10 @@ class Federation:
 
     def device_owner(self, dev: str, ip: str) -> str | None:
         for nc in self.configs.values():
-            for d in nc.spec.devices:
-                if d.name == dev and str(ipaddress.ip_interface(d.addr).ip) == ip:
-                    return nc.name
+            addrs = [d.addr for d in nc.spec.devices if d.name == dev]
+            addrs += [w.addr for w in nc.spec.wireguard if w.name == dev]
+            if any(str(ipaddress.ip_interface(a).ip) == ip for a in addrs):
+                return nc.name
         return None
 
     def same_cluster(self, a: str, b: str) -> bool:
@@ -235,6 +237,30 @@ def _gateway_cause(fed: Federation, node: str, dst: Endpoint) -> Hop | None:
                 f"{cluster.name}: gateway mode",
                 cause="gateway missing",
                 detail=f"no ClusterNode of {cluster.name} has the gateway role",
+            )
+    return None
+
+
+def _encryption_cause(fed: Federation, node: str, dst: Endpoint) -> Hop | None:
+    """The planner refused to link node's cluster and dst's: one asks for encryption, the other
+    does not, and plaintext is not allowed (its warning on node's cluster says so)."""
+    here, there = fed.nodes.get(node), fed.nodes.get(dst.node or "")
+    if here is None or there is None:
+        return None
+    mine, other = here.spec.cluster_name, there.spec.cluster_name
+    for f in fed.findings:
+        if f.level != "warning" or f.object != f"Cluster/{mine}":
+            continue
+        asks = f.message.startswith("asks for encryption") and f" but {other} does not" in f.message
+        if asks or f.message.startswith(f"{other} asks for encryption"):
+            cluster = fed.clusters.get(mine)
+            mode = cluster.link.encryption if cluster and cluster.link else "none"
+            return Hop(
+                node,
+                "encryption",
+                f"{mine}: encryption {mode}",
+                cause="encryption mismatch",
+                detail=f.message,
             )
     return None
 
@@ -311,8 +337,29 @@ def _route_hop(
     return Hop(node, "route", config, text)
 
 
+def _peer_hop(fed: Federation, node: str, gw: str, dev: str) -> Hop:
+    """A WireGuard device's next hop: the peer whose allowed IPs hold it (kernel not read)."""
+    nc = fed.configs[node]
+    addr = ipaddress.ip_address(gw)
+    wg = next((w for w in nc.spec.wireguard if w.name == dev), None)
+    for peer in wg.peers if wg else ():
+        for cidr in peer.allowed_ips:
+            net = ipaddress.ip_network(cidr)
+            if net.version == addr.version and addr in net:
+                return Hop(node, "peer", f"{gw}: peer {peer.public_key} endpoint {peer.endpoint}")
+    return Hop(
+        node,
+        "peer",
+        f"no WireGuard peer for {gw} on {dev}",
+        cause="no route",
+        detail=f"the NodeConfig of {node} has no peer on {dev} allowing {gw}",
+    )
+
+
 def _fdb_hop(fed: Federation, kernels: KernelPort, node: str, gw: str, dev: str) -> Hop:
     nc = fed.configs[node]
+    if dev in C.WG_DEVICES:
+        return _peer_hop(fed, node, gw, dev)
     arp = next((a for a in nc.spec.arps if a.dev == dev and a.ip == gw), None)
     fdb = arp and next((f for f in nc.spec.fdbs if f.dev == dev and f.mac == arp.mac), None)
     if arp is None or fdb is None:
@@ -379,7 +426,11 @@ def walk(fed: Federation, kernels: KernelPort, src: Endpoint, dst: Endpoint) -> 
         if dst.node == node:
             hops.append(_deliver(fed, kernels, node, dst))
             break
-        bad = _family_cause(fed, node, dst) or _gateway_cause(fed, node, dst)
+        bad = (
+            _family_cause(fed, node, dst)
+            or _gateway_cause(fed, node, dst)
+            or _encryption_cause(fed, node, dst)
+        )
         route = _route_of(fed.configs[node], dst.ip)
         if route is None and dst.node and fed.same_cluster(node, dst.node):
             hops.append(_within(kernels, node, dst))  # e.g. a gateway to one of its nodes
@@ -400,7 +451,8 @@ def walk(fed: Federation, kernels: KernelPort, src: Endpoint, dst: Endpoint) -> 
         nxt = fed.device_owner(dev, gw)
         if nxt is None:
             hops.append(
-                Hop(
+                _encryption_cause(fed, node, dst)
+                or Hop(
                     node,
                     "next",
                     f"{gw} on {dev}",

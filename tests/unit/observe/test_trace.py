@@ -22,7 +22,7 @@ from clusterlink.observe.trace import (
 )
 from clusterlink.planner import plan
 from clusterlink.store.sqlite import SqliteStore
-from tests.unit.planner.federation import cluster, node
+from tests.unit.planner.federation import cluster, node, wg_key
 
 
 def federation(
@@ -215,3 +215,62 @@ def test_a_throw_route_hands_the_own_cluster_to_the_cni(tmp_path: Path) -> None:
     assert local.complete and [(h.node, h.step) for h in local.hops][1] == ("b-i", "cluster")
     remote_path = trace(store, "10.9.2.5", "10.0.3.7")
     assert remote_path.complete and "10.0.0.0/21" in remote_path.hops[1].config
+
+
+def encrypted_and_plain(tmp_path: Path, allow_plaintext: bool) -> SqliteStore:
+    """a asks for WireGuard, b (gateway mode) does not."""
+    return federation(
+        [
+            cluster(
+                "a", pods=("10.1.0.0/16",), encryption="wireguard", allow_plaintext=allow_plaintext
+            ),
+            cluster("b", "gateway", pods=("10.2.0.0/16",)),
+        ],
+        [
+            node("a", "n1", "192.168.1.1", pods=("10.1.1.0/24",), key=wg_key("a-n1")),
+            node("b", "g", "192.168.2.1", gateway=True, pods=("10.2.1.0/24",)),
+            node("b", "i", "192.168.2.2", pods=("10.2.2.0/24",)),
+        ],
+        tmp_path,
+    )
+
+
+def test_encryption_mismatch_names_the_planner_warning(tmp_path: Path) -> None:
+    store = encrypted_and_plain(tmp_path, allow_plaintext=False)
+    there = broken(trace(store, "10.1.1.5", "10.2.2.7"))
+    assert (there.node, there.step, there.cause) == ("a-n1", "encryption", "encryption mismatch")
+    assert there.detail.startswith("asks for encryption (wireguard) but b does not")
+    assert there.config == "a: encryption wireguard"
+    # From the plain side: b's internal node has no route to a either.
+    back = broken(trace(store, "10.2.2.7", "10.1.1.5"))
+    assert (back.node, back.cause) == ("b-i", "encryption mismatch")
+    assert back.detail.startswith("a asks for encryption (wireguard) and this cluster does not")
+    # An address nobody owns is still plain "no route".
+    assert broken(trace(store, "10.1.1.5", "10.9.0.1")).cause == "no route"
+
+
+def test_allow_plaintext_links_in_vxlan(tmp_path: Path) -> None:
+    store = encrypted_and_plain(tmp_path, allow_plaintext=True)
+    for src, dst in (("10.1.1.5", "10.2.2.7"), ("10.2.2.7", "10.1.1.5")):
+        result = trace(store, src, dst)
+        assert result.complete, result.hops
+        assert any("dev vx-bridge" in h.config for h in result.hops if h.step == "route")
+
+
+def test_two_encrypted_clusters_trace_over_wireguard(tmp_path: Path) -> None:
+    store = federation(
+        [
+            cluster("a", pods=("10.1.0.0/16",), encryption="wireguard"),
+            cluster("b", pods=("10.2.0.0/16",), encryption="wireguard"),
+        ],
+        [
+            node("a", "n1", "192.168.1.1", pods=("10.1.1.0/24",), key=wg_key("a-n1")),
+            node("b", "n1", "192.168.2.1", pods=("10.2.1.0/24",), key=wg_key("b-n1")),
+        ],
+        tmp_path,
+    )
+    result = trace(store, "10.1.1.5", "10.2.1.7")
+    assert result.complete, result.hops
+    assert "dev wg-bridge" in result.hops[1].config
+    assert result.hops[2].step == "peer" and "endpoint 192.168.2.1:" in result.hops[2].config
+    assert [h.node for h in result.hops][-1] == "b-n1"
