@@ -372,7 +372,11 @@ def plan_command(
 @app.command("trace")
 def trace_command(
     src: Annotated[
-        str, typer.Argument(help="A lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE, or an IP.")
+        str,
+        typer.Argument(
+            help="A lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE, an IP, or on Kubernetes a "
+            "Pod NS/POD or CLUSTER:NS/POD."
+        ),
     ],
     dst: Annotated[str, typer.Argument(help="The same forms; a node: its pod CIDR.")],
     family: Annotated[

@@ -19,11 +19,16 @@ from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode, cluster_node_name
 from clusterlink.api.nodeconfig import NodeConfig
-from clusterlink.errors import BadInput
+from clusterlink.errors import BadInput, ClusterlinkError
+from clusterlink.kube.deploy import member_kubeconfig_of
+from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.errors import ApiNotFound
+from clusterlink.kubeclient.target import Target
 from clusterlink.lab.state import LabError, is_lab_handle, load_handle, load_plan
 from clusterlink.planner import plan
 from clusterlink.planner.findings import Finding
 from clusterlink.store.base import Store
+from clusterlink.store.kube import KubeStore
 
 Cause = Literal[
     "no route",
@@ -498,15 +503,121 @@ class LabView:
         return cls(pods, netns, nodes)
 
 
-def endpoint(text: str, fed: Federation, lab: LabView, family: int, is_src: bool) -> Endpoint:
-    """SRC or DST as typed: an IP, a lab pod CLUSTER/NODE/POD, or a node CLUSTER/NODE (a node
-    as DST: the first address of its pod CIDR of the family)."""
+@dataclass(frozen=True)
+class Pod:
+    """A Kubernetes Pod as the trace needs it."""
+
+    cluster: str
+    node: str  # spec.nodeName
+    ips: tuple[str, ...]  # status.podIPs
+
+
+class PodPort(Protocol):
+    def clusters(self) -> list[str]:
+        """The member clusters whose Pods can be read."""
+        ...
+
+    def pod(self, cluster: str, namespace: str, name: str) -> Pod | None:
+        """The Pod in `cluster`; None: no such Pod. Raises ClusterlinkError when unreadable."""
+        ...
+
+
+class KubePods:
+    """Pods read from the member clusters, with the kubeconfig each Cluster's Secret holds on
+    the control cluster (`clusterlink-kubeconfig-CLUSTER`)."""
+
+    def __init__(self, store: KubeStore, clusters: Sequence[Cluster]) -> None:
+        self.store = store
+        self.known = {c.name: c for c in clusters}
+        self._apis: dict[str, KubeApi] = {}
+
+    def clusters(self) -> list[str]:
+        return sorted(n for n, c in self.known.items() if member_kubeconfig_of(self.store, c))
+
+    def pod(self, cluster: str, namespace: str, name: str) -> Pod | None:
+        if cluster not in self._apis:
+            text = (
+                member_kubeconfig_of(self.store, self.known[cluster])
+                if cluster in self.known
+                else None
+            )
+            if text is None:
+                raise BadInput(f"Cluster {cluster}: no such joined member cluster")
+            self._apis[cluster] = KubeApi(Target(data=text), timeout=5.0, retries=1)
+        try:
+            obj = self._apis[cluster].request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+        except ApiNotFound:
+            return None
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        ips = tuple(p["ip"] for p in status.get("podIPs") or [] if p.get("ip"))
+        if not ips and status.get("podIP"):
+            ips = (status["podIP"],)
+        return Pod(cluster, spec.get("nodeName") or "", ips)
+
+    def close(self) -> None:
+        for api in self._apis.values():
+            api.close()
+
+
+def _find_pod(pods: PodPort, text: str) -> Pod:
+    """`CLUSTER:NS/POD` in that cluster, `NS/POD` in whichever joined member has it."""
+    where, _, ref = text.rpartition(":")
+    namespace, name = ref.split("/")
+    if where:
+        found = pods.pod(where, namespace, name)
+        if found is None:
+            raise BadInput(f"{text}: no Pod {namespace}/{name} in cluster {where}")
+        return found
+    hits: list[Pod] = []
+    unread: list[str] = []
+    members = pods.clusters()
+    for cluster in members:
+        try:
+            hit = pods.pod(cluster, namespace, name)
+        except ClusterlinkError as exc:
+            unread.append(f"{cluster} ({exc})")
+            continue
+        hits += [hit] if hit else []
+    if len(hits) > 1:
+        where_ = ", ".join(h.cluster for h in hits)
+        raise BadInput(f"{text}: a Pod in {where_}; name one as CLUSTER:{ref}")
+    if not hits:
+        tried = ", ".join(members) or "none joined"
+        extra = f"; unreadable: {'; '.join(unread)}" if unread else ""
+        raise BadInput(f"{text}: no such node, nor Pod in the member clusters ({tried}){extra}")
+    return hits[0]
+
+
+def _pod_endpoint(text: str, fed: Federation, pods: PodPort, family: int) -> Endpoint:
+    pod = _find_pod(pods, text)
+    ips = [ip for ip in pod.ips if ipaddress.ip_address(ip).version == family]
+    if not ips:
+        raise BadInput(f"{text}: the Pod has no IPv{family} address (yet)")
+    node = cluster_node_name(pod.cluster, pod.node)
+    if node not in fed.nodes:
+        raise BadInput(f"{text}: runs on {pod.node or 'no node'}, which has no ClusterNode {node}")
+    return Endpoint(text, ips[0], node)
+
+
+def endpoint(
+    text: str,
+    fed: Federation,
+    lab: LabView,
+    family: int,
+    is_src: bool,
+    pods: PodPort | None = None,
+) -> Endpoint:
+    """SRC or DST as typed: an IP, a lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE (a node
+    as DST: the first address of its pod CIDR of the family), or with `pods` (a Kubernetes
+    store) a Pod NS/POD or CLUSTER:NS/POD (a node of that name wins over NS/POD)."""
     try:
         ip = str(ipaddress.ip_address(text))
         return Endpoint(text, ip, fed.owner_of(ip))
     except ValueError:
         pass
     parts = text.split("/")
+    if pods is not None and len(parts) == 2 and ":" in text:
+        return _pod_endpoint(text, fed, pods, family)
     if len(parts) == 3:
         if text not in lab.pods:
             raise BadInput(f"{text}: no such lab pod (CLUSTER/NODE/POD, as `lab exec` names it)")
@@ -518,6 +629,8 @@ def endpoint(text: str, fed: Federation, lab: LabView, family: int, is_src: bool
     if len(parts) == 2:
         name = lab.nodes.get(text) or cluster_node_name(parts[0], parts[1])
         cn = fed.nodes.get(name)
+        if cn is None and pods is not None:
+            return _pod_endpoint(text, fed, pods, family)
         if cn is None:
             raise BadInput(f"{text}: no ClusterNode {name}")
         if is_src:
@@ -528,12 +641,16 @@ def endpoint(text: str, fed: Federation, lab: LabView, family: int, is_src: bool
         if not ip:
             raise BadInput(f"{text}: the node has no IPv{family} address")
         return Endpoint(text, ip, name)
-    raise BadInput(f"{text}: want an IP, a lab pod CLUSTER/NODE/POD or a node CLUSTER/NODE")
+    want = "an IP, a lab pod CLUSTER/NODE/POD, a node CLUSTER/NODE"
+    raise BadInput(f"{text}: want {want}" + (", a Pod NS/POD or CLUSTER:NS/POD" if pods else ""))
 
 
-def trace(store: Store, src: str, dst: str, family: int | None = None) -> Trace:
+def trace(
+    store: Store, src: str, dst: str, family: int | None = None, pods: PodPort | None = None
+) -> Trace:
     """Trace SRC -> DST over the federation in `store`; live kernels where the lab has them.
-    `family`: which address of a pod or node (default: DST's if an IP, else IPv4)."""
+    `family`: which address of a pod or node (default: DST's if an IP, else IPv4). `pods`:
+    where NS/POD endpoints are read (default: the member clusters of a Kubernetes store)."""
     fed = Federation.read(store)
     lab = LabView.of(list(fed.clusters.values()))
     if family is None:
@@ -541,8 +658,13 @@ def trace(store: Store, src: str, dst: str, family: int | None = None) -> Trace:
             family = ipaddress.ip_address(dst).version
         except ValueError:
             family = 4
-    a = endpoint(src, fed, lab, family, True)
-    b = endpoint(dst, fed, lab, family, False)
+    kube = KubePods(store, list(fed.clusters.values())) if isinstance(store, KubeStore) else None
+    try:
+        a = endpoint(src, fed, lab, family, True, pods or kube)
+        b = endpoint(dst, fed, lab, family, False, pods or kube)
+    finally:
+        if kube is not None:
+            kube.close()
     if ipaddress.ip_address(a.ip).version != ipaddress.ip_address(b.ip).version:
         raise BadInput(f"{src} ({a.ip}) and {dst} ({b.ip}) are of different families")
     kernels: KernelPort = LabKernels(lab.netns) if lab.netns else NoKernels()
