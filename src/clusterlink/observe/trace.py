@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ Cause = Literal[
     "drift",
     "encryption mismatch",
 ]
+K8S_NAME = re.compile(r"[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?")
 MAX_HOPS = 8  # a path crosses at most internal node -> gateway -> gateway -> internal node
 
 
@@ -563,6 +565,8 @@ def _find_pod(pods: PodPort, text: str) -> Pod:
     """`CLUSTER:NS/POD` in that cluster, `NS/POD` in whichever joined member has it."""
     where, _, ref = text.rpartition(":")
     namespace, name = ref.split("/")
+    if not (K8S_NAME.fullmatch(namespace) and K8S_NAME.fullmatch(name)):
+        raise BadInput(f"{text}: want a Pod NAMESPACE/POD (lower-case DNS names)")
     if where:
         found = pods.pod(where, namespace, name)
         if found is None:

@@ -106,6 +106,18 @@ def test_pods_that_cannot_be_resolved_are_bad_input(control: KubeStore) -> None:
         trace(control, "zz:web/client", "web/server")
     with pytest.raises(BadInput, match="no IPv6 address"):
         trace(control, "web/client", "web/server", family=6)
+    with pytest.raises(BadInput, match="want a Pod NAMESPACE/POD"):
+        trace(control, "web/client", "web/Server?x=1")
+
+
+def test_an_unreachable_member_is_skipped_and_named(control: KubeStore, tmp_path: Path) -> None:
+    with RunningApiServer(mkdir(tmp_path / "gone")) as gone:
+        text = gone.kubeconfig.read_text()
+    created = control.create(cluster("c", pods=("10.3.0.0/16",)))
+    control.put_credentials(created.name, text)  # its API server has stopped
+    assert trace(control, "web/client", "web/server").complete
+    with pytest.raises(BadInput, match=r"\(a, b, c\); unreadable: c \("):
+        trace(control, "web/nope", "web/server")
 
 
 def test_kosmosctl_says_a_missing_pod_in_one_line(
