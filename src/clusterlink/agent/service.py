@@ -135,7 +135,11 @@ class Agent:
         except NotFound:
             return
         found, why = detect(
-            cluster, cn.spec, self.kernel.links(), lambda t: source_address(t, self.netns)
+            cluster,
+            cn.spec,
+            self.kernel.links(),
+            lambda t: source_address(t, self.netns),
+            self.kernel.on_link,
         )
         if found is None:
             log.warning(

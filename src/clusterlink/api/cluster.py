@@ -72,6 +72,10 @@ class ClusterLinkOptions(Model):
     default_nic_name: str = Field(default="*", alias="defaultNICName")
     global_cidrs_map: dict[str, str] = Field(default_factory=dict, alias="globalCIDRsMap")
     autodetection_method: str = ""
+    # Ours (flannel's DirectRouting, Calico's CrossSubnet): a P2P node reaches the pod CIDRs
+    # of a node of another opted-in P2P cluster by plain routing over the underlay NIC when
+    # the peer's underlay IP is on-link for it (ClusterNode `onLinkCIDRs`), by VXLAN otherwise.
+    direct_routing: bool = False
 
     @field_validator("global_cidrs_map")
     @classmethod

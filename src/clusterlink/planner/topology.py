@@ -26,6 +26,7 @@ class ClusterView:
     global_map: dict[str, str]  # real -> global
     # Everything routed inside the cluster: remote CIDRs overlapping it are skipped.
     local_cidrs: tuple[str, ...]
+    direct_routing: bool = False  # opted in (planner/direct.py decides where it applies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class NodeView:
     interface: str
     mtu: int
     pod_cidrs: tuple[str, ...]
+    on_link: tuple[str, ...] = ()  # underlay prefixes reached without a gateway (directRouting)
 
 
 @dataclass(slots=True)
@@ -74,6 +76,7 @@ def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
         service_cidrs=tuple(status.service_cidrs),
         global_map=dict(link.global_cidrs_map),
         local_cidrs=tuple(sorted(local, key=cidr_sort_key)),
+        direct_routing=link.direct_routing,
     )
 
 
@@ -189,4 +192,5 @@ def _node_view(
         interface=spec.interface_name,
         mtu=spec.mtu or C.DEFAULT_UNDERLAY_MTU,
         pod_cidrs=pod_cidrs,
+        on_link=tuple(spec.on_link_cidrs) if cluster.direct_routing else (),
     )

@@ -28,6 +28,7 @@ def cluster(
     enable: bool = True,
     global_map: dict[str, str] | None = None,
     cni: str = "calico",
+    direct: bool = False,
 ) -> Cluster:
     return Cluster(
         metadata=ObjectMeta(name=name),
@@ -38,6 +39,7 @@ def cluster(
                 ip_family=family,  # type: ignore[arg-type]
                 global_cidrs_map=global_map or {},
                 cni=cni,
+                direct_routing=direct,
             )
         ),
         status=ClusterStatus(
@@ -57,6 +59,7 @@ def node(
     pods: tuple[str, ...] = (),
     iface: str = "eth0",
     mtu: int | None = None,
+    on_link: tuple[str, ...] = (),
 ) -> ClusterNode:
     return ClusterNode(
         metadata=ObjectMeta(
@@ -71,6 +74,7 @@ def node(
             pod_cidrs=list(pods),
             interface_name=iface,
             mtu=mtu,
+            on_link_cidrs=list(on_link),
         ),
     )
 
@@ -104,6 +108,13 @@ def next_hop(plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dst: str) 
     if best is None:
         return None
     route = best[1]
+    if route.dev == plan.topology.nodes[here].interface and route.dev not in {
+        d.name for d in spec.devices
+    }:  # a direct route (directRouting): the next hop is a peer's underlay address
+        peers = [n for n, v in plan.topology.nodes.items() if route.gw in v.ips.values()]
+        if len(peers) != 1:
+            raise WalkError(f"{here}: direct route {route.cidr} via {route.gw}: owners {peers}")
+        return Hop(here, route.dev, peers[0])
     if route.dev not in {d.name for d in spec.devices}:
         raise WalkError(f"{here}: route {route.cidr} uses {route.dev}, which the node does not own")
     arps = [a for a in spec.arps if a.dev == route.dev and a.ip == route.gw]
