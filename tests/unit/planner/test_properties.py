@@ -15,6 +15,13 @@ from clusterlink.planner import Plan, plan
 from tests.unit.planner.federation import cluster, node, walk
 
 Federation = tuple[list[Cluster], list[ClusterNode]]
+# What agents may report as on-link (directRouting): every peer, one cluster's, IPv4 only
+ON_LINK = [
+    (),
+    ("100.0.0.0/6", "2001:db8::/32"),
+    ("101.0.0.0/8", "2001:db8:1::/48"),
+    ("100.0.0.0/6",),
+]
 
 
 @st.composite
@@ -36,7 +43,8 @@ def federations(draw: st.DrawFn) -> Federation:
                 for f, s in ((4, f"10.{100 + ci}.0.0/16"), (6, f"fd{ci + 10:02x}:ffff::/112"))
                 if f in fams
             )
-        clusters.append(cluster(name, mode, family, pods=pods, services=services))
+        direct = draw(st.booleans())
+        clusters.append(cluster(name, mode, family, pods=pods, services=services, direct=direct))
         count = draw(st.integers(1, 4))
         mtu = draw(st.sampled_from([None, 1400, 1500, 9000]))  # underlays differ per cluster
         gateway = (
@@ -57,8 +65,18 @@ def federations(draw: st.DrawFn) -> Federation:
             )
             if draw(st.integers(0, 7)) == 0:
                 mtu = draw(st.sampled_from([1300, 1450]))  # and now and then per node
+            on_link = draw(st.sampled_from(ON_LINK))
             nodes.append(
-                node(name, f"n{ni}", ip, ip6, gateway=(gateway == ni), pods=blocks, mtu=mtu)
+                node(
+                    name,
+                    f"n{ni}",
+                    ip,
+                    ip6,
+                    gateway=(gateway == ni),
+                    pods=blocks,
+                    mtu=mtu,
+                    on_link=on_link,
+                )
             )
     return clusters, nodes
 
@@ -189,7 +207,7 @@ def federation_and_change(draw: st.DrawFn) -> tuple[Federation, Federation]:
     clusters, nodes = draw(federations())
     changed = [n.model_copy(deep=True) for n in nodes]
     victim = draw(st.integers(0, len(changed) - 1))
-    what = draw(st.sampled_from(["gateway", "ip", "block", "remove", "iface", "mtu"]))
+    what = draw(st.sampled_from(["gateway", "ip", "block", "remove", "iface", "mtu", "onlink"]))
     spec = changed[victim].spec
     if what == "gateway":
         spec.roles = [] if spec.roles else ["gateway"]
@@ -203,6 +221,8 @@ def federation_and_change(draw: st.DrawFn) -> tuple[Federation, Federation]:
         spec.interface_name = "eth1"
     elif what == "mtu":
         spec.mtu = draw(st.sampled_from([1350, 1400, 1450, 1500, 9000]))
+    elif what == "onlink":
+        spec.on_link_cidrs = list(draw(st.sampled_from(ON_LINK)))
     return (clusters, nodes), (clusters, changed)
 
 
