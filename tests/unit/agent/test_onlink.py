@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from clusterlink.agent.detect import detect, merged
-from clusterlink.agent.fake import FakeFirewall, FakeKernel
 from clusterlink.agent.onlink import MAX_PREFIXES, RTN_UNICAST, on_link_prefixes
 from clusterlink.agent.reconcile import reconcile
 from clusterlink.api import ClusterNodeSpec, NodeConfigSpec, Route
