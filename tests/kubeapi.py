@@ -36,12 +36,14 @@ parser and holds the objects itself, following the API server's rules:
   events first; `timeoutSeconds` ends the stream; a client that goes away ends its handler;
 - DELETE answers the deleted object (as for custom resources). `faults` injects error answers;
   an unknown path is a 404 Status;
-- RBAC for service accounts: a bearer token `system:serviceaccount:NS:NAME` is authorized by
-  the stored (Cluster)Roles and bindings (403 Forbidden otherwise, recorded in `denied`); any
-  other token is an administrator;
+- who may do what, as tests/kubeauth.py checks it: bearer tokens (the test's admin token, and
+  tokens minted by TokenRequest `POST .../serviceaccounts/NAME/token` for an account that
+  still exists; 401 otherwise), RBAC of the applied (Cluster)Roles and bindings (403
+  Forbidden, recorded in `denied`), and the applied ValidatingAdmissionPolicies' CEL (cel-python)
+  on every write, with the Status a real API server answers;
 - `pods/NAME:PORT/proxy/PATH` forwards to the Unix socket the pod's `PROXY_SOCKET` annotation
   names (the test plays kubelet and pod network: it runs the floaters). No finalizers, no graceful
-  deletion, no admission, defaulting or schema validation (manifests are checked against the
+  deletion, no admission but ValidatingAdmissionPolicies, defaulting or schema validation (manifests are checked against the
   OpenAPI schema by their own tests).
 """
 
@@ -58,6 +60,7 @@ import itertools
 import json
 import re
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +76,8 @@ from kmock._internal import parsing as kmock_parsing
 
 from clusterlink.agent.netns import entered as netns_entered
 from clusterlink.api.crds import crd_objects
+from tests import kubeauth as auth
+from tests.kubeauth import ADMIN_TOKEN, Admit
 
 
 def _kmock_parse_path(
@@ -122,6 +127,12 @@ KINDS: dict[tuple[str, str, str], Kind] = {
     ),
     ("crd.projectcalico.org", "v1", "ippools"): Kind("IPPool", False, False),
     ("crd.projectcalico.org", "v1", "blockaffinities"): Kind("BlockAffinity", False, False),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies"): Kind(
+        "ValidatingAdmissionPolicy", False, False
+    ),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings"): Kind(
+        "ValidatingAdmissionPolicyBinding", False, False
+    ),
 }
 
 # Discovery: what kubectl reads to map `clusters.kosmos.io` to a URL (legacy per-group lists,
@@ -180,6 +191,8 @@ def _subresources(gvr: tuple[str, str, str], kind: Kind) -> list[tuple[str, str,
     out = [("status", kind.kind, ["get", "patch", "update"])] if kind.status else []
     if gvr == ("", "v1", "pods"):
         out.append(("proxy", "PodProxyOptions", ["create", "delete", "get", "patch", "update"]))
+    if gvr == ("", "v1", "serviceaccounts"):
+        out.append(("token", "TokenRequest", ["create"]))
     return out
 
 
@@ -644,35 +657,6 @@ def _field_matches(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
-SA_PREFIX = "system:serviceaccount:"  # a bearer token of this form is that service account
-
-
-def _verb(method: str, name: str | None, params: dict[str, str]) -> str:
-    if method == "GET":
-        if params.get("watch") in ("true", "1"):
-            return "watch"
-        return "get" if name else "list"
-    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-        method, method.lower()
-    )
-
-
-def _rule_allows(
-    rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None
-) -> bool:
-    def has(field: str, value: str) -> bool:
-        values = rule.get(field) or []
-        return value in values or "*" in values
-
-    names = rule.get("resourceNames") or []
-    return (
-        has("apiGroups", group)
-        and has("resources", resource)
-        and has("verbs", verb)
-        and (not names or name in names)
-    )
-
-
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
@@ -689,7 +673,8 @@ class State:
         self.counter = itertools.count(self.revision + 1)
         self.changed = asyncio.Condition()
         self.closing = False  # set at shutdown: open watches end
-        self.denied: list[str] = []  # every RBAC refusal, for assertions
+        self.denied: list[str] = []  # every refusal (RBAC or admission), for assertions
+        self.tokens = auth.Tokens()
         # What every API server has before anyone writes: its system namespaces (join reads
         # kube-system's UID as the cluster's identity).
         for n, name in enumerate(SYSTEM_NAMESPACES, start=1):
@@ -698,41 +683,6 @@ class State:
             gvr = ("", "v1", "namespaces")
             self.objects[(gvr, None, name)] = {"apiVersion": "v1", "kind": "Namespace",
                                                "metadata": meta}  # fmt: skip
-
-    def allowed(
-        self, user: str, verb: str, group: str, resource: str, ns: str | None, name: str | None
-    ) -> bool:
-        """RBAC as the API server authorizes a service account: ClusterRoleBindings grant their
-        ClusterRole everywhere, RoleBindings their Role or ClusterRole in their namespace."""
-        sa_ns, _, sa_name = user.removeprefix(SA_PREFIX).partition(":")
-        rbac = "rbac.authorization.k8s.io", "v1"
-
-        def subjects_match(binding: dict[str, Any]) -> bool:
-            return any(
-                s.get("kind") == "ServiceAccount"
-                and s.get("name") == sa_name
-                and s.get("namespace") == sa_ns
-                for s in binding.get("subjects") or []
-            )
-
-        def role_rules(ref: dict[str, Any], binding_ns: str | None) -> list[dict[str, Any]]:
-            if ref.get("kind") == "ClusterRole":
-                role = self.objects.get(((*rbac, "clusterroles"), None, ref["name"]))
-            else:
-                role = self.objects.get(((*rbac, "roles"), binding_ns, ref["name"]))
-            return list((role or {}).get("rules") or [])
-
-        for (gvr, b_ns, _), binding in self.objects.items():
-            if gvr not in ((*rbac, "clusterrolebindings"), (*rbac, "rolebindings")):
-                continue
-            if not subjects_match(binding):
-                continue
-            if gvr[2] == "rolebindings" and b_ns != ns:
-                continue
-            for rule in role_rules(binding.get("roleRef") or {}, b_ns):
-                if _rule_allows(rule, verb, group, resource, name):
-                    return True
-        return False
 
     async def close(self) -> None:
         self.closing = True
@@ -753,7 +703,12 @@ class State:
             self.changed.notify_all()
 
     async def create(
-        self, gvr: tuple[str, str, str], kind: Kind, ns: str | None, body: Any
+        self,
+        gvr: tuple[str, str, str],
+        kind: Kind,
+        ns: str | None,
+        body: Any,
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict) or not body.get("metadata", {}).get("name"):
             raise ApiError(422, "Invalid", "metadata.name: Required value: name is required")
@@ -776,6 +731,8 @@ class State:
         for server_only in ("resourceVersion", "deletionTimestamp"):
             meta.pop(server_only, None)
         meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=_now())
+        if admit is not None:
+            admit("CREATE", None, obj)
         meta["resourceVersion"] = str(self._bump())
         self.objects[key] = obj
         await self._record(gvr, "ADDED", obj)
@@ -788,7 +745,12 @@ class State:
         return obj
 
     async def replace(
-        self, key: Key, kind: Kind, body: Any, subresource: str | None
+        self,
+        key: Key,
+        kind: Kind,
+        body: Any,
+        subresource: str | None,
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         current = self.get(key)
         if not isinstance(body, dict):
@@ -820,11 +782,17 @@ class State:
                     new["status"] = copy.deepcopy(current["status"])
         else:
             raise ApiError(404, "NotFound", f"no subresource {subresource}")
-        return await self._write(key, kind, current, new)
+        return await self._write(key, kind, current, new, admit)
 
     async def _write(
-        self, key: Key, kind: Kind, current: dict[str, Any], new: dict[str, Any]
+        self,
+        key: Key,
+        kind: Kind,
+        current: dict[str, Any],
+        new: dict[str, Any],
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
+        new = copy.deepcopy(new)  # a merge patch shares unpatched parts with `current`
         meta, old_meta = new.setdefault("metadata", {}), current["metadata"]
         for field in (
             "uid",
@@ -842,6 +810,8 @@ class State:
         body_of = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}  # noqa: E731
         if body_of(new) != body_of(current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        if admit is not None:
+            admit("UPDATE", current, new)  # a no-op write is admitted (or denied) too
         if new == current:
             return current  # a no-op: no revision, no event
         meta["resourceVersion"] = str(self._bump())
@@ -850,8 +820,18 @@ class State:
         return new
 
     async def patch(
-        self, key: Key, kind: Kind, content_type: str, body: bytes, params: dict[str, str]
+        self,
+        key: Key,
+        kind: Kind,
+        content_type: str,
+        body: bytes,
+        params: dict[str, str],
+        subresource: str | None = None,
+        admit: Admit | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """Merge or apply patches; on `/status` only the status changes, elsewhere all but it."""
+        if subresource not in (None, "status") or (subresource and not kind.status):
+            raise ApiError(404, "NotFound", f"no subresource {subresource}")
         if content_type.startswith("application/apply-patch"):
             if not params.get("fieldManager"):
                 raise ApiError(400, "BadRequest", "PATCH with apply requires fieldManager")
@@ -862,7 +842,9 @@ class State:
             if name != key[2]:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
             if key not in self.objects:
-                return 201, await self.create(key[0], kind, key[1], applied)
+                if subresource:
+                    raise ApiError(404, "NotFound", f'{key[0][2]} "{key[2]}" not found')
+                return 201, await self.create(key[0], kind, key[1], applied, admit)
             current = self.objects[key]
             new = _merge(current, applied)
         elif content_type.startswith("application/merge-patch+json"):
@@ -875,14 +857,18 @@ class State:
             raise ApiError(
                 415, "UnsupportedMediaType", f"the patch type {content_type} is not supported"
             )
-        if kind.status:
+        if subresource == "status":
+            new = {**copy.deepcopy(current), "status": new.get("status", {})}
+        elif kind.status:
             new["status"] = copy.deepcopy(current.get("status", {}))
             if not new["status"] and "status" not in current:
                 new.pop("status")
-        return 200, await self._write(key, kind, current, new)
+        return 200, await self._write(key, kind, current, new, admit)
 
-    async def delete(self, key: Key) -> dict[str, Any]:
+    async def delete(self, key: Key, admit: Admit | None = None) -> dict[str, Any]:
         obj = self.get(key)
+        if admit is not None:
+            admit("DELETE", obj, None)
         del self.objects[key]
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(self._bump())
@@ -923,6 +909,7 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
     """kmock's scaffold (server, URL parsing, discovery) with `State` behind the resources."""
 
     log_limit: int = 10_000
+    anonymous_admin: bool = True  # a request without a token: the admin (see tests/kubeauth.py)
     state: State | None = attrs.field(default=None, init=False)
     # Injected failures: (HTTP method, path prefix, status code), each answered once, in order.
     faults: list[tuple[str, str, int]] = attrs.field(factory=list, init=False)
@@ -930,8 +917,14 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if self.state is None:
             self.state = State(self.log_limit)
+        state = self.state
+        raw_headers = request._raw_request.headers if request._raw_request is not None else {}
+        header = str(raw_headers.get("Authorization", ""))
+        user = state.tokens.authenticate(header, state.objects, self.anonymous_admin)
+        if user is None:
+            return aiohttp.web.json_response(auth.UNAUTHORIZED.status(), status=401)
         target = parse_path(request.url.path)
-        if target is None:
+        if target is None:  # discovery, /version, OpenAPI: any user (system:discovery)
             accept = request.headers.get("Accept", "")
             answer = discovery(request.url.path, accept)
             if answer is None:
@@ -944,21 +937,12 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
             return answer
         gvr, ns, name, subresource = target
         kind = KINDS.get(gvr)
-        raw_headers = request._raw_request.headers if request._raw_request is not None else {}
-        user = str(raw_headers.get("Authorization", "")).removeprefix("Bearer ")
-        if user.startswith(SA_PREFIX) and self.state is not None:
-            verb = _verb(str(request.method.value), name, dict(request.params))
-            resource = gvr[2] + (f"/{subresource.split('/')[0]}" if subresource else "")
-            if not self.state.allowed(user, verb, gvr[0], resource, ns, name):
-                scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
-                denied = ApiError(
-                    403,
-                    "Forbidden",
-                    f'{resource} is forbidden: User "{user}" cannot {verb} resource '
-                    f'"{resource}" in API group "{gvr[0]}" {scope}',
-                )
-                self.state.denied.append(denied.message)
-                return aiohttp.web.json_response(denied.status(), status=403)
+        verb = auth.verb_of(str(request.method.value), name, dict(request.params))
+        resource = gvr[2] + (f"/{subresource.split('/')[0]}" if subresource else "")
+        if not auth.authorize(user, verb, gvr[0], resource, ns, name, state.objects):
+            denied = auth.forbidden(user, verb, gvr[0], resource, ns)
+            state.denied.append(denied.message)
+            return aiohttp.web.json_response(denied.status(), status=403)
         for fault in self.faults:
             method, prefix, code = fault
             if request.method.value == method and request.url.path.startswith(prefix):
@@ -969,9 +953,37 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
         try:
             if kind is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            return await self._serve(request, gvr, kind, self.state, ns, name, subresource)
+            admit = self._admission(state, user, gvr, kind, ns, subresource)
+            return await self._serve(request, gvr, kind, state, ns, name, subresource, admit)
         except ApiError as exc:
             return aiohttp.web.json_response(exc.status(), status=exc.code)
+        except auth.Refusal as refusal:
+            state.denied.append(refusal.message)
+            return aiohttp.web.json_response(refusal.status(), status=refusal.code)
+        except auth.Unsupported as exc:  # loud: never admit what the double cannot evaluate
+            error = ApiError(500, "InternalError", f"the double does not evaluate {exc}")
+            return aiohttp.web.json_response(error.status(), status=500)
+
+    @staticmethod
+    def _admission(
+        state: State,
+        user: auth.UserInfo,
+        gvr: tuple[str, str, str],
+        kind: Kind,
+        ns: str | None,
+        subresource: str | None,
+    ) -> Admit:
+        """The admission step of a write: the applied policies, on the object as it would be."""
+
+        def admit(operation: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+            name = ((new or old or {}).get("metadata") or {}).get("name", "")
+            attrs = auth.Attributes(
+                operation, gvr, kind.kind, subresource or "", ns if kind.namespaced else None,
+                name, user,
+            )  # fmt: skip
+            auth.admit(attrs, old, new, state.objects)
+
+        return admit
 
     async def _serve(
         self,
@@ -982,6 +994,7 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
         ns: str | None,
         name: str | None,
         subresource: str | None,
+        admit: Admit,
     ) -> aiohttp.web.StreamResponse:
         method = str(request.method.value)
         params = dict(request.params)
@@ -1005,11 +1018,16 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
                     }
                 )
             if method == "POST":
-                return _json(await state.create(gvr, kind, ns, _decode(request.body)), 201)
+                body = _decode(request.body)
+                return _json(await state.create(gvr, kind, ns, body, admit), 201)
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection")
         if gvr == ("", "v1", "pods") and subresource and subresource.split("/")[0] == "proxy":
             return await self._proxy(request, state, ns, name, subresource)
         key: Key = (gvr, ns if kind.namespaced else None, name)
+        if gvr == ("", "v1", "serviceaccounts") and subresource == "token":
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"{method} on serviceaccounts/token")
+            return _json(token_request(state, key, _decode(request.body)), 201)
         if method == "GET":
             if subresource not in (None, "status"):
                 raise ApiError(404, "NotFound", f"no subresource {subresource}")
@@ -1020,13 +1038,18 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
                 return _json(table([obj], columns, params.get("includeObject"), rv))
             return _json(obj)
         if method == "PUT":
-            return _json(await state.replace(key, kind, _decode(request.body), subresource))
+            body = _decode(request.body)
+            return _json(await state.replace(key, kind, body, subresource, admit))
         if method == "PATCH":
             ctype = request.headers.get("Content-Type", "")
-            code, obj = await state.patch(key, kind, ctype, request.body, params)
+            code, obj = await state.patch(
+                key, kind, ctype, request.body, params, subresource, admit
+            )
             return _json(obj, code)
         if method == "DELETE":
-            return _json(await state.delete(key))
+            if subresource is not None:
+                raise ApiError(405, "MethodNotAllowed", f"DELETE on {subresource}")
+            return _json(await state.delete(key, admit))
         raise ApiError(405, "MethodNotAllowed", method)
 
     async def _proxy(
@@ -1109,6 +1132,31 @@ class ApiServer(kmock.KubernetesScaffold):  # type: ignore[misc]
 Target = tuple[tuple[str, str, str], str | None, str | None, str | None]
 
 
+def token_request(state: State, account_key: Key, body: Any) -> dict[str, Any]:
+    """`POST serviceaccounts/NAME/token`: a TokenRequest answered with a token for the account
+    (it stops working when the account is deleted)."""
+    account = state.get(account_key)
+    spec = (body or {}).get("spec") or {} if isinstance(body, dict) else {}
+    seconds = int(spec.get("expirationSeconds") or 3600)
+    if seconds < 600:
+        raise ApiError(
+            422,
+            "Invalid",
+            "spec.expirationSeconds: may not specify a duration less than 10 minutes",
+        )
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "metadata": {"name": account_key[2], "namespace": account_key[1],
+                     "creationTimestamp": _now()},
+        "spec": {"audiences": spec.get("audiences") or [], "expirationSeconds": seconds,
+                 "boundObjectRef": None},
+        "status": {"token": state.tokens.mint(account),
+                   "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }  # fmt: skip
+
+
 def parse_path(path: str) -> Target | None:
     """/api/v1/... or /apis/G/V/... -> ((group, version, plural), namespace, name, subresource).
 
@@ -1148,9 +1196,11 @@ class RunningApiServer:
         log_limit: int = 10_000,
         netns: str | None = None,
         address: str = "127.0.0.1",
+        anonymous_admin: bool = True,
     ) -> None:
-        """`netns`/`address`: listen there instead (a lab's fabric, for its nodes to reach)."""
-        self.server = ApiServer(log_limit=log_limit)
+        """`netns`/`address`: listen there instead (a lab's fabric, for its nodes to reach).
+        `anonymous_admin` False: a request without a token is `system:anonymous`."""
+        self.server = ApiServer(log_limit=log_limit, anonymous_admin=anonymous_admin)
         self.netns, self.address = netns, address
         self.kubeconfig = directory / "kubeconfig"
         self.url = ""
@@ -1189,6 +1239,25 @@ class RunningApiServer:
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
+    def token(self, account: str, namespace: str = "kosmos-system") -> str:
+        """A token for a service account, by TokenRequest as the admin (what kubelet asks for a
+        pod's projected token); the account must exist."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+            data=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                             "spec": {"expirationSeconds": 3600}}).encode(),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                     "Content-Type": "application/json"},
+            method="POST",
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(json.load(resp)["status"]["token"])
+
+    def kubeconfig_with(self, path: Path, token: str) -> Path:
+        """A kubeconfig for this server with another bearer token."""
+        path.write_text(yaml.safe_dump(kubeconfig_for(self.url, token=token)))
+        return path
+
     def objects(self, plural: str) -> Iterator[dict[str, Any]]:
         """A snapshot of every stored object of one plural (any group), for assertions."""
         state = self.server.state
@@ -1200,7 +1269,7 @@ class RunningApiServer:
         return iter(snapshot)
 
 
-def kubeconfig_for(url: str, context: str = "double", token: str = "test-token") -> dict[str, Any]:
+def kubeconfig_for(url: str, context: str = "double", token: str = ADMIN_TOKEN) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",

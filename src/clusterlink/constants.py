@@ -11,6 +11,12 @@ EXCLUDE_LABEL: Final = "kosmos.io/exclude"  # nodes carrying it (=true) are left
 GATEWAY_ROLE: Final = "gateway"  # the only ClusterNode role; matched case-insensitively
 DEFAULT_NAMESPACE: Final = "kosmos-system"
 CONTROL_CLUSTER_NAME: Final = "kosmos-control-cluster"
+# Each member cluster's identity in the control cluster: ServiceAccount PREFIX+cluster in
+# DEFAULT_NAMESPACE (its elector Lease has the same name, so admission can match the two).
+MEMBER_ACCOUNT_PREFIX: Final = "clusterlink-member-"
+# A member's credentials (Kosmos' Cluster.spec.kubeconfig) on the kube store: Secret
+# PREFIX+cluster in DEFAULT_NAMESPACE, data key `kubeconfig`; members cannot read Secrets.
+CREDENTIALS_SECRET_PREFIX: Final = "clusterlink-kubeconfig-"
 
 # Device names, VNIs and UDP ports are Kosmos' own, so mixed fleets and docs stay comparable.
 VX_BRIDGE: Final = "vx-bridge"  # cross-cluster mesh (gateways + every P2P node), IPv4

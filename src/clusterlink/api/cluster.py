@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from typing import Any, ClassVar, Literal
 
+import yaml
 from pydantic import Field, field_validator
 
 from clusterlink import constants as C
@@ -111,6 +114,8 @@ class ClusterLinkOptions(Model):
 
 
 class ClusterSpec(Model):
+    # Kosmos' field: the member's kubeconfig, base64. Accepted on input; the kube store keeps
+    # it in a Secret instead (store/kube.py); a lab Cluster holds its handle's path here.
     kubeconfig: str | None = None
     # Ours: what the cluster is, whatever it is called or reached by - Kubernetes: the UID of
     # its kube-system Namespace (as Submariner and Cilium do); the lab: an ID in the handle.
@@ -148,3 +153,30 @@ class Cluster(Resource):
     @property
     def link(self) -> ClusterLinkOptions | None:
         return self.spec.cluster_link_options
+
+
+def kubeconfig_text(raw: str | None) -> str | None:
+    """The kubeconfig a `spec.kubeconfig` value carries (base64 of a YAML mapping with
+    `clusters`, as Kosmos writes it); None for anything else (a lab handle's path, garbage)."""
+    if not raw:
+        return None
+    try:
+        text = base64.b64decode(raw, validate=True).decode()
+        data: Any = yaml.safe_load(text)
+    except (binascii.Error, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    return text if isinstance(data, dict) and "clusters" in data else None
+
+
+REDACTED = "<redacted>"
+
+
+def without_credentials(data: dict[str, Any]) -> dict[str, Any]:
+    """A Cluster's dict with a kubeconfig in `spec.kubeconfig` shown as `<redacted>` (a lab
+    handle's path stays); other kinds unchanged. What `get -o json|yaml` prints."""
+    spec = data.get("spec")
+    if data.get("kind") != "Cluster" or not isinstance(spec, dict):
+        return data
+    if kubeconfig_text(spec.get("kubeconfig")) is None:
+        return data
+    return {**data, "spec": {**spec, "kubeconfig": REDACTED}}

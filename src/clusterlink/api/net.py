@@ -40,6 +40,7 @@ def cidrs_overlap(a: str, b: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 17)
 def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
     """Numeric order: family, then network address, then prefix length."""
     net = ipaddress.ip_network(cidr)

@@ -40,6 +40,13 @@ DryRunOption = Annotated[
         "--dry-run", help="Kubernetes: print the manifests (-o yaml|json); contact no cluster."
     ),
 ]
+ShowSecretsOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-secrets",
+        help="With --dry-run: print Secrets' data and kubeconfigs (default: <redacted>).",
+    ),
+]
 ManifestFormat = Annotated[
     OutputFormat, typer.Option("-o", "--output", help="With --dry-run: yaml or json.")
 ]
@@ -94,6 +101,7 @@ def install(
     dry_run: DryRunOption = False,
     output: ManifestFormat = OutputFormat.yaml,
     context: ContextOption = None,
+    show_secrets: ShowSecretsOption = False,
 ) -> None:
     """Set up the control plane (store, network-manager) and join the control cluster itself."""
     with user_errors():
@@ -103,7 +111,8 @@ def install(
             wait_time=wait_time,
         )  # fmt: skip
         if dry_run:
-            print_manifests(commands.manifests(request, control=True), output)
+            objects = commands.manifests(request, control=True, show_secrets=show_secrets)
+            print_manifests(objects, output)
             return
         joined = commands.install(request, progress)
         typer.echo(
@@ -146,6 +155,7 @@ def join_cluster(
             "--host-kubeconfig's current one, or --kubeconfig's when none is given).",
         ),
     ] = None,
+    show_secrets: ShowSecretsOption = False,
 ) -> None:
     """Create the Cluster and start its controller, electors and agents; wait until connected."""
     with user_errors():
@@ -157,7 +167,8 @@ def join_cluster(
             service_cidrs=tuple(service_cidr or ()), wait_time=wait_time,
         )  # fmt: skip
         if dry_run:
-            print_manifests(commands.manifests(request, control=False), output)
+            objects = commands.manifests(request, control=False, show_secrets=show_secrets)
+            print_manifests(objects, output)
             return
         joined = commands.join(request, progress)
         typer.echo(f"cluster {name} joined" + _ready(joined))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from clusterlink import __version__
-from clusterlink.api.cluster import Cluster
+from clusterlink.api.cluster import Cluster, without_credentials
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.manifest import ManifestError, dump_yaml, load_manifest, parse_documents
 from clusterlink.api.meta import Resource, parse_rfc3339
@@ -192,6 +192,9 @@ def get(
     store: StoreOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="-o json|yaml: print a Cluster's kubeconfig.")
+    ] = False,
 ) -> None:
     """List objects of a kind, or show one."""
     with user_errors():
@@ -203,13 +206,12 @@ def get(
         else:
             objects = list(st.list(cls, labels))
         if output in (OutputFormat.json, OutputFormat.yaml):
+            shown = [o.to_dict() if show_secrets else without_credentials(o.to_dict())
+                     for o in objects]  # fmt: skip
             if name is not None:
-                emit(objects[0].to_dict(), output)
+                emit(shown[0], output)
             else:
-                emit(
-                    {"apiVersion": "v1", "kind": "List", "items": [o.to_dict() for o in objects]},
-                    output,
-                )
+                emit({"apiVersion": "v1", "kind": "List", "items": shown}, output)
             return
         if not objects:
             typer.echo("No resources found.", err=True)

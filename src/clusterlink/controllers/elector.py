@@ -27,7 +27,9 @@ ROLE_RECHECK = 5.0  # seconds between re-asserting the gateway role while leadin
 
 
 def lease_name(cluster: str) -> str:
-    return f"elector-{cluster}"
+    """The cluster's gateway Lease: named as the member's control-cluster account, which the
+    shipped admission policy compares with the requester (docs/kubernetes.md)."""
+    return f"{C.MEMBER_ACCOUNT_PREFIX}{cluster}"
 
 
 def set_gateway(store: Store, cluster: str, gateway: str) -> int:

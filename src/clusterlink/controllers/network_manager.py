@@ -1,5 +1,8 @@
 """The network-manager: Clusters + ClusterNodes -> one NodeConfig per node, written only
-when its content changed. One active replica (Lease `network-manager`).
+when its content changed. One active replica (Lease `network-manager`). Each NodeConfig
+carries its node's cluster as the `kosmos.io/cluster` label: members may write only the status
+of NodeConfigs labelled with their own cluster (the shipped admission policy), and only the
+network-manager writes NodeConfigs themselves.
 
 Running, it plans from a watch-fed cache of Clusters and ClusterNodes (`Informer`): it lists
 them once, then only when something changed does it plan again - an idle federation costs
@@ -11,6 +14,7 @@ import logging
 import threading
 import time
 
+from clusterlink import constants as C
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.meta import ObjectMeta
@@ -36,6 +40,7 @@ class NetworkManager:
         self.previous: Plan | None = None
         self.writes = 0
         self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
+        self.cluster_of: dict[str, str] = {}  # ClusterNode (= NodeConfig) name -> its cluster
 
     def sync(self, full: bool) -> tuple[int, int]:
         """Plan and write. `full`: compare with the stored NodeConfigs (start, resync);
@@ -45,13 +50,17 @@ class NetworkManager:
         else:
             clusters, nodes = self.store.list(Cluster), self.store.list(ClusterNode)
         current = plan(clusters, nodes)
+        self.cluster_of = {cn.name: cn.spec.cluster_name for cn in nodes}
         written = deleted = 0
         if full or self.previous is None:
             stored = {nc.name: nc for nc in self.store.list(NodeConfig)}
             for name in current.names:
                 spec = current.spec(name)
                 have = stored.get(name)
-                if have is None or have.spec != spec:
+                labelled = (
+                    self._labels(name).items() <= (have.metadata.labels if have else {}).items()
+                )
+                if have is None or have.spec != spec or not labelled:
                     written += self._write(name, current)
             for name in sorted(set(stored) - set(current.names)):
                 deleted += self._delete(name)
@@ -71,21 +80,27 @@ class NetworkManager:
             )
         return written, deleted
 
+    def _labels(self, name: str) -> dict[str, str]:
+        cluster = self.cluster_of.get(name)
+        return {C.CLUSTER_LABEL: cluster} if cluster else {}
+
     def _write(self, name: str, current: Plan) -> int:
-        spec = current.spec(name)
+        spec, labels = current.spec(name), self._labels(name)
         for _ in range(5):
             try:
                 nc = self.store.get(NodeConfig, name)
             except NotFound:
                 try:
-                    self.store.create(NodeConfig(metadata=ObjectMeta(name=name), spec=spec))
+                    meta = ObjectMeta(name=name, labels=labels)
+                    self.store.create(NodeConfig(metadata=meta, spec=spec))
                     return 1
                 except AlreadyExists:
                     continue
-            if nc.spec == spec:
+            if nc.spec == spec and labels.items() <= nc.metadata.labels.items():
                 return 0
+            meta = nc.metadata.model_copy(update={"labels": {**nc.metadata.labels, **labels}})
             try:
-                self.store.update(nc.model_copy(update={"spec": spec}))
+                self.store.update(nc.model_copy(update={"spec": spec, "metadata": meta}))
                 return 1
             except Conflict:
                 continue

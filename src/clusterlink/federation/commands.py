@@ -130,7 +130,7 @@ def unjoin(
     from clusterlink.kube.deploy import member_kubeconfig_of
 
     obj = control.store.get(Cluster, name)
-    on_kube = member_kubeconfig_of(obj) is not None
+    on_kube = member_kubeconfig_of(control.store, obj) is not None
     fed = federation_of(control, kubeconfig if on_kube else None, control_kubeconfig=kubeconfig,
                         control_context=context)  # fmt: skip
     with truthful(progress) as step:
@@ -154,9 +154,12 @@ def uninstall(
         fed.uninstall(step, wait_time)
 
 
-def manifests(request: JoinRequest, *, control: bool) -> list[dict[str, Any]]:
-    """`--dry-run`: what install (`control`) or join would apply on Kubernetes."""
+def manifests(
+    request: JoinRequest, *, control: bool, show_secrets: bool = False
+) -> list[dict[str, Any]]:
+    """`--dry-run`: what install (`control`) or join would apply on Kubernetes; Secrets'
+    data redacted unless `show_secrets`."""
     from clusterlink.federation.kube import dry_run, kube_options
 
     opts = kube_options(request.options, request.image, list(request.service_cidrs))
-    return dry_run(request.name, opts, control, request.host_kubeconfig)
+    return dry_run(request.name, opts, control, request.host_kubeconfig, show_secrets)

@@ -1,6 +1,11 @@
 """The Kubernetes federation: install / join / unjoin / uninstall on real clusters
 (`KubeFederation`; the module functions are its steps). Manifests and their server-side apply
-are `clusterlink.kube.deploy`; the store is the control cluster's API (`kube://`)."""
+are `clusterlink.kube.deploy`; the store is the control cluster's API (`kube://`).
+
+Each member gets its own identity in the control cluster (ServiceAccount
+`clusterlink-member-<cluster>`, bound to the member roles, confined to its own cluster's
+objects by the shipped admission policy) and a kubeconfig with a token of it; the caller's
+credentials stay with the caller."""
 
 from __future__ import annotations
 
@@ -24,16 +29,20 @@ from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kube.deploy import (
     FIELD_MANAGER,
+    IN_CLUSTER,
     KubeLinkOptions,
     apply,
     cluster_object,
-    control_kubeconfig_text,
+    control_cluster_of,
+    member_control_kubeconfig,
     member_kubeconfig_of,
     member_objects,
+    redacted,
     remove,
+    request_token,
 )
 from clusterlink.kube.member import remove_calico_pools
-from clusterlink.kubeclient.api import KubeApi, load_config
+from clusterlink.kubeclient.api import KubeApi
 from clusterlink.kubeclient.errors import ApiNotFound
 from clusterlink.kubeclient.target import Target
 from clusterlink.store.base import NotFound, Store
@@ -49,24 +58,33 @@ def install(
 ) -> None:
     changed = apply(control, m.control_plane(options.image), progress)
     progress(f"control plane applied ({changed} object(s) changed)")
-    join(control, store, name, kubeconfig_text, None, options, progress)
+    join(control, control, store, name, kubeconfig_text, IN_CLUSTER, options, progress)
 
 
 def join(
     member: KubeApi,
+    control: KubeApi,
     store: Store,
     name: str,
     member_kubeconfig: str,
-    control_kubeconfig: str | None,
+    control_cluster: dict[str, Any],
     options: KubeLinkOptions,
     progress: Progress,
 ) -> None:
-    """`control_kubeconfig` None: the member is the control cluster itself."""
+    """`control_cluster`: how the member reaches the control cluster (a kubeconfig's cluster
+    entry; `IN_CLUSTER` for the control cluster itself)."""
     cid = cluster_id(member)
     refuse_duplicate(store, name, cid, f"the cluster at {member.server}")
-    same = control_kubeconfig is None
-    changed = apply(member, member_objects(name, options, same, control_kubeconfig), progress)
+    account = m.member_account(name)
+    apply(control, m.member_identity(name), progress)
+    token, expires = request_token(control, account)
+    progress(
+        f"{name}: a token of ServiceAccount {m.NS}/{account}, until {expires or '(no expiry)'}"
+    )
+    text = member_control_kubeconfig(control_cluster, account, token)
+    changed = apply(member, member_objects(name, options, text), progress)
     progress(f"{name}: member components applied ({changed} object(s) changed)")
+    # The kube store keeps the kubeconfig in the cluster's Secret, not on the Cluster.
     store.apply_all([cluster_object(name, member_kubeconfig, options, cid)])
     progress(f"Cluster {name} applied ({options.network_type}, {options.ip_family})")
 
@@ -84,17 +102,18 @@ def cluster_id(member: KubeApi) -> str:
     return uid
 
 
-def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -> None:
+def unjoin(
+    store: Store, control: KubeApi, name: str, progress: Progress, timeout: float = 60.0
+) -> None:
     try:
         obj = store.get(Cluster, name)
     except NotFound:
         raise DeployError(f"no Cluster {name}") from None
-    text = member_kubeconfig_of(obj)
+    text = member_kubeconfig_of(store, obj)
     if text is None:
         raise DeployError(f"Cluster {name} carries no Kubernetes kubeconfig")
     member = KubeApi(Target(data=text))
-    objects = member_objects(name, KubeLinkOptions(), same_cluster=True, control_kubeconfig=None)
-    objects += member_objects(name, KubeLinkOptions(), same_cluster=False, control_kubeconfig="-")
+    objects = member_objects(name, KubeLinkOptions(network_type="gateway"), "-")
     workloads = [o for o in objects if o["kind"] == "Deployment"]
     remove(member, m.unique(workloads), progress)  # controller and electors: they would recreate
     pools = remove_calico_pools(member)
@@ -115,12 +134,13 @@ def unjoin(store: Store, name: str, progress: Progress, timeout: float = 60.0) -
     time.sleep(2.0 if names else 0.0)  # let agents see their NodeConfig go and tear down
     rest = [o for o in objects if o["kind"] not in ("Deployment", "Namespace")]
     remove(member, m.unique(rest), progress)
+    remove(control, m.member_identity(name), progress)  # its tokens die with the account
     progress(f"{name}: unjoined")
 
 
 def uninstall(control: KubeApi, store: Store, progress: Progress, timeout: float = 60.0) -> None:
     for cluster in store.list(Cluster):
-        unjoin(store, cluster.name, progress, timeout)
+        unjoin(store, control, cluster.name, progress, timeout)
     objects = m.control_plane()
     remove(control, [o for o in objects if o["kind"] != "Namespace"], progress)
     with contextlib.suppress(ApiNotFound):
@@ -142,22 +162,29 @@ def kube_options(
 
 
 def dry_run(
-    name: str, options: KubeLinkOptions, control: bool, host_kubeconfig: str | None = None
+    name: str,
+    options: KubeLinkOptions,
+    control: bool,
+    host_kubeconfig: str | None = None,
+    show_secrets: bool = False,
 ) -> list[dict[str, Any]]:
     """The manifests install (`control`) or join would apply, and the Cluster object; no
-    cluster is contacted."""
-    if control:
-        objects = m.unique(
-            m.control_plane(options.image) + member_objects(name, options, True, None)
-        )
-        cluster = cluster_object(name, "(the control cluster's kubeconfig)", options)
-        return [*objects, cluster.to_dict()]
+    cluster is contacted, so the member's token is a placeholder. Secrets' data and the
+    Cluster's kubeconfig are `<redacted>` unless `show_secrets`."""
+    token = f"(a token of {m.member_account(name)}, by TokenRequest at join)"
     try:
-        text = host_kubeconfig and control_kubeconfig_text(host_kubeconfig)
+        where = (
+            IN_CLUSTER if control or not host_kubeconfig else control_cluster_of(host_kubeconfig)
+        )
     except DeployError as exc:
         raise BadInput(str(exc)) from None
-    objects = member_objects(name, options, not text, text or None)
-    return [*objects, cluster_object(name, "(the member's kubeconfig)", options).to_dict()]
+    mounted = member_control_kubeconfig(where, m.member_account(name), token)
+    objects = m.member_identity(name) + member_objects(name, options, mounted)
+    if control:
+        objects = m.unique(m.control_plane(options.image) + objects)
+    cluster = cluster_object(name, "(the member's kubeconfig, kept in a Secret)", options)
+    out = [*objects, cluster.to_dict()]
+    return out if show_secrets else redacted(out)
 
 
 class KubeFederation:
@@ -194,13 +221,15 @@ class KubeFederation:
         opts = self._options(options)
         api = KubeApi(Target(member, self.member_context), field_manager=FIELD_MANAGER)
         control_file = self.control.kubeconfig or member
-        same = api.server == load_config(Target(control_file)).cluster.server
-        control = None if same else control_kubeconfig_text(control_file)
+        control = KubeApi(Target(control_file, self.control.context), field_manager=FIELD_MANAGER)
+        same = api.server == control.server
+        where = IN_CLUSTER if same else control_cluster_of(control_file)
         text = read_kubeconfig(member, self.member_context)
-        join(api, self.store, name, text, control, opts, progress)
+        join(api, control, self.store, name, text, where, opts, progress)
 
     def unjoin(self, name: str, progress: Progress, timeout: float) -> None:
-        unjoin(self.store, name, progress, timeout)
+        control = KubeApi(self.control, field_manager=FIELD_MANAGER)
+        unjoin(self.store, control, name, progress, timeout)
 
     def uninstall(self, progress: Progress, timeout: float) -> None:
         api = KubeApi(self.control, field_manager=FIELD_MANAGER)

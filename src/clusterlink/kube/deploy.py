@@ -1,17 +1,19 @@
 """Our objects on a Kubernetes cluster: server-side apply and removal of manifests, the
-Cluster object that carries a member's kubeconfig, the control kubeconfig members mount.
+Cluster object, the member's identity in the control cluster and the control kubeconfig
+members mount.
 
 Objects are written with server-side apply (field manager `kosmosctl`, forced), so running a
-command twice changes nothing and a user's own fields on our objects survive. The Cluster
-object keeps the member's kubeconfig (base64, as Kosmos' `spec.kubeconfig`), so `unjoin` and
-`uninstall` need only the control cluster. The use cases (install, join, ...) that use these
-are `clusterlink.federation.kube`.
+command twice changes nothing and a user's own fields on our objects survive. The member's
+kubeconfig is given to the store on the Cluster (as Kosmos' `spec.kubeconfig`), which keeps it
+in a Secret of the control cluster (`clusterlink.store.kube`), so `unjoin` and `uninstall`
+need only the control cluster. What a member gets is a kubeconfig of the control cluster with a
+token of its own account, by TokenRequest - never the caller's credentials. The use cases
+(install, join, ...) that use these are `clusterlink.federation.kube`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +21,27 @@ from typing import Any
 
 import yaml
 
-from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec
+from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, kubeconfig_text
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
 from clusterlink.kubeclient.errors import ApiError, ApiNotFound
+from clusterlink.store.base import Store, StoreError
+from clusterlink.store.kube import KubeStore
 
 Progress = Callable[[str], None]
 FIELD_MANAGER = "kosmosctl"
-_FILE_REFS = ("certificate-authority:", "client-certificate:", "client-key:", "tokenFile:")
+# How long a member's token lasts (asked; an API server may cap it with
+# --service-account-max-token-expiration). `join` again renews it; `unjoin` revokes it by
+# deleting the account.
+TOKEN_SECONDS = 365 * 24 * 3600
+# The control cluster's own member reaches its API server in-cluster.
+IN_CLUSTER = {
+    "server": "https://kubernetes.default.svc",
+    "certificate-authority": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+}
+REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True)
@@ -88,26 +101,74 @@ def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None)
     return removed
 
 
-def control_kubeconfig_text(path: str) -> str:
-    """The control cluster's kubeconfig as members will mount it: only its current context
-    (members get no other cluster's credentials), and it must embed its files."""
+def control_cluster_of(path: str) -> dict[str, Any]:
+    """The control cluster as members will reach it: the `cluster` entry (server, CA) of the
+    kubeconfig's current context. Its user is never passed on; the CA must be embedded."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise DeployError(f"kubeconfig {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DeployError(f"kubeconfig {path}: not YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise DeployError(f"kubeconfig {path}: not a kubeconfig")
-    minified = _minify(data) if data.get("current-context") else data
-    text = str(yaml.safe_dump(minified, sort_keys=False))
-    refs = [r.rstrip(":") for r in _FILE_REFS if r in text]
-    if refs:
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError):
+        raise DeployError(f"kubeconfig {path}: not YAML") from None
+    if not isinstance(data, dict) or not data.get("current-context"):
+        raise DeployError(f"kubeconfig {path}: not a kubeconfig with a current context")
+    clusters = _minify(data)["clusters"]
+    entry = (clusters[0].get("cluster") if clusters else None) or {}
+    if not isinstance(entry, dict) or not entry.get("server"):
+        raise DeployError(f"kubeconfig {path}: the current context's cluster has no server")
+    if "certificate-authority" in entry:
         raise DeployError(
-            f"kubeconfig {path} refers to files ({', '.join(refs)}) that member pods cannot "
-            "read; give one with embedded data: `kubectl config view --flatten --minify`"
+            f"kubeconfig {path} refers to a file (certificate-authority) that member pods "
+            "cannot read; give one with embedded data: `kubectl config view --flatten --minify`"
         )
-    return text
+    return dict(entry)
+
+
+def member_control_kubeconfig(cluster: dict[str, Any], account: str, token: str) -> str:
+    """The kubeconfig a member mounts: the control cluster, and the member account's token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "control", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "control", "context": {"cluster": "control", "user": account}}],
+        "current-context": "control",
+    }
+    return str(yaml.safe_dump(config, sort_keys=False))
+
+
+def request_token(api: KubeApi, account: str, seconds: int = TOKEN_SECONDS) -> tuple[str, str]:
+    """A token of `account` (kosmos-system) by TokenRequest: (token, expirationTimestamp)."""
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": seconds},
+    }
+    path = f"/api/v1/namespaces/{m.NS}/serviceaccounts/{account}/token"
+    try:
+        out = api.request("POST", path, body=body, what=f"TokenRequest for {account}")
+    except ApiError as exc:
+        raise DeployError(f"a token for ServiceAccount {m.NS}/{account}: {exc}") from None
+    status = out.get("status") or {}
+    if not status.get("token"):
+        raise DeployError(f"TokenRequest for {account}: the answer holds no token")
+    return str(status["token"]), str(status.get("expirationTimestamp") or "")
+
+
+def redacted(objects: list[m.Obj]) -> list[m.Obj]:
+    """The objects with every Secret's data and every Cluster's kubeconfig replaced by
+    `<redacted>` (what dry runs print unless asked for secrets)."""
+    out = []
+    for obj in objects:
+        if obj.get("kind") == "Secret":
+            obj = {**obj}
+            for key in ("data", "stringData"):
+                if key in obj:
+                    obj[key] = dict.fromkeys(obj[key], REDACTED)
+        elif obj.get("kind") == "Cluster" and (obj.get("spec") or {}).get("kubeconfig"):
+            obj = {**obj, "spec": {**obj["spec"], "kubeconfig": REDACTED}}
+        out.append(obj)
+    return out
 
 
 def _minify(data: dict[str, Any]) -> dict[str, Any]:
@@ -144,32 +205,26 @@ def cluster_object(
     )
 
 
-def member_objects(
-    name: str, options: KubeLinkOptions, same_cluster: bool, control_kubeconfig: str | None
-) -> list[m.Obj]:
+def member_objects(name: str, options: KubeLinkOptions, control_kubeconfig: str) -> list[m.Obj]:
     return m.member(
         m.MemberSpec(
             cluster=name,
             image=options.image,
             network_type=options.network_type,
-            same_cluster_as_control=same_cluster,
-            control_kubeconfig=None if same_cluster else control_kubeconfig,
+            control_kubeconfig=control_kubeconfig,
             service_cidrs=options.service_cidrs,
         )
     )
 
 
-def member_kubeconfig_of(cluster: Cluster) -> str | None:
-    """The member kubeconfig a Kubernetes Cluster carries (None for lab clusters)."""
-    raw = cluster.spec.kubeconfig
-    if not raw:
-        return None
-    try:
-        text = base64.b64decode(raw, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
-    return text if isinstance(data, dict) and "clusters" in data else None
+def member_kubeconfig_of(store: Store, cluster: Cluster) -> str | None:
+    """The member kubeconfig of a Kubernetes Cluster (None for lab clusters): from its Secret
+    on the kube store, else (another store, or one written before) from `spec.kubeconfig`."""
+    if isinstance(store, KubeStore):
+        try:
+            text = store.credentials(cluster.name)
+        except StoreError as exc:
+            raise DeployError(f"the credentials of Cluster {cluster.name}: {exc}") from None
+        if text is not None:
+            return text
+    return kubeconfig_text(cluster.spec.kubeconfig)

@@ -1,13 +1,19 @@
 """Everything a real cluster runs, as plain Kubernetes objects (pure functions, no I/O).
 
 - `control_plane`: in the control cluster - namespace, CRDs, the network-manager (2 replicas,
-  one active through its Lease) and the `clusterlink-member` role that member components use
-  against the control cluster.
+  one active through its Lease), the `clusterlink-member` roles that member components use
+  against the control cluster, and the admission policy that confines each member to its own
+  cluster's objects (`member_scope_policy`).
+- `member_identity`: in the control cluster, per member - its ServiceAccount
+  `clusterlink-member-<cluster>` and the bindings of the member roles to it (`join` hands the
+  member a token of this account only).
 - `member`: in each member cluster - the controller, the electors (gateway mode: 2 replicas on
   distinct gateway candidates), the agent DaemonSet and the control cluster's kubeconfig.
 - `floater`: the doctor's DaemonSet (`kosmosctl dr`).
 
-RBAC lists verbs and resources one by one: no `*` anywhere (a test enforces it).
+RBAC lists verbs and resources one by one: no `*` anywhere (a test enforces it). RBAC cannot
+say "only your own cluster's ClusterNodes" (names are not known in advance, and a create has
+no name to match); the ValidatingAdmissionPolicy says it, in CEL.
 """
 
 from __future__ import annotations
@@ -41,8 +47,7 @@ class MemberSpec:
     cluster: str
     image: str = DEFAULT_IMAGE
     network_type: str = "gateway"
-    same_cluster_as_control: bool = False  # in-cluster access to the store
-    control_kubeconfig: str | None = None  # its text, for other clusters
+    control_kubeconfig: str = ""  # its text: the member account's token (deploy.py)
     service_cidrs: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -100,6 +105,8 @@ def binding(kind: str, name: str, role_name: str, accounts: list[str], **labels:
 
 
 LEASES = rule("coordination.k8s.io", ["leases"], ["get", "list", "watch", "create", "update"])
+# What a member's components (controller, electors, agents) do in the control cluster; the
+# admission policy narrows every write to the member's own cluster. No Secrets.
 MEMBER_RULES = [
     rule(C.API_GROUP, ["clusters"], READ),
     rule(C.API_GROUP, ["clusters/status"], ["get", "update", "patch"]),
@@ -172,13 +179,13 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
             ],
         ),
         binding("ClusterRoleBinding", nm, nm, [nm]),
-        role(nm, [LEASES]),
+        # Its Lease, and the members' credentials (the control plane's to read, by name).
+        role(nm, [LEASES, rule("", ["secrets"], ["get"])]),
         binding("RoleBinding", nm, nm, [nm]),
-        # Member components use this role against the control cluster (in-cluster for the
-        # control cluster's own member; a member's kubeconfig may carry this account's token).
-        service_account("clusterlink-member"),
-        cluster_role("clusterlink-member", MEMBER_RULES),
-        role("clusterlink-member", [LEASES]),
+        # Bound to each member's own account by `member_identity`.
+        cluster_role(MEMBER_ROLE, MEMBER_RULES),
+        role(MEMBER_ROLE, [LEASES]),
+        *member_scope_policy(),
         _workload(
             "Deployment",
             nm,
@@ -199,6 +206,134 @@ def control_plane(image: str = DEFAULT_IMAGE) -> list[Obj]:
             replicas=2,
         ),
     ]
+
+
+MEMBER_ROLE = "clusterlink-member"
+MEMBER_SCOPE = "clusterlink-member-scope"
+MEMBER_USER = f"system:serviceaccount:{NS}:{C.MEMBER_ACCOUNT_PREFIX}"
+_WRITES = ["CREATE", "UPDATE", "DELETE"]
+
+
+def member_account(cluster: str) -> str:
+    """The member's ServiceAccount in the control cluster (also its elector Lease's name)."""
+    return f"{C.MEMBER_ACCOUNT_PREFIX}{cluster}"
+
+
+def member_identity(cluster: str) -> list[Obj]:
+    """In the control cluster: the member's own account, bound to the member roles."""
+    account = member_account(cluster)
+    cl = {C.CLUSTER_LABEL: cluster}
+    return [
+        service_account(account, **cl),
+        binding("ClusterRoleBinding", account, MEMBER_ROLE, [account], **cl),
+        binding("RoleBinding", account, MEMBER_ROLE, [account], **cl),
+    ]
+
+
+def _only_for(resource: str, check: str) -> str:
+    return f"request.resource.resource != '{resource}' || ({check})"
+
+
+# Each validation is about one resource, and holds trivially for the others. `variables.target`
+# is the object written, or the one deleted. The requester is compared by concatenation only
+# (standard CEL, nothing from Kubernetes' extension libraries), so the double's CEL library
+# evaluates these very strings (tests/kubeauth.py).
+MEMBER_SCOPE_VALIDATIONS: list[tuple[str, str]] = [
+    (
+        _only_for(
+            "clusternodes",
+            f"request.userInfo.username == '{MEMBER_USER}' + variables.target.spec.clusterName"
+            " && (request.operation != 'UPDATE'"
+            " || oldObject.spec.clusterName == object.spec.clusterName)"
+            " && variables.target.metadata.name"
+            " == variables.target.spec.clusterName + '-' + variables.target.spec.nodeName"
+            f" && (!has(variables.target.metadata.labels)"
+            f" || !('{C.CLUSTER_LABEL}' in variables.target.metadata.labels)"
+            f" || variables.target.metadata.labels['{C.CLUSTER_LABEL}']"
+            " == variables.target.spec.clusterName)",
+        ),
+        "a member may write only ClusterNodes of its own cluster (spec.clusterName, the "
+        "kosmos.io/cluster label, and the name <cluster>-<node>)",
+    ),
+    (
+        _only_for(
+            "clusters",
+            f"request.userInfo.username == '{MEMBER_USER}' + variables.target.metadata.name",
+        ),
+        "a member may write only its own Cluster's status",
+    ),
+    (
+        _only_for(
+            "nodeconfigs",
+            f"has(oldObject.metadata.labels) && '{C.CLUSTER_LABEL}' in oldObject.metadata.labels"
+            f" && request.userInfo.username == '{MEMBER_USER}'"
+            f" + oldObject.metadata.labels['{C.CLUSTER_LABEL}']",
+        ),
+        "a member may write only the status of its own cluster's NodeConfigs (the "
+        "kosmos.io/cluster label the network-manager sets)",
+    ),
+    (
+        _only_for(
+            "leases",
+            f"request.userInfo.username == 'system:serviceaccount:{NS}:'"
+            " + variables.target.metadata.name",
+        ),
+        "a member may hold only its own cluster's Lease (named as its account)",
+    ),
+]
+
+
+def member_scope_policy() -> list[Obj]:
+    """A ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes >= 1.30) and its
+    binding: a request by a member account may write only its own cluster's ClusterNodes,
+    Cluster status, NodeConfig status and Lease. Other requesters are not matched."""
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(MEMBER_SCOPE, None),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [C.API_GROUP],
+                        "apiVersions": ["*"],
+                        "operations": _WRITES,
+                        "resources": ["clusternodes", "clusters/status", "nodeconfigs/status"],
+                    },
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "apiVersions": ["*"],
+                        "operations": _WRITES,
+                        "resources": ["leases"],
+                    },
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "member-account",
+                    "expression": f"request.userInfo.username.startsWith('{MEMBER_USER}')",
+                }
+            ],
+            "variables": [
+                {
+                    "name": "target",
+                    "expression": "request.operation == 'DELETE' ? oldObject : object",
+                }
+            ],
+            "validations": [
+                {"expression": expression, "message": message, "reason": "Forbidden"}
+                for expression, message in MEMBER_SCOPE_VALIDATIONS
+            ],
+        },
+    }
+    binding_obj = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(MEMBER_SCOPE, None),
+        "spec": {"policyName": MEMBER_SCOPE, "validationActions": ["Deny"]},
+    }
+    return [policy, binding_obj]
 
 
 def member(spec: MemberSpec) -> list[Obj]:
@@ -228,36 +363,20 @@ def member(spec: MemberSpec) -> list[Obj]:
             **cl,
         ),
     ]
-    volumes: list[Obj] = []
-    mounts: list[Obj] = []
-    if spec.same_cluster_as_control:
-        store = "kube://"
-        # The control cluster's own member: its accounts get the member role in place.
-        objs += [
-            binding(
-                "ClusterRoleBinding",
-                "clusterlink-member",
-                "clusterlink-member",
-                accounts,
-                **cl,
-            ),
-            binding("RoleBinding", "clusterlink-member", "clusterlink-member", accounts, **cl),
-        ]
-    else:
-        if not spec.control_kubeconfig:
-            raise ValueError("a member of another cluster needs the control cluster's kubeconfig")
-        store = f"kube://?kubeconfig={CONTROL_MOUNT}/kubeconfig"
-        objs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": _meta(CONTROL_SECRET, **cl),
-                "type": "Opaque",
-                "data": {"kubeconfig": base64.b64encode(spec.control_kubeconfig.encode()).decode()},
-            }
-        )
-        volumes.append({"name": "control", "secret": {"secretName": CONTROL_SECRET}})
-        mounts.append({"name": "control", "mountPath": CONTROL_MOUNT, "readOnly": True})
+    # The control cluster's kubeconfig (its own member's too): a token of the member's own
+    # account in the control cluster, never the caller's identity.
+    store = f"kube://?kubeconfig={CONTROL_MOUNT}/kubeconfig"
+    objs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(CONTROL_SECRET, **cl),
+            "type": "Opaque",
+            "data": {"kubeconfig": base64.b64encode(spec.control_kubeconfig.encode()).decode()},
+        }
+    )
+    volumes: list[Obj] = [{"name": "control", "secret": {"secretName": CONTROL_SECRET}}]
+    mounts: list[Obj] = [{"name": "control", "mountPath": CONTROL_MOUNT, "readOnly": True}]
 
     controller_args = ["controller", "--cluster", spec.cluster, "--store", store]
     for cidr in spec.service_cidrs:
@@ -441,6 +560,16 @@ PATHS: dict[str, tuple[str, str, bool]] = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+    "ValidatingAdmissionPolicy": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicies",
+        False,
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+        False,
+    ),
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
 from clusterlink import constants as C
 
 
+# The planner's pure helpers are memoized: a re-plan after one change recomputes only what
+# the change touched (the network-manager plans the same federation again and again).
+@functools.lru_cache(maxsize=1 << 17)
 def derive_address(
     pool: str, underlay_ip: str
 ) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -43,6 +47,17 @@ def next_free(pool: str, start: int, taken: set[int]) -> int:
     raise ValueError(f"pool {pool} is exhausted")
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def pool_prefixlen(pool: str) -> int:
+    return ipaddress.ip_network(pool).prefixlen
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def address_text(value: int) -> str:
+    return str(ipaddress.ip_address(value))
+
+
+@functools.lru_cache(maxsize=1 << 17)
 def device_mac(cluster: str, node: str, device: str) -> str:
     """Stable per (cluster, node, device): unicast, locally administered; survives restarts and
     re-elections without reading previous state (Kosmos draws a random one)."""

@@ -63,7 +63,10 @@ class Aggregator:
     def _child_costs(self, node: Node, table: dict[Node, Costs], removed: set[Node]) -> Costs:
         if node in self.leaf_set:
             return _REGION_N if node in removed else _REGION_G
-        return table.get(node, _REGION_N)
+        got = table.get(node)  # a receiver's recomputed nodes, over the federation's
+        if got is None:
+            got = self.costs.get(node, _REGION_N)
+        return got
 
     def _children(self, node: Node) -> tuple[Node, Node]:
         plen, net = node
@@ -82,18 +85,15 @@ class Aggregator:
         be fewer than one route per remaining CIDR."""
         removed = {self.leaves[i] for i in removed_indices}
         wanted = len(self.leaves) - len(removed)
-        table = self.costs
+        table: dict[Node, Costs] = {}  # only the nodes above removed leaves, recomputed
         if removed:
             above: set[Node] = set()
             for plen, net in removed:
                 for q in range(plen):
                     above.add((q, net >> (self.bits - q) << (self.bits - q)))
-            table = dict(self.costs)
             self._fill(table, sorted(above, key=lambda n: -n[0]), removed)
         root: Node = (0, 0)
-        root_costs = (
-            self._child_costs(root, table, removed) if root in self.leaf_set else table[root]
-        )
+        root_costs = self._child_costs(root, table, removed)
         if root_costs[1] >= wanted:
             return None
         out: list[tuple[str, bool]] = []
@@ -110,7 +110,8 @@ class Aggregator:
             costs = self._child_costs(node, table, removed)
             if costs[0 if via else 1] == 0:
                 continue
-            if node in self.leaf_set or node not in table:  # a uniform region, and it differs
+            if node in self.leaf_set or (node not in table and node not in self.costs):
+                # a uniform region, and it differs from what the entry above says
                 out.append((self._cidr(node), via))  # G under N: a route; N under G: a throw
                 continue
             left, right = self._children(node)

@@ -7,7 +7,14 @@ from collections import defaultdict
 
 from clusterlink import constants as C
 from clusterlink.api.nodeconfig import Device
-from clusterlink.planner.addressing import derive_address, device_mac, device_mtu, next_free
+from clusterlink.planner.addressing import (
+    address_text,
+    derive_address,
+    device_mac,
+    device_mtu,
+    next_free,
+    pool_prefixlen,
+)
 from clusterlink.planner.findings import Finding
 from clusterlink.planner.topology import FederationView, NodeView
 
@@ -57,7 +64,7 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
         for value in sorted(by_addr):
             owners = by_addr[value]
             for i, (node, dev, pool) in enumerate(owners):
-                prefix = ipaddress.ip_network(pool).prefixlen
+                prefix = pool_prefixlen(pool)
                 chosen = value
                 if i > 0:
                     chosen = next_free(pool, value, taken)
@@ -70,7 +77,7 @@ def plan_devices(topo: FederationView) -> tuple[DeviceMap, list[Finding]]:
                             f"{owners[0][0].name}; using {ipaddress.ip_address(chosen)} instead",
                         )
                     )
-                addresses[(node.name, dev)] = f"{ipaddress.ip_address(chosen)}/{prefix}"
+                addresses[(node.name, dev)] = f"{address_text(chosen)}/{prefix}"
 
     devices: DeviceMap = {}
     for node in ordered:

@@ -146,8 +146,9 @@ class _Index:
 
     def __init__(self, exports: list[Export]) -> None:
         self.exports = exports
-        self.starts = [cidr_sort_key(e.cidr)[1] for e in exports]
-        self.by_cidr = {e.cidr: i for i, e in enumerate(exports)}
+        keys = [cidr_sort_key(e.cidr) for e in exports]
+        self.starts = [k[1] for k in keys]
+        self.by_net = {(k[1], k[2]): i for i, k in enumerate(keys)}  # (network, prefix length)
 
     def overlapping(self, cluster: ClusterView, family: int) -> set[int]:
         """Indices of other clusters' exports that overlap the cluster's local CIDRs.
@@ -156,14 +157,15 @@ class _Index:
         it (its start falls in the local range) or contains it (it is one of its supernets).
         """
         hits: set[int] = set()
+        bits = 32 if family == 4 else 128
         for local in cluster.local_cidrs:
-            if cidr_family(local) != family:
+            version, lo, prefix = cidr_sort_key(local)
+            if version != family:
                 continue
-            net = ipaddress.ip_network(local)
-            lo, hi = int(net.network_address), int(net.broadcast_address)
+            hi = lo | ((1 << (bits - prefix)) - 1)
             hits.update(range(bisect_left(self.starts, lo), bisect_right(self.starts, hi)))
-            for plen in range(net.prefixlen - 1, -1, -1):
-                supernet = str(net.supernet(new_prefix=plen))
-                if supernet in self.by_cidr:
-                    hits.add(self.by_cidr[supernet])
+            for plen in range(prefix - 1, -1, -1):  # its supernets, by integer arithmetic
+                supernet = (lo >> (bits - plen)) << (bits - plen), plen
+                if supernet in self.by_net:
+                    hits.add(self.by_net[supernet])
         return {i for i in hits if self.exports[i].owner != cluster.name}

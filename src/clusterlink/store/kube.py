@@ -14,11 +14,18 @@ server gives it:
 - `watch` asks for events after `since` and, when the server ends a stream, resumes from the
   last revision it saw (BOOKMARK events advance it too); with a `timeout` it returns on time; a revision
   the server no longer holds (410 Gone) is `Expired` - callers list again, as client-go does;
-- `apply_all` cannot be one transaction here: each object is created or updated in order.
+- `apply_all` cannot be one transaction here: each object is created or updated in order;
+- a Cluster's `spec.kubeconfig` (Kosmos' field: the member's credentials) is never stored on
+  the Cluster, which every member reads: create, update and apply first write it to the Secret
+  `clusterlink-kubeconfig-<cluster>` in kosmos-system (data key `kubeconfig`, the kubeconfig
+  itself) and store the Cluster without it; deleting the Cluster deletes the Secret.
+  `credentials` reads it back (the control plane's accounts may; members may not).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import math
 import threading
@@ -28,8 +35,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from clusterlink import constants as C
+from clusterlink.api.cluster import Cluster, kubeconfig_text
 from clusterlink.api.meta import Resource
-from clusterlink.kubeclient.api import KubeApi
+from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
 from clusterlink.kubeclient.errors import (
     ApiAlreadyExists,
     ApiConflict,
@@ -145,9 +153,69 @@ class KubeStore:
             meta.setdefault("namespace", C.DEFAULT_NAMESPACE)
         return data
 
+    # -- a member's credentials -------------------------------------------------------------
+
+    @staticmethod
+    def _secret_path(cluster: str, collection: bool = False) -> str:
+        base = f"/api/v1/namespaces/{C.DEFAULT_NAMESPACE}/secrets"
+        return base if collection else f"{base}/{C.CREDENTIALS_SECRET_PREFIX}{cluster}"
+
+    def put_credentials(self, cluster: str, kubeconfig: str) -> None:
+        """Create or replace the Secret holding `cluster`'s kubeconfig (its text)."""
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": f"{C.CREDENTIALS_SECRET_PREFIX}{cluster}",
+                "namespace": C.DEFAULT_NAMESPACE,
+                "labels": {C.CLUSTER_LABEL: cluster, "app.kubernetes.io/part-of": "clusterlink"},
+            },
+            "type": "Opaque",
+            "data": {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()},
+        }
+        self.api.request(
+            "PATCH",
+            self._secret_path(cluster),
+            params={"fieldManager": self.client.field_manager, "force": "true"},
+            body=secret,
+            content_type=APPLY_PATCH,
+            what=f"Secret {C.DEFAULT_NAMESPACE}/{C.CREDENTIALS_SECRET_PREFIX}{cluster}",
+        )
+
+    def credentials(self, cluster: str) -> str | None:
+        """`cluster`'s kubeconfig (text) from its Secret; None when it has none."""
+        try:
+            secret = self.api.request("GET", self._secret_path(cluster))
+        except NotFound:
+            return None
+        raw = (secret.get("data") or {}).get("kubeconfig")
+        try:
+            return base64.b64decode(raw, validate=True).decode() if raw else None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+    def delete_credentials(self, cluster: str) -> bool:
+        try:
+            self.api.request("DELETE", self._secret_path(cluster))
+        except NotFound:
+            return False
+        return True
+
+    def _stored_form(self, obj: R) -> R:
+        """A Cluster carrying a kubeconfig: the kubeconfig to its Secret, the Cluster without."""
+        if not isinstance(obj, Cluster):
+            return obj
+        text = kubeconfig_text(obj.spec.kubeconfig)
+        if text is None:
+            return obj
+        self.put_credentials(obj.name, text)
+        spec = obj.spec.model_copy(update={"kubeconfig": None})
+        return obj.model_copy(update={"spec": spec})
+
     # -- Store ------------------------------------------------------------------------------
 
     def create(self, obj: R) -> R:
+        obj = self._stored_form(obj)
         cls = type(obj)
         data = self.api.request(
             "POST",
@@ -195,7 +263,7 @@ class KubeStore:
         raise Conflict(f"{what}: stale resourceVersion {_UNCONDITIONAL_TRIES} times in a row")
 
     def update(self, obj: R) -> R:
-        return self._put(obj, "")
+        return self._put(self._stored_form(obj), "")
 
     def update_status(self, obj: R) -> R:
         if not type(obj).HAS_STATUS:
@@ -206,6 +274,8 @@ class KubeStore:
         path = object_path(cls, name, namespace)
         what = self._what(cls, name)
         data = self.api.request("DELETE", path, what=what)
+        if cls is Cluster:
+            self.delete_credentials(name)
         if data.get("kind") == cls.KIND:
             return cls.model_validate(data)
         # Some servers answer a Status instead of the object: its details name it.
@@ -217,7 +287,8 @@ class KubeStore:
 
     def apply_all(self, objects: Sequence[Resource]) -> builtins.list[Resource]:
         out: builtins.list[Resource] = []
-        for obj in objects:
+        for given in objects:
+            obj = self._stored_form(given)
             cls = type(obj)
             try:
                 written: Resource = self.create(obj)
@@ -232,8 +303,6 @@ class KubeStore:
         return out
 
     def revision(self) -> int:
-        from clusterlink.api.cluster import Cluster
-
         data = self.api.request(
             "GET", collection_path(Cluster), params={"limit": "1"}, what="list clusters"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -140,3 +141,20 @@ def test_check_is_dr() -> None:
     """Kosmos renamed `dr` to `check`: both names, one command."""
     dr, check = (CliRunner().invoke(app, [name, "--help"]).output for name in ("dr", "check"))
     assert "--src-kubeconfig" in check and check.split("Options")[1] == dr.split("Options")[1]
+
+
+def test_get_prints_no_kubeconfig_unless_asked(run, tmp_path: Path) -> None:
+    """A Kosmos Cluster's spec.kubeconfig (here on a SQLite store, which keeps it) is
+    <redacted> in -o json|yaml; --show-secrets prints it."""
+    kubeconfig = "apiVersion: v1\nclusters: [{name: m, cluster: {server: 'https://m:6443'}}]\n"
+    encoded = base64.b64encode(kubeconfig.encode()).decode()
+    path = write(tmp_path, MANIFEST.replace("spec: {clusterLinkOptions",
+                                            f"spec: {{kubeconfig: {encoded}, clusterLinkOptions"))  # fmt: skip
+    assert run("apply", "-f", path).exit_code == 0
+    for output in ("json", "yaml"):
+        shown = run("get", "cl", "c1", "-o", output).output
+        assert encoded not in shown and "<redacted>" in shown
+    listed = json.loads(run("get", "cl", "-o", "json").output)
+    assert listed["items"][0]["spec"]["kubeconfig"] == "<redacted>"
+    full = json.loads(run("get", "cl", "c1", "-o", "json", "--show-secrets").output)
+    assert full["spec"]["kubeconfig"] == encoded

@@ -71,10 +71,17 @@ def test_install_join_unjoin_uninstall(control: RunningApiServer, member: Runnin
     ck, mk = str(control.kubeconfig), str(member.kubeconfig)
     out = kosmosctl("install", "--kubeconfig", ck, "--image", "reg/cl:1", "--wait-time", "0")
     assert "clusterlink installed; kosmos-control-cluster joined" in out
-    control_objects = m.control_plane("reg/cl:1") + kdeploy.member_objects(
-        "kosmos-control-cluster", kdeploy.KubeLinkOptions(image="reg/cl:1"), True, None
+    control_objects = (
+        m.control_plane("reg/cl:1")
+        + m.member_identity("kosmos-control-cluster")
+        + kdeploy.member_objects(
+            "kosmos-control-cluster", kdeploy.KubeLinkOptions(image="reg/cl:1"), "-"
+        )
     )
-    want = expected(control_objects) | {("clusters", None, "kosmos-control-cluster")}
+    want = expected(control_objects) | {
+        ("clusters", None, "kosmos-control-cluster"),
+        ("secrets", "kosmos-system", "clusterlink-kubeconfig-kosmos-control-cluster"),
+    }
     assert inventory(control) == want
 
     # Idempotent: a second install changes no object.
@@ -85,28 +92,36 @@ def test_install_join_unjoin_uninstall(control: RunningApiServer, member: Runnin
     }
     out = kosmosctl("install", "--kubeconfig", ck, "--image", "reg/cl:1", "--wait-time", "0")
     assert "control plane applied (0 object(s) changed)" in out
+    # ... but the member's token: a join renews it.
+    assert "kosmos-control-cluster: member components applied (1 object(s) changed)" in out
     after = {
         (o["metadata"]["name"], o["metadata"]["resourceVersion"])
         for p in OURS
         for o in control.objects(p)
     }
-    assert after == before
+    assert {n for n, _ in after - before} == {m.CONTROL_SECRET}
 
     kosmosctl("join", "cluster", "--name", "m1", "--kubeconfig", mk, "--host-kubeconfig", ck,
               "--network-type", "p2p", "--wait-time", "0")  # fmt: skip
-    member_objects = kdeploy.member_objects(
-        "m1", kdeploy.KubeLinkOptions(network_type="p2p"), False, control.kubeconfig.read_text()
-    )
+    member_objects = kdeploy.member_objects("m1", kdeploy.KubeLinkOptions(network_type="p2p"), "-")
     assert inventory(member) == expected(member_objects)
+    identity = expected(m.member_identity("m1")) | {
+        ("secrets", "kosmos-system", "clusterlink-kubeconfig-m1")
+    }
+    assert identity <= inventory(control)
     out = kosmosctl("join", "cluster", "--name", "m1", "--kubeconfig", mk, "--host-kubeconfig", ck,
                     "--network-type", "p2p", "--wait-time", "0")  # fmt: skip
-    assert "m1: member components applied (0 object(s) changed)" in out  # idempotent
+    assert "m1: member components applied (1 object(s) changed)" in out  # the token, renewed
     store = KubeStore(KubeApi(Target(ck)))
     m1 = store.get(Cluster, "m1")
     assert m1.spec.cluster_link_options and m1.spec.cluster_link_options.network_type == "p2p"
-    assert kdeploy.member_kubeconfig_of(m1) == member.kubeconfig.read_text()
+    assert m1.spec.kubeconfig is None  # the credentials are in the Secret, not on the Cluster
+    assert kdeploy.member_kubeconfig_of(store, m1) == member.kubeconfig.read_text()
     secret = next(member.objects("secrets"))
     assert secret["metadata"]["name"] == m.CONTROL_SECRET
+    mounted = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
+    assert mounted["users"][0]["name"] == "clusterlink-member-m1"
+    assert mounted["users"][0]["user"]["token"] != "test-token"  # not the caller's identity
 
     # Joining the same Kubernetes cluster under another name is refused - also through a
     # kubeconfig that reaches it at another address: it is known by its kube-system UID.
@@ -128,6 +143,7 @@ def test_install_join_unjoin_uninstall(control: RunningApiServer, member: Runnin
     kosmosctl("unjoin", "cluster", "--name", "m1", "--kubeconfig", ck)
     assert inventory(member) == {("namespaces", None, "kosmos-system")}
     assert [c.name for c in store.list(Cluster)] == ["kosmos-control-cluster"]
+    assert not identity & inventory(control)  # its account, bindings and credentials: gone
 
     kosmosctl("uninstall", "--kubeconfig", ck)
     assert inventory(control) == set()
@@ -225,11 +241,13 @@ def test_contexts_of_one_kubeconfig(
     assert ("deployments", "kosmos-system", "clusterlink-controller") in inventory(member)
     secret = next(s for s in member.objects("secrets") if s["metadata"]["name"] == m.CONTROL_SECRET)
     mounted = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
-    assert [c["name"] for c in mounted["clusters"]] == ["double"]  # the control cluster only
+    # The control cluster only (the double's server), with the member account's token only.
+    assert [c["cluster"]["server"] for c in mounted["clusters"]] == [control.url]
+    assert [u["name"] for u in mounted["users"]] == ["clusterlink-member-m1"]
     out = kosmosctl("get", "clusters", "--kubeconfig", k, "--context", "double")
     assert "m1" in out and "kosmos-control-cluster" in out
-    stored = KubeStore(KubeApi(Target(str(control.kubeconfig)))).get(Cluster, "m1")
-    text = kdeploy.member_kubeconfig_of(stored)
+    control_store = KubeStore(KubeApi(Target(str(control.kubeconfig))))
+    text = kdeploy.member_kubeconfig_of(control_store, control_store.get(Cluster, "m1"))
     assert text is not None and yaml.safe_load(text)["current-context"] == "member"
     result = CliRunner().invoke(app, ["get", "clusters", "--kubeconfig", k, "--context", "nope"])
     assert result.exit_code == 2 and "Context 'nope' not found" in result.output

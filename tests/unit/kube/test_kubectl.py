@@ -108,8 +108,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             kube_federation.install(control_api, store, control.kubeconfig.read_text(),
                             "kosmos-control-cluster", kdeploy.KubeLinkOptions(network_type="p2p"),
                             lambda _: None)  # fmt: skip
-            kube_federation.join(member_api, store, "m1", member.kubeconfig.read_text(),
-                         kdeploy.control_kubeconfig_text(ck),
+            kube_federation.join(member_api, control_api, store, "m1",
+                         member.kubeconfig.read_text(), kdeploy.control_cluster_of(ck),
                          kdeploy.KubeLinkOptions(network_type="gateway", ip_family="all"),
                          lambda _: None)  # fmt: skip
             for node, ip, roles in (
@@ -203,8 +203,10 @@ def install_manifests(image: str) -> list[m.Obj]:
     the control cluster's own member components, its Cluster."""
     options = kdeploy.KubeLinkOptions(image=image, network_type="p2p")
     cluster = kdeploy.cluster_object("kosmos-control-cluster", "apiVersion: v1\n", options)
-    components = m.control_plane(image) + kdeploy.member_objects(
-        "kosmos-control-cluster", options, True, None
+    components = (
+        m.control_plane(image)
+        + m.member_identity("kosmos-control-cluster")
+        + kdeploy.member_objects("kosmos-control-cluster", options, "apiVersion: v1\n")
     )
     return [*m.unique(components), cluster.to_dict()]
 

@@ -3,6 +3,7 @@ names every verb and resource, and the workloads have the shape the issue asks f
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -16,18 +17,16 @@ from clusterlink.api.crds import crd_objects
 from clusterlink.cli.kosmosctl import app
 from clusterlink.kube import manifests as m
 
-# The oldest and newest Kubernetes the validator ships schemas for that we support.
-VERSIONS = ["1.28.0", "1.37.0"]
+# The oldest and newest Kubernetes the validator ships schemas for that we support (1.30: the
+# first with admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy).
+VERSIONS = ["1.30.0", "1.37.0"]
 
 
 def every_manifest() -> list[m.Obj]:
-    out = m.control_plane() + m.floater() + m.floater(host_network=True)
+    out = m.control_plane() + m.member_identity("c1") + m.floater() + m.floater(host_network=True)
     for network_type in ("gateway", "p2p"):
         out += m.member(
             m.MemberSpec(cluster="c1", network_type=network_type, control_kubeconfig="k")
-        )
-        out += m.member(
-            m.MemberSpec(cluster="c1", network_type=network_type, same_cluster_as_control=True)
         )
     return out
 
@@ -86,6 +85,7 @@ def test_network_manager_two_replicas_one_leader_by_lease() -> None:
     ]
     role = _by_kind(objs, "Role", "clusterlink-network-manager")
     assert role["rules"][0]["resources"] == ["leases"]
+    assert role["rules"][1] == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
     assert [o["kind"] for o in objs[:4]] == ["Namespace"] + ["CustomResourceDefinition"] * 3
 
 
@@ -112,12 +112,38 @@ def test_member_workloads() -> None:
     assert secret["data"]["kubeconfig"]
 
 
-def test_p2p_members_run_no_elector_and_the_control_member_needs_no_secret() -> None:
-    objs = m.member(m.MemberSpec(cluster="c1", network_type="p2p", same_cluster_as_control=True))
+def test_p2p_members_run_no_elector() -> None:
+    objs = m.member(m.MemberSpec(cluster="c1", network_type="p2p", control_kubeconfig="k"))
     assert not [o for o in objs if o["metadata"]["name"] == "clusterlink-elector"]
-    assert not [o for o in objs if o["kind"] == "Secret"]
-    with pytest.raises(ValueError, match="control cluster's kubeconfig"):
-        m.member(m.MemberSpec(cluster="c1"))
+
+
+def test_members_get_no_secrets_and_no_shared_account() -> None:
+    """Least privilege: the member roles name no Secret; every member has its own account,
+    and nothing binds a member role to an account shared by members."""
+    objs = m.control_plane() + m.member_identity("a") + m.member_identity("b")
+    member_roles = [o for o in objs if o["metadata"]["name"] == m.MEMBER_ROLE]
+    assert sorted(o["kind"] for o in member_roles) == ["ClusterRole", "Role"]
+    assert not [r for o in member_roles for r in o["rules"] if "secrets" in r["resources"]]
+    bindings = [o for o in objs if o["kind"].endswith("Binding") and
+                o.get("roleRef", {}).get("name") == m.MEMBER_ROLE]  # fmt: skip
+    assert sorted((b["kind"], [s["name"] for s in b["subjects"]]) for b in bindings) == [
+        ("ClusterRoleBinding", ["clusterlink-member-a"]),
+        ("ClusterRoleBinding", ["clusterlink-member-b"]),
+        ("RoleBinding", ["clusterlink-member-a"]),
+        ("RoleBinding", ["clusterlink-member-b"]),
+    ]
+    writes = {
+        tuple(r["resources"]): r["verbs"]
+        for o in member_roles
+        for r in o["rules"]
+        if set(r["verbs"]) & {"create", "update", "patch", "delete"}
+    }
+    assert writes == {
+        ("clusters/status",): ["get", "update", "patch"],
+        ("clusternodes",): ["get", "list", "watch", "create", "update", "patch", "delete"],
+        ("nodeconfigs/status",): ["get", "update", "patch"],
+        ("leases",): ["get", "list", "watch", "create", "update"],
+    }
 
 
 def _cluster_schema() -> dict[str, Any]:
@@ -139,14 +165,69 @@ def test_install_dry_run_prints_valid_manifests_without_a_cluster() -> None:
     assert wildcards(docs) == []
 
 
+CONTROL_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: control
+  cluster: {server: "https://control:6443", certificate-authority-data: Q0EK}
+users:
+- name: admin
+  user: {token: admin-secret-token}
+contexts:
+- name: control
+  context: {cluster: control, user: admin}
+current-context: control
+"""
+
+
 def test_join_dry_run_json_and_the_control_kubeconfig_must_embed_files(tmp_path: Any) -> None:
     control = tmp_path / "control"
-    control.write_text("clusters: []\nusers: []\ncontexts: []\n")
+    control.write_text(CONTROL_KUBECONFIG)
     args = ["join", "cluster", "--name", "m1", "--dry-run", "-o", "json"]
     result = CliRunner().invoke(app, [*args, "--host-kubeconfig", str(control)])
     assert result.exit_code == 0, result.output
     items = json.loads(result.stdout)["items"]
-    assert any(i["kind"] == "Secret" for i in items)
-    control.write_text("users:\n- user:\n    client-key: /etc/key.pem\n")
+    assert [i["metadata"]["name"] for i in items if i["kind"] == "Secret"] == [m.CONTROL_SECRET]
+    control.write_text(CONTROL_KUBECONFIG.replace("certificate-authority-data: Q0EK",
+                                                  "certificate-authority: /etc/ca.pem"))  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--host-kubeconfig", str(control)])
     assert result.exit_code != 0 and "kubectl config view --flatten" in result.output
+
+
+@pytest.mark.parametrize("command", [["install"], ["join", "cluster", "--name", "m1"]])
+def test_dry_runs_print_no_token_unless_asked(tmp_path: Any, command: list[str]) -> None:
+    """Secrets' data is <redacted> in a dry run; --show-secrets prints the member's kubeconfig,
+    which holds the control cluster and the member account's token - never the caller's."""
+    control = tmp_path / "control"
+    control.write_text(CONTROL_KUBECONFIG)
+    args = [*command, "--dry-run", "-o", "yaml", "--kubeconfig", str(control)]
+    if command[0] == "join":
+        args += ["--host-kubeconfig", str(control)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(result.stdout))
+    secret = _by_kind(docs, "Secret", m.CONTROL_SECRET)
+    assert secret["data"] == {"kubeconfig": "<redacted>"}
+    assert (
+        _by_kind(docs, "Cluster", "m1" if command[0] == "join" else "kosmos-control-cluster")[
+            "spec"
+        ]["kubeconfig"]
+        == "<redacted>"
+    )
+    assert "admin-secret-token" not in result.stdout and "token" not in yaml.safe_dump(secret)
+    shown = CliRunner().invoke(app, [*args, "--show-secrets"])
+    assert shown.exit_code == 0, shown.output
+    mounted = yaml.safe_load(
+        base64.b64decode(_by_kind(list(yaml.safe_load_all(shown.stdout)), "Secret",
+                                  m.CONTROL_SECRET)["data"]["kubeconfig"])
+    )  # fmt: skip
+    name = "m1" if command[0] == "join" else "kosmos-control-cluster"
+    assert mounted["users"] == [
+        {"name": f"clusterlink-member-{name}",
+         "user": {"token": f"(a token of clusterlink-member-{name}, by TokenRequest at join)"}}
+    ]  # fmt: skip
+    server = mounted["clusters"][0]["cluster"]["server"]
+    assert server == ("https://control:6443" if command[0] == "join" else
+                      "https://kubernetes.default.svc")  # fmt: skip
+    assert "admin-secret-token" not in shown.stdout
