@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from clusterlink import constants as C
 from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
 from clusterlink.agent.prefixmaps import PrefixMap
@@ -55,7 +56,11 @@ class FakeKernel:
     def entries(self, devices: Mapping[str, int]) -> Entries:
         names = set(devices)
         # On a device not ours (the NIC of a direct route) only the routes we wrote count.
-        routes = frozenset(r for r in self.routes if r[2] in names or not r[2] or r in self.written)
+        routes = frozenset(
+            r
+            for r in self.routes
+            if r[2] in names or not r[2] or (r in self.written and r[2] not in C.OWNED_DEVICES)
+        )
         return Entries(routes, frozenset(self.fdbs), frozenset(self.arps)).on(names)
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:

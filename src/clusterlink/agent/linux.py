@@ -180,7 +180,9 @@ class LinuxKernel:
                 elif proto == C.ROUTE_PROTO:
                     if others is None:
                         others = self.reader.link_names()
-                    routes.add((dst, gw, others.get(oif, f"if{oif}"), mtu))
+                    name = others.get(oif, f"if{oif}")
+                    if name not in C.OWNED_DEVICES:  # not on a device of ours left out
+                        routes.add((dst, gw, name, mtu))
         arps = frozenset(
             (ip, mac, by_index[index])
             for family in families
