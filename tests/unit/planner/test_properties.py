@@ -43,7 +43,7 @@ def federations(draw: st.DrawFn) -> Federation:
                 for f, s in ((4, f"10.{100 + ci}.0.0/16"), (6, f"fd{ci + 10:02x}:ffff::/112"))
                 if f in fams
             )
-        direct = draw(st.booleans())
+        direct = draw(st.integers(0, 2)) > 0
         clusters.append(cluster(name, mode, family, pods=pods, services=services, direct=direct))
         count = draw(st.integers(1, 4))
         mtu = draw(st.sampled_from([None, 1400, 1500, 9000]))  # underlays differ per cluster
@@ -65,7 +65,7 @@ def federations(draw: st.DrawFn) -> Federation:
             )
             if draw(st.integers(0, 7)) == 0:
                 mtu = draw(st.sampled_from([1300, 1450]))  # and now and then per node
-            on_link = draw(st.sampled_from(ON_LINK))
+            on_link = draw(st.sampled_from([ON_LINK[1], *ON_LINK]))  # mostly every peer
             nodes.append(
                 node(
                     name,
