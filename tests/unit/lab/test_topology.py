@@ -8,6 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from clusterlink.lab.build import node_lines
 from clusterlink.lab.topology import Topology, plan_lab
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
@@ -107,8 +108,6 @@ def test_the_example_is_the_built_in_demo() -> None:
 def test_underlay_routed_reaches_other_segments_through_the_router(
     underlay: str, on_link: bool
 ) -> None:
-    from clusterlink.lab.build import node_lines
-
     topo = {"name": "u", "clusters": [{"name": "c", "ipFamily": "all", "underlay": underlay}]}
     plan = plan_lab(Topology.model_validate(topo))
     lines = node_lines(plan.clusters[0], plan.clusters[0].nodes[0])
