@@ -83,4 +83,4 @@ def test_direct_routes_on_a_real_kernel(make_netns: Callable[[str], str]) -> Non
     sh(f"ip -n {a} route del 10.2.1.0/24 table 200")
     assert apply(a, specs["a"]).entries_added == 1  # drift repaired in one pass
     assert apply(a, None).errors == []
-    assert sh(f"ip -n {a} route show table 200") == "10.9.0.0/16 via 192.168.77.2 dev eth0"
+    assert sh(f"ip -n {a} route show table 200").strip() == "10.9.0.0/16 via 192.168.77.2 dev eth0"
