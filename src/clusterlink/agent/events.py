@@ -23,7 +23,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from clusterlink import constants as C
@@ -81,6 +81,17 @@ def _ifname(msg: bytes, off: int, end: int) -> str | None:
     return None
 
 
+def _messages(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(type, payload offset, end) of each netlink message in a datagram."""
+    off = 0
+    while off + _HDR.size <= len(data):
+        length, mtype, _f, _seq, _pid = _HDR.unpack_from(data, off)
+        if length < _HDR.size:
+            return
+        yield mtype, off + _HDR.size, off + length
+        off += (length + 3) & ~3
+
+
 class RouteFilter:
     """Which rtnetlink notifications concern our state. Keeps the interface indexes of our
     devices from the link notifications themselves (seeded by one dump)."""
@@ -91,12 +102,7 @@ class RouteFilter:
 
     def relevant(self, data: bytes) -> bool:
         hit = False
-        off = 0
-        while off + _HDR.size <= len(data):
-            length, mtype, _f, _seq, _pid = _HDR.unpack_from(data, off)
-            if length < _HDR.size:
-                break
-            body, end = off + _HDR.size, off + length
+        for mtype, body, end in _messages(data):
             if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and end >= body + 12:
                 hit |= data[body + 4] == C.ROUTE_TABLE  # rtmsg.rtm_table
             elif mtype in (RTM_NEWRULE, RTM_DELRULE) and end >= body + 12:
@@ -117,7 +123,6 @@ class RouteFilter:
                 elif index in self.ours:  # renamed away from one of our names, or gone
                     hit = True
                     self.ours.discard(index)
-            off += (length + 3) & ~3
         return hit
 
 
@@ -125,15 +130,10 @@ def nft_relevant(data: bytes) -> bool:
     """nf_tables notifications that name one of our chains or tables (a deleted rule's
     notification carries its chain and its jump's target)."""
     hit = False
-    off = 0
-    while off + _HDR.size <= len(data):
-        length, mtype, _f, _seq, _pid = _HDR.unpack_from(data, off)
-        if length < _HDR.size:
-            break
+    for mtype, body, end in _messages(data):
         if mtype >> 8 == NFNL_SUBSYS_NFTABLES and mtype & 0xFF != NFT_MSG_NEWGEN:
-            chunk = data[off : off + length]
+            chunk = data[body:end]
             hit |= b"CLUSTERLINK" in chunk or b"clusterlink" in chunk
-        off += (length + 3) & ~3
     return hit
 
 

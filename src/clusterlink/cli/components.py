@@ -24,6 +24,7 @@ from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
 from clusterlink.api.net import normalize_cidr
 from clusterlink.cli.common import EXIT_FAILURE, OutputFormat, StoreOption, emit, fail, user_errors
+from clusterlink.controllers.clock import ENV_CLOCK_SKEW, SystemClock
 from clusterlink.controllers.elector import DEFAULT_TIMING, Elector, UnderlayCheck
 from clusterlink.controllers.leader import LeaseTiming
 from clusterlink.controllers.member import FactsPort, MemberController
@@ -157,6 +158,14 @@ def _serve(name: str, run: Callable[[threading.Event], None]) -> None:
 
 
 Seconds = Annotated[float, typer.Option(min=0.01)]
+ClockSkewOption = Annotated[
+    float,
+    typer.Option(
+        "--clock-skew",
+        envvar=ENV_CLOCK_SKEW,
+        help="Seconds added to this process's wall clock (to show leases do not depend on it).",
+    ),
+]
 
 
 @app.command("network-manager")
@@ -170,12 +179,16 @@ def network_manager(
     resync: Annotated[
         float, typer.Option(help="Seconds between full comparisons with stored NodeConfigs.")
     ] = 60.0,
+    clock_skew: ClockSkewOption = 0.0,
 ) -> None:
     """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
         manager = NetworkManager(
-            open_store(store), f"{socket.gethostname()}-{os.getpid()}", resync=resync
+            open_store(store),
+            f"{socket.gethostname()}-{os.getpid()}",
+            resync=resync,
+            clock=SystemClock(clock_skew),
         )
         _serve("network-manager", lambda stop: manager.run(stop, timing))
 
@@ -201,6 +214,7 @@ def elector(
     retry_period: Annotated[
         float, typer.Option(help="Seconds between lease attempts.")
     ] = DEFAULT_TIMING.retry,
+    clock_skew: ClockSkewOption = 0.0,
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     with user_errors():
@@ -211,7 +225,9 @@ def elector(
         underlay_up = UnderlayCheck(
             st, cluster_node_name(cluster, node), kernel.link_state, interface
         )
-        worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up)
+        worker = Elector(
+            st, cluster, node, timing=timing, underlay_up=underlay_up, clock=SystemClock(clock_skew)
+        )
         _serve(f"elector[{cluster}/{node}]", worker.run)
 
 

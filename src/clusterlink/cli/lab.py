@@ -131,18 +131,26 @@ def rm(
 
 @app.command()
 def ps(lab: LabOption = None, output: OutputOption = OutputFormat.table) -> None:
-    """Supervised components: state, pid, restarts."""
+    """Supervised components: state, pid, restarts; exit 1 when the supervisor is dead."""
     with user_errors():
-        rows = lifecycle.components(lab)
+        data = lifecycle.processes(lab)
         if output == OutputFormat.json:
-            emit({"components": rows}, output)
-            return
-        table = [
-            [n, r.get("state", "?"), str(r.get("pid") or "-"), str(r.get("restarts", 0)),
-             r.get("netns") or "-"]
-            for n, r in sorted(rows.items())
-        ]  # fmt: skip
-        typer.echo(format_table(["NAME", "STATE", "PID", "RESTARTS", "NETNS"], table))
+            emit(data, output)
+        else:
+            table = [
+                [n, r.get("state", "?"), str(r.get("pid") or "-"), str(r.get("restarts", 0)),
+                 r.get("netns") or "-"]
+                for n, r in sorted(data["components"].items())
+            ]  # fmt: skip
+            typer.echo(format_table(["NAME", "STATE", "PID", "RESTARTS", "NETNS"], table))
+        sup = data["supervisor"]
+        if sup["state"] != "running":
+            was = f" (pid {sup['pid']})" if sup["pid"] else ""
+            fail(
+                f"the lab supervisor{was} is dead: nobody restarts components; "
+                "`kosmosctl lab up -f FILE` starts it again and adopts what still runs",
+                EXIT_FAILURE,
+            )
 
 
 @app.command()

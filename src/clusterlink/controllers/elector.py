@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from clusterlink import constants as C
 from clusterlink.api.clusternode import ClusterNode, cluster_node_name
+from clusterlink.controllers.clock import Clock, SystemClock
 from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.store.base import Conflict, NotFound, Store, StoreError
 
@@ -32,8 +33,10 @@ def lease_name(cluster: str) -> str:
     return f"{C.MEMBER_ACCOUNT_PREFIX}{cluster}"
 
 
-def set_gateway(store: Store, cluster: str, gateway: str) -> int:
-    """Give `gateway` (a ClusterNode name) the role and take it from the cluster's others."""
+def set_gateway(store: Store, cluster: str, gateway: str, timeout: float | None = None) -> int:
+    """Give `gateway` (a ClusterNode name) the role and take it from the cluster's others.
+    `timeout`: how long each write may wait for a busy store (a leader passes what is left of
+    its lease, so no role write lands after it stopped leading)."""
     changed = 0
     for cn in store.list(ClusterNode, {C.CLUSTER_LABEL: cluster}):
         if cn.spec.cluster_name != cluster:
@@ -46,7 +49,8 @@ def set_gateway(store: Store, cluster: str, gateway: str) -> int:
             roles.append(C.GATEWAY_ROLE)
         try:
             store.update(
-                cn.model_copy(update={"spec": cn.spec.model_copy(update={"roles": roles})})
+                cn.model_copy(update={"spec": cn.spec.model_copy(update={"roles": roles})}),
+                timeout=timeout,
             )
             changed += 1
         except (Conflict, NotFound):
@@ -98,13 +102,15 @@ class Elector:
         *,
         timing: LeaseTiming = DEFAULT_TIMING,
         underlay_up: Callable[[], bool] = lambda: True,
+        clock: Clock | None = None,
     ) -> None:
         self.store, self.cluster, self.node = store, cluster, node
         self.me = cluster_node_name(cluster, node)
-        self.leadership = Leadership(store, lease_name(cluster), self.me, timing)
+        self.clock: Clock = clock or SystemClock()
+        self.leadership = Leadership(store, lease_name(cluster), self.me, timing, clock=self.clock)
         self.underlay_up = underlay_up
         self.timing = timing
-        self._roles_checked = 0.0
+        self._roles_checked = float("-inf")
         self._marked = False
 
     def _has_role(self) -> bool:
@@ -123,10 +129,11 @@ class Elector:
         was_leader = self.leadership.is_leader
         if self.leadership.attempt():
             # Roles: at once when we take the lease, then now and then (someone may edit them).
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if not was_leader or not self._marked or now - self._roles_checked >= ROLE_RECHECK:
                 try:
-                    if set_gateway(self.store, self.cluster, self.me):
+                    left = self.leadership.leading_until - now
+                    if set_gateway(self.store, self.cluster, self.me, max(0.0, left)):
                         log.info("%s: marked gateway of %s", self.me, self.cluster)
                     self._roles_checked = now
                     # Until our ClusterNode exists (the controller may not have made it yet)
@@ -134,13 +141,16 @@ class Elector:
                     self._marked = self._has_role()
                 except StoreError as exc:
                     log.warning("%s: cannot set roles: %s", self.me, exc)
-            return True
+            # Marking may have taken long (a busy store): lead only while the lease says so.
+            return self.leadership.is_leader
         return False
 
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
+                began = self.clock.monotonic()
                 self.step()
-                stop.wait(self.timing.retry)
+                if self.clock.wait(self.leadership.pause(began), stop):
+                    break
         finally:
             self.leadership.give_up()

@@ -19,6 +19,7 @@ from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.nodeconfig import NodeConfig
+from clusterlink.controllers.clock import Clock
 from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.controllers.watch import Informer
 from clusterlink.planner import Plan, plan
@@ -31,9 +32,16 @@ LEASE = "network-manager"
 
 class NetworkManager:
     def __init__(
-        self, store: Store, identity: str, *, coalesce: float = 0.05, resync: float = 60.0
+        self,
+        store: Store,
+        identity: str,
+        *,
+        coalesce: float = 0.05,
+        resync: float = 60.0,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.identity = identity
         self.coalesce = coalesce
         self.resync = resync
@@ -114,7 +122,7 @@ class NetworkManager:
             return 0
 
     def run(self, stop: threading.Event, timing: LeaseTiming) -> None:
-        leadership = Leadership(self.store, LEASE, self.identity, timing)
+        leadership = Leadership(self.store, LEASE, self.identity, timing, clock=self.clock)
         waker = self.cache = Informer(self.store, (Cluster, ClusterNode), stop)
         waker.start()
         lease_thread = threading.Thread(target=leadership.run, args=(stop,), daemon=True)

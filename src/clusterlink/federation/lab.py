@@ -22,6 +22,7 @@ from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import ObjectMeta
 from clusterlink.api.registry import format_validation_error
+from clusterlink.controllers.clock import ENV_CLOCK_SKEW
 from clusterlink.errors import Failed
 from clusterlink.federation.base import LinkOptions, Progress
 from clusterlink.federation.membership import (
@@ -40,7 +41,7 @@ from clusterlink.lab.state import (
     load_plan,
     state_dir,
 )
-from clusterlink.lab.topology import ClusterPlan
+from clusterlink.lab.topology import ClusterPlan, NodePlan
 from clusterlink.store.base import NotFound, Store
 
 COMPONENT = [sys.executable, "-m", "clusterlink.cli.components"]
@@ -83,9 +84,13 @@ def lab_cluster_id(handle: str | Path) -> str:
     return cluster_id(lab_uid(lab), cluster.name)
 
 
-def _run(lab: str, name: str, netns: str, *args: str) -> None:
-    """Have the lab supervisor keep `clusterlink ARGS` running inside `netns`."""
-    supervisor.register(state_dir(lab), name, netns, [*COMPONENT, *args], component_env(lab))
+def _run(lab: str, name: str, node: NodePlan, *args: str) -> None:
+    """Have the lab supervisor keep `clusterlink ARGS` running on `node` (in its namespace,
+    with its clock skew)."""
+    env = component_env(lab)
+    if node.clock_skew:
+        env[ENV_CLOCK_SKEW] = str(node.clock_skew)
+    supervisor.register(state_dir(lab), name, node.netns, [*COMPONENT, *args], env)
 
 
 def install(
@@ -94,7 +99,7 @@ def install(
     lab, cluster = lab_cluster(handle)
     first = cluster.nodes[0]
     lease = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5")
-    _run(lab, "network-manager", first.netns, "network-manager", "--store", store_url, *lease)
+    _run(lab, "network-manager", first, "network-manager", "--store", store_url, *lease)
     progress(f"network-manager started on {cluster.name}/{first.name}")
     join(store, store_url, handle, name, options, progress)
 
@@ -129,14 +134,14 @@ def join(
     store.apply_all([obj])
     progress(f"Cluster {name} created ({options.network_type}, {options.ip_family})")
     store_args = ("--store", store_url)
-    first = cluster.nodes[0].netns
+    first = cluster.nodes[0]
     _run(lab, f"{name}.controller", first, "controller", "--cluster", name, "--kubeconfig", handle,
          *store_args, "--period", "5")  # fmt: skip
     for node in cluster.nodes:
         if node.gateway_candidate:
-            _run(lab, f"{name}.elector.{node.name}", node.netns, "elector", "--cluster", name,
+            _run(lab, f"{name}.elector.{node.name}", node, "elector", "--cluster", name,
                  "--node", node.name, *store_args)  # fmt: skip
-        _run(lab, f"{name}.agent.{node.name}", node.netns, "agent",
+        _run(lab, f"{name}.agent.{node.name}", node, "agent",
              "--node", cluster_node_name(name, node.name), *store_args)  # fmt: skip
     electors = sum(n.gateway_candidate for n in cluster.nodes)
     progress(f"{name}: controller, {electors} electors, {len(cluster.nodes)} agents started")

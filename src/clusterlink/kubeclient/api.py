@@ -103,14 +103,17 @@ class KubeApi:
         content_type: str = JSON,
         what: str = "",
         timeout: float | None = None,
+        retries: int | None = None,
     ) -> dict[str, Any]:
-        """One call; retries 429/5xx and connection failures with jittered backoff."""
+        """One call; retries 429/5xx and connection failures with jittered backoff (`retries`
+        times, default the client's)."""
         content = None
         if body is not None:
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Content-Type": content_type, "Accept": JSON} if content else {"Accept": JSON}
         delay = 0.05
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             try:
                 resp = self._http.request(
                     method,
@@ -121,14 +124,14 @@ class KubeApi:
                     timeout=httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                if attempt == retries:
                     raise ApiError(
                         f"Kubernetes API {self.server}: {type(exc).__name__}: {exc}"
                     ) from None
             else:
                 if resp.status_code < 300:
                     return resp.json() if resp.content else {}
-                if resp.status_code not in RETRY_STATUS or attempt == self.retries:
+                if resp.status_code not in RETRY_STATUS or attempt == retries:
                     raise status_error(resp.status_code, _body(resp), what or f"{method} {path}")
                 delay = max(delay, _retry_after(resp))
             time.sleep(delay * (0.5 + random.random()))

@@ -256,9 +256,34 @@ def remove_components(lab: str | None, names: list[str]) -> tuple[list[str], lis
 
 def components(lab: str | None) -> dict[str, dict[str, Any]]:
     """Supervised components: what was asked (netns, argv) and their state, pid, restarts."""
+    rows: dict[str, dict[str, Any]] = processes(lab)["components"]
+    return rows
+
+
+def processes(lab: str | None) -> dict[str, Any]:
+    """`lab ps`: the supervisor (`running`, or `dead` with the pid it had) and each component.
+    Without a live supervisor its last report is stale: a component's state is then what
+    /proc says, `unsupervised` (its process runs, nobody restarts it) or `dead`."""
     d = state_dir(resolve_lab(lab))
-    status = supervisor.read_status(d)
-    return {
-        name: {**spec, **status.get(name, {"state": "pending"})}
-        for name, spec in supervisor.read_components(d).items()
-    }
+    wanted = supervisor.read_components(d)
+    pid = supervisor.supervisor_pid(d)
+    if pid is not None:
+        status = supervisor.read_status(d)
+        rows = {
+            name: {**spec, **status.get(name, {"state": "pending"})}
+            for name, spec in wanted.items()
+        }
+        return {"supervisor": {"state": "running", "pid": pid}, "components": rows}
+    running = supervisor.running_components(d)
+    last = supervisor.read_status(d)
+    rows = {}
+    for name, spec in wanted.items():
+        pids = running.get(name, [])
+        rows[name] = {
+            **spec,
+            "state": "unsupervised" if pids else "dead",
+            "pid": pids[0] if pids else None,
+            "restarts": last.get(name, {}).get("restarts", 0),
+        }
+    dead = {"state": "dead", "pid": supervisor.recorded_supervisor(d)}
+    return {"supervisor": dead, "components": rows}

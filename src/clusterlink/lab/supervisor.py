@@ -6,6 +6,11 @@ The supervisor (one process per lab, `clusterlink lab-supervisor --lab NAME`, st
 `lab up`) converges on that file: starts what is missing, stops what was removed, restarts
 what exited with exponential backoff (0.5 s doubling to 30 s; reset after 30 s of health), logs
 each component to `<stateDir>/logs/<name>.log`, and reports in `<stateDir>/supervisor.json`.
+
+Components outlive a supervisor that was killed (each runs in its own session). Every
+component carries `CLUSTERLINK_LAB_COMPONENT=<stateDir>:<name>` in its environment, so a new
+supervisor finds the ones still running and adopts them instead of starting them twice (and
+ends extra copies and components no longer wanted).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from clusterlink.agent import netns
 
 BACKOFF_MIN, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 30.0
+ENV_COMPONENT = "CLUSTERLINK_LAB_COMPONENT"  # <stateDir>:<name>, in every component's environment
 
 
 @contextlib.contextmanager
@@ -78,16 +84,82 @@ def read_status(state_dir: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
+def component_tag(state_dir: Path, name: str) -> str:
+    return f"{state_dir.resolve()}:{name}"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def running_components(state_dir: Path) -> dict[str, list[int]]:
+    """The lab's component processes that run now, by component name (found by their
+    environment tag; a component's own children inherit it and are left out)."""
+    prefix = f"{state_dir.resolve()}:"
+    tagged: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            tag = _environ(int(entry.name)).get(ENV_COMPONENT, "")
+            if tag.startswith(prefix):
+                tagged[int(entry.name)] = tag.removeprefix(prefix)
+    found: dict[str, list[int]] = {}
+    for pid, name in sorted(tagged.items()):
+        if tagged.get(_parent(pid)) != name:
+            found.setdefault(name, []).append(pid)
+    return found
+
+
+class _Adopted:
+    """A component a previous supervisor started: not our child, so we cannot wait for it
+    or learn its exit status; we watch /proc instead."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None  # never known
+
+    def poll(self) -> int | None:
+        return None if alive(self.pid) else -1
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while alive(self.pid):
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.02)
+        return self.returncode
+
+
 @dataclass
 class _Child:
     spec: dict[str, Any]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | _Adopted | None = None
     restarts: int = 0
     started: float = 0.0
     next_start: float = 0.0
     failures: int = 0
     last_exit: int | None = None
     log: Any = field(default=None, repr=False)
+    adopted: bool = False
 
 
 class Supervisor:
@@ -106,7 +178,11 @@ class Supervisor:
         )
         child.log.flush()
         try:
-            env = {**os.environ, **child.spec.get("env", {})}
+            env = {
+                **os.environ,
+                **child.spec.get("env", {}),
+                ENV_COMPONENT: component_tag(self.state_dir, name),
+            }
             child.proc = subprocess.Popen(
                 argv, stdout=child.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
@@ -116,6 +192,32 @@ class Supervisor:
             self._backoff(child)
             return
         child.started = time.monotonic()
+        child.adopted = False
+
+    def adopt(self) -> tuple[list[str], list[int]]:
+        """Take over the wanted components a previous supervisor left running; end extra
+        copies and unwanted ones. (names adopted, pids ended)"""
+        wanted = read_components(self.state_dir)
+        adopted, ended = [], []
+        for name, pids in running_components(self.state_dir).items():
+            keep = pids[0] if name in wanted else None
+            for pid in pids:
+                if pid != keep:
+                    _Adopted(pid).terminate()
+                    ended.append(pid)
+            if keep is None:
+                continue
+            child = self.children.setdefault(name, _Child(wanted[name]))
+            child.proc, child.adopted, child.started = _Adopted(keep), True, time.monotonic()
+            child.log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+            child.log.write(f"--- adopted pid {keep} (the supervisor was restarted)\n".encode())
+            child.log.flush()
+            adopted.append(name)
+        for pid in ended:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _Adopted(pid).wait(5.0)
+            _Adopted(pid).kill()
+        return adopted, ended
 
     def _backoff(self, child: _Child) -> None:
         child.failures += 1
@@ -172,6 +274,7 @@ class Supervisor:
                 "restarts": c.restarts,
                 "lastExit": c.last_exit,
                 "netns": c.spec.get("netns"),
+                "adopted": c.adopted,
             }
             for name, c in sorted(self.children.items())
         }
@@ -180,8 +283,10 @@ class Supervisor:
         tmp.replace(self.state_dir / "supervisor.json")
 
     def run(self, stop: threading.Event) -> None:
-        (self.state_dir / "supervisor.pid").write_text(str(os.getpid()))
+        pid_file = self.state_dir / "supervisor.pid"
+        pid_file.write_text(str(os.getpid()))
         try:
+            self.adopt()
             while not stop.is_set():
                 self.step()
                 stop.wait(self.poll)
@@ -190,6 +295,8 @@ class Supervisor:
                 self._stop(child)
             self.children.clear()
             self._write_status()
+            with contextlib.suppress(FileNotFoundError):
+                pid_file.unlink()
 
 
 def alive(pid: int) -> bool:
@@ -203,12 +310,24 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def supervisor_pid(state_dir: Path) -> int | None:
+def recorded_supervisor(state_dir: Path) -> int | None:
+    """The pid the last supervisor wrote (it removes it when it stops cleanly)."""
     try:
-        pid = int((state_dir / "supervisor.pid").read_text())
+        return int((state_dir / "supervisor.pid").read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if alive(pid) else None
+
+
+def supervisor_pid(state_dir: Path) -> int | None:
+    """The lab's supervisor if it runs (a pid reused by another process does not count)."""
+    pid = recorded_supervisor(state_dir)
+    if pid is None or not alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"lab-supervisor" in cmdline else None
 
 
 def stop_supervisor(state_dir: Path, grace: float = 10.0) -> None:

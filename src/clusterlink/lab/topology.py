@@ -96,6 +96,9 @@ class ClusterTopology(Model):
     underlay: Underlay = "bridged"
     services: list[ServiceTopology] = Field(default_factory=list)
     join: JoinOptions = Field(default_factory=JoinOptions)
+    # Seconds added to the wall clock of a node's components (nodes share the host's clock;
+    # this emulates one that is off): {n2: 30}.
+    clock_skew: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -118,6 +121,10 @@ class ClusterTopology(Model):
             raise ValueError(
                 f"gatewayCandidates ({self.gateway_candidates}) exceeds nodes ({self.nodes})"
             )
+        for skewed in self.clock_skew:
+            match = re.fullmatch(r"n([1-9][0-9]*)", skewed)
+            if match is None or int(match.group(1)) > self.nodes:
+                raise ValueError(f"clockSkew: no node {skewed!r} (nodes are n1..n{self.nodes})")
         names: set[str] = set()
         for svc in self.services:
             if svc.name in names:
@@ -199,6 +206,7 @@ class NodePlan(Model):
     gateway_candidate: bool
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     fabric_port: str  # the veth end in the fabric namespace
+    clock_skew: float = 0.0  # seconds added to its components' wall clock
 
 
 class ServicePlan(Model):
@@ -313,6 +321,7 @@ def plan_lab(topo: Topology) -> LabPlan:
                     gateway_candidate=j <= c.candidates,
                     pod_cidrs=blocks,
                     fabric_port=f"c{i}n{j}",
+                    clock_skew=c.clock_skew.get(name, 0.0),
                 )
             )
             for k in range(1, c.pods_per_node + 1):

@@ -56,17 +56,21 @@ class ResourceList(list[R]):
 class Store(Protocol):
     """What every component needs from the control plane. Backends: `sqlite`, later `kube`."""
 
-    def create(self, obj: R) -> R: ...
+    def create(self, obj: R, *, timeout: float | None = None) -> R:
+        """AlreadyExists if it does. `timeout`: see `update`."""
+        ...
 
     def get(self, cls: type[R], name: str, namespace: str | None = None) -> R: ...
 
     def list(self, cls: type[R], labels: dict[str, str] | None = None) -> ResourceList[R]: ...
 
-    def update(self, obj: R) -> R:
+    def update(self, obj: R, *, timeout: float | None = None) -> R:
         """Replace metadata (labels, annotations, finalizers) and spec; status is kept.
 
         Conflict unless obj.metadata.resourceVersion is current (None = unconditional).
-        A spec change bumps metadata.generation.
+        A spec change bumps metadata.generation. `timeout`: wait at most this many seconds for
+        a busy backend (0: do not wait), then StoreError with nothing written; None: the
+        backend's own limit. Leases use it so a blocked write cannot outlive a deadline.
         """
         ...
 

@@ -62,9 +62,9 @@ class CountingStore:
             except OSError:
                 pass
 
-    def create(self, obj: R) -> R:
+    def create(self, obj: R, *, timeout: float | None = None) -> R:
         self._count("create", obj.KIND)
-        return self.inner.create(obj)
+        return self.inner.create(obj, timeout=timeout)
 
     def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         self._count("get", cls.KIND)
@@ -74,9 +74,9 @@ class CountingStore:
         self._count("list", cls.KIND)
         return self.inner.list(cls, labels)
 
-    def update(self, obj: R) -> R:
+    def update(self, obj: R, *, timeout: float | None = None) -> R:
         self._count("update", obj.KIND)
-        return self.inner.update(obj)
+        return self.inner.update(obj, timeout=timeout)
 
     def update_status(self, obj: R) -> R:
         self._count("update_status", obj.KIND)

@@ -64,6 +64,7 @@ from clusterlink.store.base import (
 # spares the API server re-established watches from every agent.
 WATCH_SERVER_TIMEOUT = 60.0
 _UNCONDITIONAL_TRIES = 20
+MIN_WRITE_TIMEOUT = 0.5  # a bounded write's floor: an HTTP round trip cannot take no time
 
 
 _STORE_ERRORS: tuple[tuple[type[ApiError], type[StoreError]], ...] = (
@@ -104,6 +105,15 @@ class MappedApi:
 
     def close(self) -> None:
         self.api.close()
+
+
+def _bounded(timeout: float | None) -> dict[str, Any]:
+    """Request options for a write that may take at most `timeout` seconds: one try (no
+    client retries), at least MIN_WRITE_TIMEOUT for the round trip. The server may still
+    apply a write whose answer came too late; lease callers allow for that."""
+    if timeout is None:
+        return {}
+    return {"timeout": max(timeout, MIN_WRITE_TIMEOUT), "retries": 0}
 
 
 def collection_path(cls: type[Resource], namespace: str | None = None) -> str:
@@ -214,7 +224,7 @@ class KubeStore:
 
     # -- Store ------------------------------------------------------------------------------
 
-    def create(self, obj: R) -> R:
+    def create(self, obj: R, *, timeout: float | None = None) -> R:
         obj = self._stored_form(obj)
         cls = type(obj)
         data = self.api.request(
@@ -222,6 +232,7 @@ class KubeStore:
             collection_path(cls, self._ns(obj)),
             body=self._body(obj),
             what=self._what(cls, obj.name),
+            **_bounded(timeout),
         )
         return cls.model_validate(data)
 
@@ -244,13 +255,13 @@ class KubeStore:
         out.resource_version = int(data.get("metadata", {}).get("resourceVersion") or 0)
         return out
 
-    def _put(self, obj: R, suffix: str) -> R:
+    def _put(self, obj: R, suffix: str, timeout: float | None = None) -> R:
         cls = type(obj)
         path = object_path(cls, obj.name, self._ns(obj)) + suffix
         what = self._what(cls, obj.name)
         if obj.metadata.resource_version is not None:
             return cls.model_validate(
-                self.api.request("PUT", path, body=self._body(obj), what=what)
+                self.api.request("PUT", path, body=self._body(obj), what=what, **_bounded(timeout))
             )
         for _ in range(_UNCONDITIONAL_TRIES):
             current = self.get(cls, obj.name, self._ns(obj))
@@ -262,8 +273,8 @@ class KubeStore:
                 continue
         raise Conflict(f"{what}: stale resourceVersion {_UNCONDITIONAL_TRIES} times in a row")
 
-    def update(self, obj: R) -> R:
-        return self._put(self._stored_form(obj), "")
+    def update(self, obj: R, *, timeout: float | None = None) -> R:
+        return self._put(self._stored_form(obj), "", timeout)
 
     def update_status(self, obj: R) -> R:
         if not type(obj).HAS_STATUS:

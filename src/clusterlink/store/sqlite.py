@@ -61,6 +61,7 @@ ENV_WATCH_POLL = "CLUSTERLINK_WATCH_POLL"
 SAFETY_NET = 1.0  # seconds a watcher sleeps at most when inotify said nothing (and stop latency)
 DEFAULT_KEEP_CHANGES = 200_000  # change-log entries kept for watchers that fall behind
 _COMPACT_EVERY = 1_000
+_BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's by default
 
 
 def _key(cls: type[Resource], name: str, namespace: str | None) -> str:
@@ -100,19 +101,19 @@ class SqliteStore:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
+        db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         return db
 
     # -- transactions -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+    def _write(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            raise StoreError(f"store {self.path}: cannot write: busy for {timeout:.2f} s")
+        try:
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"store {self.path}: cannot write: {exc}") from None
+            self._begin(db, deadline)
             try:
                 yield db
             except BaseException:
@@ -126,6 +127,32 @@ class SqliteStore:
             self._writes += 1
             if self._writes % _COMPACT_EVERY == 0:
                 self._compact()
+        finally:
+            self._lock.release()
+
+    def _begin(self, db: sqlite3.Connection, deadline: float | None) -> None:
+        """Take the write lock: waiting up to the busy timeout, or (a deadline) trying every
+        10 ms without SQLite's busy handler, whose sleeps grow to 100 ms - a lease holder
+        waiting on a stalled store gets the lock within 10 ms of its release."""
+        if deadline is None:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot write: {exc}") from None
+            return
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    left = deadline - time.monotonic()
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or left <= 0:
+                        raise StoreError(f"store {self.path}: cannot write: {exc}") from None
+                    time.sleep(min(0.01, left))
+        finally:
+            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     def _next_revision(self, db: sqlite3.Connection) -> int:
         db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
@@ -170,8 +197,8 @@ class SqliteStore:
 
     # -- Store ------------------------------------------------------------------------------
 
-    def create(self, obj: R) -> R:
-        with self._write() as db:
+    def create(self, obj: R, *, timeout: float | None = None) -> R:
+        with self._write(timeout) as db:
             return self._create(db, obj)
 
     def _create(self, db: sqlite3.Connection, obj: R) -> R:
@@ -213,8 +240,8 @@ class SqliteStore:
         out.resource_version = rev
         return out
 
-    def _replace(self, obj: R, *, status_only: bool) -> R:
-        with self._write() as db:
+    def _replace(self, obj: R, *, status_only: bool, timeout: float | None = None) -> R:
+        with self._write(timeout) as db:
             return self._replace_in(db, obj, status_only=status_only)
 
     def _replace_in(self, db: sqlite3.Connection, obj: R, *, status_only: bool) -> R:
@@ -252,8 +279,8 @@ class SqliteStore:
         self._record(db, cls.KIND, obj.key, "MODIFIED", data)
         return cls.model_validate(data)
 
-    def update(self, obj: R) -> R:
-        return self._replace(obj, status_only=False)
+    def update(self, obj: R, *, timeout: float | None = None) -> R:
+        return self._replace(obj, status_only=False, timeout=timeout)
 
     def update_status(self, obj: R) -> R:
         return self._replace(obj, status_only=True)

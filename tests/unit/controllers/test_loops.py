@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import lab_facts
 from clusterlink.store.counting import CountingStore
 from clusterlink.store.sqlite import SqliteStore
+from tests.unit.controllers.sim import SimClock, World
 from tests.unit.planner.federation import cluster, node
 
 
@@ -95,19 +95,17 @@ def test_elector_gives_up_when_its_underlay_is_down(store: SqliteStore) -> None:
 
 
 def test_leadership_steps_down_when_another_holds_the_lease(store: SqliteStore) -> None:
-    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    world = World()
     timing = LeaseTiming(duration=2, renew_deadline=1.5, retry=0.25)
-    a = Leadership(
-        store, "x", "a", timing, clock=lambda: now[0], monotonic=lambda: now[0].timestamp()
-    )
-    b = Leadership(
-        store, "x", "b", timing, clock=lambda: now[0], monotonic=lambda: now[0].timestamp()
-    )
+    a = Leadership(store, "x", "a", timing, clock=SimClock(world, origin=5.0))
+    b = Leadership(store, "x", "b", timing, clock=SimClock(world, origin=900.0))
     assert a.attempt() and not b.attempt()
-    now[0] += dt.timedelta(seconds=0.5)
+    world.now += 0.5
     assert a.attempt()  # renewed less than a third of the lease ago: no store write needed
-    now[0] += dt.timedelta(seconds=3)  # a froze: its lease expired
-    assert b.attempt()
+    world.now += 1.0
+    assert not a.is_leader  # a froze: 1.5 s after it began its last renewal it stops leading
+    world.now += 1.0
+    assert b.attempt()  # b has seen the same record for 2.5 s
     assert not a.attempt()  # a wakes up, sees b holding: not leader any more
 
 

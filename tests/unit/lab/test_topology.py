@@ -52,6 +52,12 @@ def test_address_plan() -> None:
     assert plan.namespaces()[0] == "cl-x-fabric" and len(plan.namespaces()) == 1 + 2 + 4 + 2 + 2
 
 
+def test_clock_skew_lands_on_the_named_node() -> None:
+    data = {"name": "x", "clusters": [{"name": "a", "nodes": 3, "clockSkew": {"n2": -30.5}}]}
+    plan = plan_lab(Topology.model_validate(data))
+    assert [n.clock_skew for n in plan.clusters[0].nodes] == [0.0, -30.5, 0.0]
+
+
 def test_candidates_default_to_two() -> None:
     plan = plan_lab(Topology.model_validate({"name": "x", "clusters": [{"name": "a", "nodes": 4}]}))
     assert [n.gateway_candidate for n in plan.clusters[0].nodes] == [True, True, False, False]
@@ -74,6 +80,8 @@ def test_candidates_default_to_two() -> None:
             "not a valid CIDR",
         ),
         ({"name": "x", "clusters": [{"name": "a", "colour": "red"}]}, "Extra inputs"),
+        ({"name": "x", "clusters": [{"name": "a", "clockSkew": {"n3": 1}}]}, "no node 'n3'"),
+        ({"name": "x", "clusters": [{"name": "a", "clockSkew": {"node1": 1}}]}, "n1..n2"),
     ],
 )
 def test_bad_topologies(data: dict[str, object], needle: str) -> None:

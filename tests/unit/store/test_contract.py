@@ -13,7 +13,6 @@ import pytest
 from clusterlink.api import (
     Cluster,
     ClusterNode,
-    Lease,
     NodeConfig,
     NodeConfigSpec,
     ObjectMeta,
@@ -21,7 +20,7 @@ from clusterlink.api import (
 )
 from clusterlink.api.clusternode import ClusterNodeSpec
 from clusterlink.store.base import AlreadyExists, Conflict, Expired, NotFound, Store
-from clusterlink.store.lease import expired, release, try_acquire_or_renew
+from clusterlink.store.lease import release, try_acquire_or_renew
 from clusterlink.store.sqlite import SqliteStore
 from tests.unit.store import workers
 
@@ -204,40 +203,67 @@ def test_concurrent_writers_lose_and_duplicate_nothing(
     assert sum(conflicts) > 0, "the writers never collided: the test proved nothing"
 
 
-def test_lease_acquire_renew_expire_takeover(store: Store) -> None:
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    sec = dt.timedelta(seconds=1)
-    a = try_acquire_or_renew(store, "gw", "node-a", 3, t0)
+class NodeClock:
+    """A node's monotonic clock: its origin is its own (never comparable across nodes)."""
+
+    def __init__(self, origin: float) -> None:
+        self.t = origin
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_lease_expiry_is_measured_on_each_observers_own_clock(store: Store) -> None:
+    wall = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    a_mono, b_mono = NodeClock(100.0), NodeClock(70_000.0)
+    a = try_acquire_or_renew(store, "gw", "node-a", 3, wall, monotonic=a_mono)
     assert a.held and a.acquired and a.lease is not None
     assert a.lease.spec.lease_transitions == 0
-    b = try_acquire_or_renew(store, "gw", "node-b", 3, t0 + sec)
-    assert not b.held  # a holds it and it is fresh
-    renewed = try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 2 * sec)
+    # b's wall clock is an hour ahead: renewTime means nothing to it; it first sees the record now.
+    b = try_acquire_or_renew(
+        store, "gw", "node-b", 3, wall + dt.timedelta(hours=1), monotonic=b_mono
+    )
+    assert not b.held and b.seen is not None and b.seen.since == 70_000.0
+    a_mono.t += 2  # a's wall clock stands still: its renewal must still change the record
+    renewed = try_acquire_or_renew(store, "gw", "node-a", 3, wall, seen=a.seen, monotonic=a_mono)
     assert renewed.held and not renewed.acquired
-    assert not try_acquire_or_renew(store, "gw", "node-b", 3, t0 + 4 * sec).held  # renewed at +2
-    lease = store.get(Lease, "gw", "kosmos-system")
-    assert not expired(lease, t0 + 4 * sec) and expired(lease, t0 + 5 * sec)
-    took = try_acquire_or_renew(store, "gw", "node-b", 3, t0 + 5 * sec)
+    b_mono.t += 2.5  # 2.5 s after b first saw it, but b sees a new record: its clock restarts
+    b = try_acquire_or_renew(store, "gw", "node-b", 3, wall, seen=b.seen, monotonic=b_mono)
+    assert not b.held and b.seen is not None and b.seen.since == 70_002.5
+    b_mono.t += 2.9
+    b = try_acquire_or_renew(store, "gw", "node-b", 3, wall, seen=b.seen, monotonic=b_mono)
+    assert not b.held  # unchanged for 2.9 s of b's clock: a 3 s lease holds
+    assert b.seen is not None and not b.seen.expired(b_mono.t) and b.seen.expired(b_mono.t + 0.1)
+    b_mono.t += 0.1
+    took = try_acquire_or_renew(store, "gw", "node-b", 3, wall, seen=b.seen, monotonic=b_mono)
     assert took.held and took.acquired and took.lease is not None
     assert took.lease.spec.holder_identity == "node-b"
     assert took.lease.spec.lease_transitions == 1
-    assert not try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 6 * sec).held
+    a_mono.t += 10
+    late = try_acquire_or_renew(store, "gw", "node-a", 3, wall, seen=renewed.seen, monotonic=a_mono)
+    assert not late.held and late.seen is not None and late.seen.holder == "node-b"
     assert release(store, "gw", "node-b")
-    back = try_acquire_or_renew(store, "gw", "node-a", 3, t0 + 6 * sec)
-    assert back.held and back.acquired and back.lease is not None
+    back = try_acquire_or_renew(store, "gw", "node-a", 3, wall, seen=late.seen, monotonic=a_mono)
+    assert back.held and back.acquired and back.lease is not None  # released: free at once
     assert back.lease.spec.lease_transitions == 2
 
 
 def test_lease_race_has_exactly_one_winner(store: Store) -> None:
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     try_acquire_or_renew(store, "gw", "old", 1, t0)
-    later = t0 + dt.timedelta(seconds=10)
+    mono = NodeClock(0.0)
+    seen = [
+        try_acquire_or_renew(store, "gw", f"n{i}", 5, t0, monotonic=mono).seen for i in range(8)
+    ]
+    mono.t = 10.0  # every contender has seen the same record for 10 s
     results: list[bool] = []
     barrier = threading.Barrier(8)
 
     def contend(i: int) -> None:
         barrier.wait()
-        results.append(try_acquire_or_renew(store, "gw", f"n{i}", 5, later).held)
+        results.append(
+            try_acquire_or_renew(store, "gw", f"n{i}", 5, t0, seen=seen[i], monotonic=mono).held
+        )
 
     threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
     for t in threads:

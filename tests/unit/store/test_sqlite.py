@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,22 @@ def test_env_var_selects_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     st.create(Cluster(metadata=ObjectMeta(name="c")))
     assert (tmp_path / "env.db").exists()
     st.close()
+
+
+def test_a_write_with_a_timeout_gives_up_on_a_locked_store(tmp_path: Path) -> None:
+    """Another process holds the write lock (a stalled store): a bounded write fails after
+    its timeout with nothing written, instead of waiting out SQLite's 30 s busy timeout."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = store.create(Cluster(metadata=ObjectMeta(name="c1")))
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    changed = first.model_copy(deep=True)
+    changed.metadata.labels["x"] = "1"
+    with pytest.raises(StoreError, match="locked"):
+        store.update(changed, timeout=0.2)
+    with pytest.raises(StoreError, match="locked"):
+        store.create(Cluster(metadata=ObjectMeta(name="c2")), timeout=0.0)
+    other.execute("ROLLBACK")
+    assert store.get(Cluster, "c1") == first
+    assert store.update(changed, timeout=0.0).metadata.labels == {"x": "1"}
+    other.close()
