@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +111,83 @@ def test_a_deleted_route_fails_exactly_the_pairs_through_it(lab: Lab, tmp_path: 
         assert code == 0 and data["summary"]["total"] == len(expected)
     finally:
         subprocess.run(["kill", "-CONT", str(agent)], check=True)
+
+
+# Replies to the pod's own echo requests are dropped on arrival (dropping the requests on
+# the way out would fail them at once: netfilter answers a local sender EPERM).
+DROP_ECHO = """table inet cl_test_drop {
+  chain input { type filter hook input priority 0; icmp type echo-reply drop; icmpv6 type echo-reply drop; }
+}"""
+
+
+def _floater_probing(dr_pid: int, netns: str) -> int | None:
+    """The pid of our dr's floater in `netns` once it holds an ICMP raw socket (it is in the
+    middle of its batch), else None."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == dr_pid and b"clusterlink.doctor" in argv and netns.encode() in argv:
+            raw = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hwap"],
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            return int(proc.name) if f"pid={proc.name}," in raw else None
+    return None
+
+
+def test_a_floater_killed_mid_run_fails_its_pairs_and_resume_retests_them(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """c1/n1's pod drops the replies to its echo requests, so its floater's batch waits out --timeout;
+    it is killed (SIGKILL) in the middle of it. Its pairs fail with the reason, every other
+    pair passes, the run completes (was an IndexError). --resume then re-tests exactly its
+    pairs; once they pass, --resume refuses: nothing to resume."""
+    pod = next(p for p in lab.plan.cluster("c1").pods if p.node == "n1")
+    h = [str(handle_path(lab.plan.name, c)) for c in ("c1", "c2")]
+    resume = tmp_path / "resume.json"
+    argv = [KOSMOSCTL, "dr", "--src-kubeconfig", h[0], "--src-kubeconfig", h[1], "-o", "json",
+            "--resume", str(resume)]  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", pod.netns, "nft", "-f", "-"], input=DROP_ECHO,
+                   text=True, check=True)  # fmt: skip
+    try:
+        proc = subprocess.Popen([*argv, "--timeout", "30", "--retries", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while (pid := _floater_probing(proc.pid, pod.netns)) is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"no floater probing: {proc.communicate()}")
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        subprocess.run(["ip", "netns", "exec", pod.netns, "nft", "delete", "table", "inet",
+                        "cl_test_drop"], check=True)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    results = json.loads(out)["results"]
+    assert len(results) == 6 * 6 * 2  # the whole matrix was reported
+    mine = [r for r in results if r["src"] == "c1/n1"]
+    assert len(mine) == 6 * 2
+    assert {r["reason"] for r in mine} == {"floater on c1/n1 died: killed by SIGKILL"}
+    assert all(r["ok"] for r in results if r["src"] != "c1/n1"), failed({"results": results})
+    assert len(json.loads(resume.read_text())["failed"]) == len(mine)
+
+    again = subprocess.run([*argv, "--timeout", "1"], capture_output=True, text=True, timeout=120)
+    data = json.loads(again.stdout)
+    assert again.returncode == 0, failed(data)
+    assert {(r["src"], r["target"]) for r in data["results"]} == {
+        (r["src"], r["target"]) for r in mine
+    }
+    passed = subprocess.run([*argv, "--timeout", "1"], capture_output=True, text=True, timeout=120)
+    assert passed.returncode == 2 and not passed.stdout
+    assert "nothing to resume: the last run passed" in passed.stderr
 
 
 def _gw(lab: Lab) -> str:

@@ -357,7 +357,7 @@ def test_agent_service_follows_its_nodeconfig(pair: Pair, tmp_path: Path) -> Non
         detect_nic=False,
     )
     stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
     try:
         pair.apply(pair.b, pair.spec(pair.b))
@@ -373,7 +373,7 @@ def test_agent_service_follows_its_nodeconfig(pair: Pair, tmp_path: Path) -> Non
         store.delete(NodeConfig, "a-n")  # gone: tear down
         wait_for(lambda: "vx-" not in sh(f"ip -n {pair.a} link show"), "teardown")
     finally:
-        stop.set()
+        agent.stop(stop)  # wakes the loop too: stop alone waits out the resync timer
         thread.join(timeout=10)
         kernel.close()
     assert not thread.is_alive()
@@ -404,7 +404,7 @@ def test_kernel_notifications_repair_drift_without_the_timer(
 
     agent.sync = counted  # type: ignore[method-assign]
     stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
     try:
         wait_for(lambda: store.get(NodeConfig, "a-n").status.phase == "Synced", "first pass")
@@ -417,7 +417,7 @@ def test_kernel_notifications_repair_drift_without_the_timer(
         assert pair.apply(pair.a, pair.spec(pair.a)).changes == 0  # repaired, all of it
         assert connected(pair)
     finally:
-        stop.set()
+        agent.stop(stop)  # wakes the loop too: stop alone waits out the hour-long timer
         thread.join(timeout=10)
         kernel.close()
         events.close()

@@ -6,6 +6,7 @@ their pods (Ready, pod IPs, the proxy socket); a third node never gets a Ready f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -81,6 +82,7 @@ def test_dr_on_kubernetes_through_the_pod_proxy(
                 [KOSMOSCTL, "dr", "--src-kubeconfig", str(server.kubeconfig), "--port", str(PORT),
                  "--protocol", "all", "--floater-wait", "3", "--timeout", "1", "-o", "json"],
                 capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},  # its record of the run
             )  # fmt: skip
         finally:
             thread.join(30)

@@ -16,6 +16,7 @@ SRC = ROOT / "src" / "clusterlink"
 # only: never one above, never a sibling on its own layer.
 LAYERS: list[set[str]] = [
     {"constants", "errors"},  # what everything may use
+    {"inputs"},  # reading what a user hands us: files no reader should take are refused
     {"api"},  # resources: pure models
     {"planner", "kubeclient"},  # pure planning; the Kubernetes HTTP client
     {"store"},  # the Store port and its backends (kube:// on top of kubeclient)

@@ -7,12 +7,12 @@ import binascii
 import ipaddress
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import Field, field_validator
 
 from clusterlink import constants as C
 from clusterlink.api.meta import Model, Resource
 from clusterlink.api.net import cidr_sort_key, normalize_cidr, of_family
+from clusterlink.inputs import InputError, load_yaml
 
 NetworkType = Literal["p2p", "gateway"]
 IPFamily = Literal["all", "ipv4", "ipv6"]
@@ -162,8 +162,8 @@ def kubeconfig_text(raw: str | None) -> str | None:
         return None
     try:
         text = base64.b64decode(raw, validate=True).decode()
-        data: Any = yaml.safe_load(text)
-    except (binascii.Error, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        data: Any = load_yaml(text, "spec.kubeconfig")
+    except (binascii.Error, UnicodeDecodeError, InputError):
         return None
     return text if isinstance(data, dict) and "clusters" in data else None
 

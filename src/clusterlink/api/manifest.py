@@ -9,6 +9,7 @@ import yaml
 
 from clusterlink.api.meta import Resource
 from clusterlink.api.registry import parse_object
+from clusterlink.inputs import InputError, load_yaml_documents, read_text
 
 
 class ManifestError(ValueError):
@@ -27,12 +28,9 @@ def _describe(doc: Any, index: int) -> str:
 def parse_documents(text: str, source: str) -> list[Resource]:
     """Validate every document (and `kind: List` items) first; return them all or raise."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError(f"{source}: malformed YAML{where}: {problem}") from None
+        docs = load_yaml_documents(text, source)
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
     expanded: list[Any] = []
     for doc in docs:
         if (
@@ -62,14 +60,11 @@ def parse_documents(text: str, source: str) -> list[Resource]:
 
 def load_manifest(path: str | Path) -> list[Resource]:
     """Load a file (`-` for stdin is handled by the caller)."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{p}: cannot read: {exc}") from None
-    return parse_documents(text, str(p))
+        text = read_text(path, "file")
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
+    return parse_documents(text, str(path))
 
 
 def dump_yaml(objects: list[dict[str, Any]]) -> str:

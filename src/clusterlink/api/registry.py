@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,6 +12,10 @@ from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.lease import Lease
 from clusterlink.api.meta import Resource
 from clusterlink.api.nodeconfig import NodeConfig
+
+# etcd's default request limit (--max-request-bytes, 1.5 MiB): the largest object a Kubernetes
+# API server can store; ours refuse the same.
+MAX_OBJECT_BYTES = 1536 * 1024
 
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls for cls in (Cluster, ClusterNode, NodeConfig, Lease)
@@ -65,6 +70,12 @@ def parse_object(data: Any) -> Resource:
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ValueError("kind: missing")
+    api_version = data.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version:
+        raise ValueError("apiVersion: missing")
+    size = len(json.dumps(data, default=str, separators=(",", ":")).encode())
+    if size > MAX_OBJECT_BYTES:
+        raise ValueError(f"{size} bytes as JSON, more than the {MAX_OBJECT_BYTES} allowed")
     cls = KINDS.get(kind)
     if cls is None:
         raise UnknownKind(f"kind: unknown kind {kind!r} (known: {', '.join(sorted(KINDS))})")

@@ -92,7 +92,8 @@ def dr(
         Path | None,
         typer.Option(
             "--resume",
-            help="Re-test only the failures saved in FILE (and save the new ones there).",
+            help="Re-test only the failures the run recorded in FILE (all pairs if FILE does "
+            "not exist; refused if that run passed) and record this run there.",
         ),
     ] = None,
     output: Annotated[

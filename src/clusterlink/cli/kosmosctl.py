@@ -29,6 +29,7 @@ from clusterlink.cli.common import (
 from clusterlink.cli.federation import ContextOption, KubeconfigOption
 from clusterlink.cli.lab import app as lab_app
 from clusterlink.federation.control import store_for
+from clusterlink.inputs import read_stream
 from clusterlink.planner.whatif import what_if
 from clusterlink.store.base import NotFound
 
@@ -59,7 +60,7 @@ def _root(
 
 def read_manifest(path: str) -> list[Resource]:
     if path == "-":
-        return parse_documents(sys.stdin.read(), "<stdin>")
+        return parse_documents(read_stream(sys.stdin.buffer), "<stdin>")
     return load_manifest(path)
 
 

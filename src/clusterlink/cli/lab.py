@@ -41,9 +41,20 @@ def up(
     filename: Annotated[
         Path, typer.Option("-f", "--filename", help="Topology file (see docs/lab.md).")
     ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate the topology and print the lab's plan only."),
+    ] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="With --dry-run: yaml or json.")
+    ] = OutputFormat.yaml,
 ) -> None:
     """Build a lab: clusters of node and pod namespaces joined by a fabric router."""
     with user_errors():
+        if dry_run:
+            fmt = OutputFormat.json if output == OutputFormat.json else OutputFormat.yaml
+            emit(lifecycle.plan_file(filename).model_dump(mode="json", by_alias=True), fmt)
+            return
         plan, spent = lifecycle.bring_up(filename, note)
         nodes = sum(len(c.nodes) for c in plan.clusters)
         pods = sum(len(c.pods) for c in plan.clusters)

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from clusterlink.doctor.icmp import Pinger
+from clusterlink.inputs import InputError, decode, load_json
 
 MAX_TARGETS = 100_000
 MAX_BODY = 16 << 20
@@ -28,7 +29,9 @@ class BadRequest(ValueError):
     pass
 
 
-def parse_request(body: dict[str, Any]) -> tuple[list[dict[str, Any]], float, int, int]:
+def parse_request(body: Any) -> tuple[list[dict[str, Any]], float, int, int]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body: a JSON object")
     targets = body.get("targets")
     if not isinstance(targets, list) or len(targets) > MAX_TARGETS:
         raise BadRequest(f"targets: a list of at most {MAX_TARGETS}")
@@ -121,10 +124,11 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             status, payload, ctype = 200, b"OK", "text/plain"
         elif method == "POST" and path == "/probe":
             try:
-                targets, timeout, concurrency, retries = parse_request(json.loads(body or b"{}"))
+                request_body = load_json(decode(body or b"{}", "body"), "body")
+                targets, timeout, concurrency, retries = parse_request(request_body)
                 results = await run_probes(targets, timeout, concurrency, retries)
                 status, payload = 200, json.dumps({"results": results}).encode()
-            except (BadRequest, json.JSONDecodeError) as exc:
+            except (BadRequest, InputError) as exc:  # deep or repeated-key JSON too
                 status, payload = 400, json.dumps({"error": str(exc)}).encode()
             ctype = "application/json"
         else:

@@ -26,7 +26,7 @@ from clusterlink.agent.kernel import KernelError
 from clusterlink.agent.linux import LinuxKernel
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.nodeconfig import NodeConfigSpec
-from clusterlink.doctor.probe import Place
+from clusterlink.doctor.probe import FloaterGone, Place
 from clusterlink.lab.state import joined_as, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan
 from clusterlink.store.base import StoreError
@@ -110,7 +110,24 @@ class Floaters:
     async def call(
         self, label: str, method: str, url: str, body: Any, timeout: float
     ) -> tuple[int, Any]:
-        return await http(self.socket(label), method, url, body, timeout)
+        try:
+            return await http(self.socket(label), method, url, body, timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            died = await asyncio.to_thread(self.death, label)
+            if died:
+                raise FloaterGone(f"floater on {label} died: {died}") from None
+            raise OSError(str(exc) or type(exc).__name__) from None
+
+    def death(self, label: str, grace: float = 1.0) -> str | None:
+        """How the floater at `label` ended, or None while it runs. A process that closed
+        its socket by exiting is reaped within `grace` seconds."""
+        try:
+            code = self.procs[label].wait(grace)
+        except subprocess.TimeoutExpired:
+            return None
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
 
     def ready(self, timeout: float) -> set[str]:
         """Labels whose floater answers `GET /` before the deadline."""
@@ -169,8 +186,12 @@ async def http(path: str, method: str, url: str, body: Any, timeout: float) -> t
     finally:
         writer.close()
     head, _, data = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(data) if data and data[:1] in (b"{", b"[") else data.decode()
+    words = head.split(b" ", 2)
+    if len(words) < 2 or not words[1].isdigit():
+        raise OSError("the floater closed the connection without an answer")
+    if data and data[:1] in (b"{", b"["):
+        return int(words[1]), json.loads(data)
+    return int(words[1]), data.decode(errors="replace")
 
 
 def lab_cluster_of(kubeconfig: str) -> ClusterPlan:

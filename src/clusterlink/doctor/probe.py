@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from clusterlink.inputs import InputError, read_json
 from clusterlink.planner.exports import to_global
 
 
@@ -88,6 +89,11 @@ def matrix(srcs: list[Place], dsts: list[Place], protocols: list[str]) -> list[P
     return pairs
 
 
+class FloaterGone(OSError):
+    """A floater is no longer running: its pairs fail with this reason
+    (`floater on c1/n2 died: killed by SIGKILL`)."""
+
+
 class FloaterCaller(Protocol):
     """Sends one HTTP request to the floater at a place: (status, decoded answer)."""
 
@@ -131,7 +137,10 @@ async def probe_all(
                     raise OSError(f"floater answered {status}: {answer}")
                 for p, r in zip(chunk, answer["results"], strict=True):
                     results.append(Result(p, bool(r["ok"]), r["reason"], float(r["rttMs"])))
-            except (OSError, TimeoutError, KeyError, ValueError) as exc:
+            except FloaterGone as exc:
+                results.extend(Result(p, False, str(exc)) for p in chunk)
+            except (OSError, TimeoutError, KeyError, ValueError, TypeError, IndexError) as exc:
+                # an answer we cannot read fails this chunk's pairs, never the run
                 results.extend(Result(p, False, f"floater error: {exc}") for p in chunk)
             done(len(chunk))
 
@@ -150,15 +159,29 @@ def summary(results: list[Result], seconds: float) -> dict[str, Any]:
             "seconds": round(seconds, 3), "reasons": reasons}  # fmt: skip
 
 
+PairKey = tuple[str, str, str, str]
+
+
 def save_resume(path: Path, results: list[Result]) -> int:
+    """Record a run: its failed pairs (what `--resume` re-tests) and how many it tested."""
     failed = [r.pair.key() for r in results if not r.ok]
-    path.write_text(json.dumps({"failed": [list(k) for k in failed]}, indent=1))
+    record = {"tested": len(results), "failed": [list(k) for k in failed]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
     return len(failed)
 
 
-def load_resume(path: Path) -> set[tuple[str, str, str, str]]:
-    data = json.loads(path.read_text())
-    return {(k[0], k[1], k[2], k[3]) for k in data.get("failed", [])}
+def load_resume(path: Path) -> set[PairKey]:
+    """The failed pairs a resume file records (InputError: not a readable resume file)."""
+    data = read_json(path, "--resume")
+    failed = data.get("failed") if isinstance(data, dict) else None
+    if not isinstance(failed, list) or not all(
+        isinstance(k, list) and len(k) == 4 and all(isinstance(x, str) for x in k) for k in failed
+    ):
+        raise InputError(f"--resume {path}: not a dr resume file (no list of failed pairs)")
+    return {(k[0], k[1], k[2], k[3]) for k in failed}
 
 
 def report_html(results: list[Result], title: str) -> str:
@@ -218,6 +241,7 @@ def report_html(results: list[Result], title: str) -> str:
 
 
 __all__ = [
+    "FloaterGone",
     "Pair",
     "Place",
     "Result",

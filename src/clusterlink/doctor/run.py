@@ -5,6 +5,7 @@ progress callbacks and return data; the CLI renders it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -20,7 +21,7 @@ from clusterlink.doctor import lab as lab_doctor
 from clusterlink.doctor import probe
 from clusterlink.errors import BadInput
 from clusterlink.federation.control import open_control
-from clusterlink.lab.state import LabError, is_lab_handle
+from clusterlink.lab.state import LabError, is_lab_handle, load_handle, state_dir
 from clusterlink.store.base import NotFound
 
 Progress = Callable[[str], None]
@@ -75,23 +76,57 @@ def dr(request: DrRequest, progress: Progress, bar: ProbeBar = no_bar) -> DrOutc
     on_lab = {is_lab_handle(h) for h in [*request.sources, *destinations]}
     if len(on_lab) > 1:
         raise BadInput("--src/--dst-kubeconfig: all lab handles or all kubeconfigs, not a mix")
+    resume_path = request.resume or default_resume_path(request.sources, on_lab == {True})
+    wanted = resume_of(request.resume) if request.resume is not None else None
     started = time.monotonic()
     run = _lab if on_lab == {True} else _kube
-    results, missing = run(request, destinations, progress, bar)
+    results, missing = run(request, destinations, progress, bar, wanted)
     seconds = time.monotonic() - started
     summary = probe.summary(results, seconds) | {"nodesWithoutFloater": sorted(set(missing))}
-    outcome = DrOutcome(results, summary, request.resume or Path("dr-resume.json"))
-    if outcome.failed or request.resume is not None:
-        probe.save_resume(outcome.resume_path, results)
+    outcome = DrOutcome(results, summary, resume_path)
+    try:
+        probe.save_resume(resume_path, results)  # every run: `--resume` means the last one
+    except OSError as exc:
+        progress(f"warning: cannot save the run to {resume_path}: {exc.strerror or exc}")
     if request.report is not None:
         request.report.write_text(probe.report_html(results, "clusterlink dr"))
     return outcome
 
 
 Run = tuple[list[probe.Result], list[str]]
+Wanted = set[probe.PairKey] | None  # the pairs to re-test (--resume), None: every pair
+
+RESUME_FILE = "dr-resume.json"
+NOTHING_TO_RESUME = (
+    "nothing to resume: the last run passed (every pair it tested passed); "
+    "run without --resume to test every pair"
+)
 
 
-def _lab(request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar) -> Run:
+def default_resume_path(sources: list[str], on_lab: bool) -> Path:
+    """Where a run is recorded without --resume: the lab's state directory (of the first
+    source), else $XDG_STATE_HOME/clusterlink (~/.local/state/clusterlink) - never the
+    current directory."""
+    if on_lab:
+        return state_dir(str(load_handle(sources[0])["lab"])) / RESUME_FILE
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "clusterlink" / RESUME_FILE
+
+
+def resume_of(path: Path) -> Wanted:
+    """--resume FILE: the failures it records; None (every pair) when FILE does not exist
+    yet; BadInput when it records no failure - a resumed run never passes by testing nothing."""
+    if not path.exists():
+        return None
+    wanted = probe.load_resume(path)
+    if not wanted:
+        raise BadInput(f"--resume {path}: {NOTHING_TO_RESUME}")
+    return wanted
+
+
+def _lab(
+    request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar, wanted: Wanted
+) -> Run:
     try:
         srcs, missing = lab_doctor.lab_places(request.sources, request.host_network)
         dsts, dst_missing = lab_doctor.lab_places(destinations, request.host_network)
@@ -104,11 +139,13 @@ def _lab(request: DrRequest, destinations: list[str], progress: Progress, bar: P
         up = fl.ready(timeout=15 + 0.2 * len(places))  # many starting at once share the CPU
         for label in sorted(set(places) - up):
             progress(f"warning: floater on {label} did not come up; its pairs are reported as such")
-        pairs = _pairs(srcs, dsts, request, progress)
+        pairs = _pairs(srcs, dsts, request, progress, wanted)
         return _probe(fl, pairs, up, request, bar), missing + dst_missing
 
 
-def _kube(request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar) -> Run:
+def _kube(
+    request: DrRequest, destinations: list[str], progress: Progress, bar: ProbeBar, wanted: Wanted
+) -> Run:
     from clusterlink.doctor.kube import KubeCluster, KubeFloaters
     from clusterlink.kube.manifests import DEFAULT_IMAGE
     from clusterlink.kubeclient.api import KubeApi
@@ -132,7 +169,7 @@ def _kube(request: DrRequest, destinations: list[str], progress: Progress, bar: 
         srcs = [p for p in found if p.cluster in names]
         dsts = [p for p in found if p.cluster in dst_names]
         missing = [a for a in absent if a.split("/")[0] in names | dst_names]
-        pairs = _pairs(srcs, dsts, request, progress)
+        pairs = _pairs(srcs, dsts, request, progress, wanted)
         return _probe(kf, pairs, {p.label for p in found}, request, bar), missing
     finally:
         for problem in kf.cleanup():
@@ -140,13 +177,24 @@ def _kube(request: DrRequest, destinations: list[str], progress: Progress, bar: 
 
 
 def _pairs(
-    srcs: list[probe.Place], dsts: list[probe.Place], request: DrRequest, progress: Progress
+    srcs: list[probe.Place],
+    dsts: list[probe.Place],
+    request: DrRequest,
+    progress: Progress,
+    wanted: Wanted,
 ) -> list[probe.Pair]:
     pairs = probe.matrix(srcs, dsts, PROTOCOLS[request.protocol])
-    if request.resume is not None and request.resume.exists():
-        wanted = probe.load_resume(request.resume)
-        pairs = [p for p in pairs if p.key() in wanted]
-        progress(f"resuming: {len(pairs)} pairs that failed last time")
+    if wanted is None:
+        return pairs
+    pairs = [p for p in pairs if p.key() in wanted]
+    if not pairs:
+        raise BadInput(
+            f"--resume {request.resume}: none of its {len(wanted)} failed pairs is a pair of "
+            "these clusters (with this --protocol and network); run without --resume"
+        )
+    if len(pairs) < len(wanted):
+        progress(f"warning: {len(wanted) - len(pairs)} recorded pairs are not pairs of this run")
+    progress(f"resuming: {len(pairs)} pairs that failed last time")
     return pairs
 
 

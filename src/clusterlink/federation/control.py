@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from clusterlink.errors import BadInput
+from clusterlink.inputs import load_yaml, read_text
 from clusterlink.lab.state import is_lab_handle, load_handle, store_url
 from clusterlink.store.base import Store
 from clusterlink.store.kube import kube_url
@@ -86,13 +87,10 @@ def store_for(kubeconfig: str | None, store: str | None, context: str | None = N
 
 def read_kubeconfig(path: str, context: str | None = None) -> str:
     """The kubeconfig's text, with `context` made current (it is stored and used elsewhere)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise BadInput(f"--kubeconfig {path}: {exc.strerror}") from None
+    text = read_text(path, "--kubeconfig")
+    data = load_yaml(text, f"--kubeconfig {path}")
     if context is None:
         return text
-    data = yaml.safe_load(text)
     if not isinstance(data, dict) or context not in {
         c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)
     }:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from clusterlink.api.cluster import Cluster, ClusterLinkOptions, ClusterSpec, kubeconfig_text
 from clusterlink.api.meta import ObjectMeta
+from clusterlink.inputs import read_yaml
 from clusterlink.kube import DeployError
 from clusterlink.kube import manifests as m
 from clusterlink.kubeclient.api import APPLY_PATCH, KubeApi
@@ -104,12 +104,7 @@ def remove(api: KubeApi, objects: list[m.Obj], progress: Progress | None = None)
 def control_cluster_of(path: str) -> dict[str, Any]:
     """The control cluster as members will reach it: the `cluster` entry (server, CA) of the
     kubeconfig's current context. Its user is never passed on; the CA must be embedded."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise DeployError(f"kubeconfig {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, RecursionError, UnicodeDecodeError):
-        raise DeployError(f"kubeconfig {path}: not YAML") from None
+    data = read_yaml(path, "kubeconfig")  # InputError: a one-line refusal, never the content
     if not isinstance(data, dict) or not data.get("current-context"):
         raise DeployError(f"kubeconfig {path}: not a kubeconfig with a current context")
     clusters = _minify(data)["clusters"]
@@ -174,16 +169,26 @@ def redacted(objects: list[m.Obj]) -> list[m.Obj]:
 def _minify(data: dict[str, Any]) -> dict[str, Any]:
     """Only the current context, its cluster and its user (kubectl's --minify)."""
     current = data["current-context"]
-    contexts = [c for c in data.get("contexts") or [] if c.get("name") == current]
+    contexts = _named(data, "contexts", current)
     if not contexts:
-        raise DeployError(f"kubeconfig: current context {current!r} is not defined")
-    ref = contexts[0].get("context") or {}
+        raise DeployError(f"kubeconfig: current context {str(current)[:60]!r} is not defined")
+    ref = contexts[0].get("context")
+    ref = ref if isinstance(ref, dict) else {}
     return {
         **{k: v for k, v in data.items() if k not in ("clusters", "users", "contexts")},
         "contexts": contexts,
-        "clusters": [c for c in data.get("clusters") or [] if c.get("name") == ref.get("cluster")],
-        "users": [u for u in data.get("users") or [] if u.get("name") == ref.get("user")],
+        "clusters": _named(data, "clusters", ref.get("cluster")),
+        "users": _named(data, "users", ref.get("user")),
     }
+
+
+def _named(data: dict[str, Any], section: str, name: Any) -> list[dict[str, Any]]:
+    """The entries of a kubeconfig section (a list of {name, ...}) called `name`; entries
+    that are not mappings (a hand-edited or broken file) are no match."""
+    entries = data.get(section)
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and e.get("name") == name]
 
 
 def cluster_object(

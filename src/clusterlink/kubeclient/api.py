@@ -21,6 +21,7 @@ from the last resourceVersion, and maps status codes to our errors (`kubeclient.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import yaml
 from lightkube.config import client_adapter
-from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError
 
+from clusterlink.inputs import InputError, load_yaml, read_yaml
 from clusterlink.kubeclient.errors import ApiError, KubeconfigError, status_error
 from clusterlink.kubeclient.target import Target
 
@@ -44,26 +45,40 @@ MERGE_PATCH = "application/merge-patch+json"
 
 def load_config(target: Target) -> SingleConfig:
     try:
-        if target.data is not None:
-            loaded = yaml.safe_load(target.data)
-            if not isinstance(loaded, dict):
-                raise KubeconfigError(f"kubeconfig {target.describe()}: not a kubeconfig")
-            config = KubeConfig.from_dict(loaded)
-        elif target.kubeconfig:
-            path = Path(target.kubeconfig)
-            if not path.is_file():
-                raise KubeconfigError(f"kubeconfig {path}: no such file")
-            config = KubeConfig.from_file(path)
-        else:
-            config = KubeConfig.from_env()
+        config = _kubeconfig(target)
         single = config.get(context_name=target.context)
+    except InputError as exc:
+        raise KubeconfigError(str(exc)) from None
     except ConfigError as exc:
         raise KubeconfigError(f"kubeconfig {target.describe()}: {exc}") from None
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise KubeconfigError(f"kubeconfig {target.describe()}: malformed ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # lightkube's own messages name a field, never a value
+        problem = f"{type(exc).__name__} {exc}"[:120]
+        raise KubeconfigError(f"kubeconfig {target.describe()}: malformed ({problem})") from None
     if single is None:  # pragma: no cover - lightkube raises instead
         raise KubeconfigError(f"kubeconfig {target.describe()}: no context")
     return single
+
+
+def _kubeconfig(target: Target) -> KubeConfig:
+    """The KubeConfig a target names, every file read through `clusterlink.inputs`."""
+    if target.data is not None:
+        loaded = load_yaml(target.data, f"kubeconfig {target.describe()}")
+        path: Path | None = None
+    else:
+        if target.kubeconfig:
+            path = Path(target.kubeconfig)
+        else:
+            try:
+                return KubeConfig.from_service_account()
+            except ConfigError:
+                path = Path(os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG).expanduser()
+        if not path.exists():
+            raise KubeconfigError(f"kubeconfig {path}: no such file")
+        loaded = read_yaml(path, "kubeconfig")
+    if not isinstance(loaded, dict):
+        raise KubeconfigError(f"kubeconfig {target.describe()}: not a kubeconfig")
+    return KubeConfig.from_dict(loaded, fname=path)
 
 
 class KubeApi:

@@ -15,11 +15,17 @@ from clusterlink.store.base import Store
 def lab_facts(handle: str | Path) -> MemberFacts:
     """A lab cluster's facts, from its handle file (LabError if it is not one)."""
     data = load_handle(handle)
-    return MemberFacts(
-        nodes=tuple(MemberNode(n["name"], tuple(n.get("podCIDRs") or ())) for n in data["nodes"]),
-        pod_cidrs=tuple(data.get("podCIDRs") or ()),
-        service_cidrs=tuple(data.get("serviceCIDRs") or ()),
-    )
+    try:
+        return MemberFacts(
+            nodes=tuple(
+                MemberNode(str(n["name"]), tuple(str(c) for c in n.get("podCIDRs") or ()))
+                for n in data["nodes"]
+            ),
+            pod_cidrs=tuple(str(c) for c in data.get("podCIDRs") or ()),
+            service_cidrs=tuple(str(c) for c in data.get("serviceCIDRs") or ()),
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise LabError(f"{handle}: nodes, podCIDRs or serviceCIDRs malformed") from None
 
 
 class LabFacts:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.clusternode import ClusterNode
 from clusterlink.api.registry import format_validation_error
+from clusterlink.inputs import InputError, read_yaml
 from clusterlink.lab import build, supervisor
 from clusterlink.lab.services import services_status
 from clusterlink.lab.state import (
@@ -46,11 +46,9 @@ def _silent(_message: str) -> None:
 
 def read_topology(path: Path) -> Topology:
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise LabError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise LabError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+        data = read_yaml(path, "topology")
+    except InputError as exc:
+        raise LabError(str(exc)) from None
     try:
         return Topology.model_validate(data)
     except ValidationError as exc:
@@ -142,9 +140,14 @@ def take_down(name: str | None) -> tuple[str, int, float]:
     return (lab, *lab_down(lab))
 
 
+def plan_file(path: Path) -> LabPlan:
+    """`lab up --dry-run -f FILE`: the plan of the topology in `path` (LabError if none)."""
+    return plan_of(read_topology(path), str(path))
+
+
 def bring_up(path: Path, progress: Progress) -> tuple[LabPlan, float]:
     """`lab up -f FILE`: the plan of the topology in `path`, up; (plan, seconds spent)."""
-    plan = plan_of(read_topology(path), str(path))
+    plan = plan_file(path)
     return plan, lab_up(plan, progress=progress)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -14,13 +15,17 @@ import yaml
 from pydantic import ValidationError
 
 from clusterlink.api.cluster import Cluster
+from clusterlink.api.meta import validate_dns1123
 from clusterlink.errors import BadInput
+from clusterlink.inputs import read_json, read_yaml
 from clusterlink.lab.topology import ClusterPlan, LabPlan
 
 ENV_LAB_DIR = "CLUSTERLINK_LAB_DIR"
 DEFAULT_LAB_DIR = "/var/lib/clusterlink/labs"
 HANDLE_KIND = "LabClusterHandle"
 HANDLE_API = "lab.clusterlink.io/v1"
+# What a handle may name (it becomes a path under the labs' root: no "..", no "/").
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")  # as topology.Topology.name
 
 
 class LabError(BadInput):
@@ -89,9 +94,9 @@ def save_plan(plan: LabPlan) -> None:
 def load_plan(name: str) -> LabPlan:
     path = plan_path(name)
     try:
-        return LabPlan.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        raise LabError(f"no lab {name!r} (no {path})") from None
+        if not path.exists():
+            raise LabError(f"no lab {name!r} (no {path})")
+        return LabPlan.model_validate(read_json(path, "lab plan"))
     except ValidationError:
         raise LabError(
             f"lab {name!r}: {path} was written by another version; `kosmosctl lab down {name}` removes it"
@@ -156,22 +161,34 @@ def joined_as(lab: str, clusters: Iterable[Cluster]) -> dict[str, Cluster]:
 
 
 def is_lab_handle(path: str | Path) -> bool:
-    """True for a lab handle file; False for anything else (e.g. a kubeconfig)."""
+    """True for a file that says it is a lab handle (`load_handle` then says what is wrong
+    with it, if anything); False for anything else (e.g. a kubeconfig, or no file)."""
+    if not Path(path).exists():
+        return False
+    data = read_yaml(path, "kubeconfig")  # InputError (exit 2): a file no reader should take
+    return isinstance(data, dict) and data.get("kind") == HANDLE_KIND
+
+
+def _is_dns1123(name: str) -> bool:
     try:
-        load_handle(path)
-    except LabError:
+        validate_dns1123(name)
+    except ValueError:
         return False
     return True
 
 
 def load_handle(path: str | Path) -> dict[str, Any]:
     """Read a handle file; LabError if it is not one."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise LabError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise LabError(f"{path}: not YAML: {exc}") from None
+    if not Path(path).exists():
+        raise LabError(f"{path}: no such file")
+    data = read_yaml(path, "lab handle")  # InputError (exit 2): a file no reader should take
     if not isinstance(data, dict) or data.get("kind") != HANDLE_KIND:
         raise LabError(f"{path}: not a lab cluster handle (kind {HANDLE_KIND})")
+    lab, cluster, store = data.get("lab"), data.get("cluster"), data.get("store")
+    if not isinstance(lab, str) or not _LAB_NAME.match(lab):
+        raise LabError(f"{path}: lab: expected a lab name (1-12 lowercase letters and digits)")
+    if not isinstance(cluster, str) or not _is_dns1123(cluster):
+        raise LabError(f"{path}: cluster: expected a lab cluster name")
+    if store is not None and not isinstance(store, str):
+        raise LabError(f"{path}: store: expected a store URL")
     return data

@@ -33,7 +33,10 @@ class AlreadyExists(StoreError):
 
 
 class Conflict(StoreError):
-    """The caller's resourceVersion is not the current one: re-read and retry."""
+    """The caller's resourceVersion is not the current one: re-read and retry. For a user
+    the operation ran and was refused (exit 1), as kubectl reports a conflict."""
+
+    exit_code = EXIT_FAILURE
 
 
 class Expired(StoreError):

@@ -297,12 +297,16 @@ class KubeStore:
         return cls.model_validate({"metadata": meta})
 
     def apply_all(self, objects: Sequence[Resource]) -> builtins.list[Resource]:
+        self._check_versions(objects)
         out: builtins.list[Resource] = []
         for given in objects:
             obj = self._stored_form(given)
             cls = type(obj)
             try:
-                written: Resource = self.create(obj)
+                if obj.metadata.resource_version is not None:
+                    written: Resource = self.update(obj)  # 409 if it went stale meanwhile
+                else:
+                    written = self.create(obj)
             except AlreadyExists:
                 unconditional = obj.model_copy(deep=True)
                 unconditional.metadata.resource_version = None
@@ -312,6 +316,27 @@ class KubeStore:
                 written = self.update_status(with_status)
             out.append(written)
         return out
+
+    def _check_versions(self, objects: Sequence[Resource]) -> None:
+        """kubectl's rule, before anything is written (no transactions here): a
+        resourceVersion in what is applied must be the object's current one."""
+        for obj in objects:
+            want = obj.metadata.resource_version
+            if want is None:
+                continue
+            cls = type(obj)
+            try:
+                have = self.get(cls, obj.name, self._ns(obj)).metadata.resource_version
+            except NotFound:
+                raise Conflict(
+                    f"{self._what(cls, obj.name)}: resourceVersion {want} given, but the "
+                    "object does not exist"
+                ) from None
+            if have != want:
+                raise Conflict(
+                    f"{self._what(cls, obj.name)} was changed by someone else (resourceVersion "
+                    f"{want} is stale, current is {have})"
+                )
 
     def revision(self) -> int:
         data = self.api.request(

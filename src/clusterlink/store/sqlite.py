@@ -64,6 +64,10 @@ _COMPACT_EVERY = 1_000
 _BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's by default
 
 
+def _gone(kind: str, key: str, resource_version: str) -> str:
+    return f"{kind} {key}: resourceVersion {resource_version} given, but the object does not exist"
+
+
 def _key(cls: type[Resource], name: str, namespace: str | None) -> str:
     return f"{namespace}/{name}" if cls.NAMESPACED and namespace else name
 
@@ -89,8 +93,11 @@ class SqliteStore:
         self.keep_changes = keep_changes
         self._lock = threading.RLock()
         self._writes = 0
+        if not self.path.parent.is_dir():  # never made up: a typo must not create directories
+            raise StoreError(f"store {self.path}: directory {self.path.parent} does not exist")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"store {self.path}: not a regular file")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
             with self._lock:
                 self._db.executescript(_SCHEMA)
@@ -302,8 +309,13 @@ class SqliteStore:
             for obj in objects:
                 cls = type(obj)
                 current = self._load(db, cls.KIND, obj.key)
-                if current is None:
-                    written: Resource = self._create(db, obj)
+                if obj.metadata.resource_version is not None:
+                    # kubectl's rule: a resourceVersion in what is applied must be current.
+                    if current is None:
+                        raise Conflict(_gone(cls.KIND, obj.key, obj.metadata.resource_version))
+                    written: Resource = self._replace_in(db, obj, status_only=False)
+                elif current is None:
+                    written = self._create(db, obj)
                 else:
                     unconditional = obj.model_copy(deep=True)
                     unconditional.metadata.resource_version = None

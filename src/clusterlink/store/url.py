@@ -27,7 +27,9 @@ def open_store(url: str | None = None) -> Store:
         if not rest:
             raise StoreError(f"store URL {url!r}: no file path")
         path = Path(rest)
-        _check_writable(path)
+        if url == DEFAULT_STORE_URL:  # our own default place: made on first use
+            _make_default_dir(path.parent)
+        check_store_file(path)
         return counted(SqliteStore(path))
     if scheme == "kube":
         from clusterlink.store.kube import KubeStore, parse_kube_url
@@ -36,13 +38,30 @@ def open_store(url: str | None = None) -> Store:
     raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r} (supported: sqlite, kube)")
 
 
-def _check_writable(path: Path) -> None:
-    target = path if path.exists() else path.parent
-    while not target.exists():
-        target = target.parent
-    if not target.is_dir() and target != path:
-        raise StoreError(f"store {path}: {target} is not a directory")
-    if not os.access(target, os.W_OK):
-        raise StoreError(f"store {path}: not writable ({target} refuses writes)")
+def _make_default_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"store directory {directory}: cannot create ({exc.strerror})") from None
+
+
+def check_store_file(path: Path) -> None:
+    """A store file must be a regular file (or not exist yet) in a writable directory that
+    exists: nothing is created around it, and nothing that would block (a FIFO) is opened."""
+    if "\0" in str(path):
+        raise StoreError("store: a path with a NUL byte")
+    if not path.is_absolute():
+        raise StoreError(f"store {path}: expected an absolute path (sqlite:///ABSOLUTE/PATH)")
+    parent = path.parent
+    if not parent.exists():
+        raise StoreError(f"store {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise StoreError(f"store {path}: {parent} is not a directory")
     if path.is_dir():
         raise StoreError(f"store {path}: is a directory, expected a file")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"store {path}: not a regular file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"store {path}: not writable ({parent} refuses writes)")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"store {path}: not readable and writable")

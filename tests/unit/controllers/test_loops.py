@@ -115,6 +115,8 @@ def test_member_controller_syncs_nodes_and_cidrs(store: SqliteStore, tmp_path: P
     data = {
         "apiVersion": "lab.clusterlink.io/v1",
         "kind": "LabClusterHandle",
+        "lab": "l",
+        "cluster": "m",
         "podCIDRs": ["10.5.0.0/16"],
         "serviceCIDRs": ["10.105.0.0/16"],
         "nodes": [

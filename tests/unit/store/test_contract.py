@@ -125,6 +125,30 @@ def test_apply_all_creates_and_updates(store: Store) -> None:
     assert store.get(Cluster, "exists").metadata.labels == {"v": "3"}
 
 
+def test_apply_all_refuses_a_stale_resource_version_and_writes_nothing(store: Store) -> None:
+    """kubectl's rule: a resourceVersion in what is applied must be current (issue 14: it
+    was ignored, and the last writer silently won)."""
+    old = store.create(cluster("c1"))
+    current = store.update(old.model_copy(update={"metadata": old.metadata.model_copy(update={"labels": {"v": "2"}})}))  # fmt: skip
+    stale = cluster("c1", v="3")
+    stale.metadata.resource_version = old.metadata.resource_version
+    before = store.revision()
+    with pytest.raises(Conflict, match="stale") as info:
+        store.apply_all([cluster("new"), stale])
+    assert info.value.exit_code == 1
+    with pytest.raises(Conflict, match="does not exist"):
+        ghost = cluster("ghost")
+        ghost.metadata.resource_version = current.metadata.resource_version
+        store.apply_all([ghost])
+    assert store.revision() == before  # nothing written, not even the valid first object
+    assert [c.name for c in store.list(Cluster)] == ["c1"]
+    assert store.get(Cluster, "c1").metadata.labels == {"v": "2"}
+    fresh = cluster("c1", v="4")
+    fresh.metadata.resource_version = current.metadata.resource_version
+    (written,) = store.apply_all([fresh])  # the current one: applied
+    assert written.metadata.labels == {"v": "4"}
+
+
 def test_watch_replays_exactly_the_missed_events_in_order(store: Store) -> None:
     start = store.revision()
     store.create(cluster("a"))

@@ -37,7 +37,7 @@ def test_apply_all_rolls_back_on_failure(tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     "url, needle",
     [
-        ("sqlite:///proc/nope/x.db", "cannot open"),
+        ("sqlite:///proc/nope/x.db", "directory /proc/nope does not exist"),
         ("sqlite:///etc/hostname/x.db", "is not a directory"),
         ("postgres://x", "unknown scheme"),
         ("just-a-path", "expected SCHEME://"),
