@@ -27,6 +27,7 @@ class Detected:
     ip: str
     ip6: str
     mtu: int
+    on_link: tuple[str, ...] = ()  # directRouting only (agent/onlink.py)
 
 
 def source_address(target: str, netns_name: str | None) -> str | None:
@@ -57,8 +58,10 @@ def detect(
     spec: ClusterNodeSpec,
     links: dict[str, Link],
     find_source: Callable[[str], str | None],
+    find_on_link: Callable[[str], tuple[str, ...]] = lambda _: (),
 ) -> tuple[Detected | None, str]:
-    """The detected values, or None and why not."""
+    """The detected values, or None and why not. `find_on_link(nic)` is asked only when the
+    cluster has directRouting."""
     nic = choose_nic(cluster, spec)
     if nic == "*":
         method = cluster.link.autodetection_method if cluster.link else ""
@@ -83,16 +86,19 @@ def detect(
         return None, f"interface {nic} not found"
     v4 = next((a.split("/")[0] for a in link.addrs if ":" not in a), "")
     v6 = next((a.split("/")[0] for a in link.addrs if ":" in a), "")
-    return Detected(nic, v4, v6, link.mtu), ""
+    on_link = find_on_link(nic) if cluster.link and cluster.link.direct_routing else ()
+    return Detected(nic, v4, v6, link.mtu, on_link), ""
 
 
 def merged(spec: ClusterNodeSpec, found: Detected) -> ClusterNodeSpec:
-    """Detected values over the known ones; an empty detection keeps what was known."""
+    """Detected values over the known ones; an empty detection keeps what was known, except
+    the on-link prefixes: what the kernel says now (none without directRouting)."""
     return spec.model_copy(
         update={
             "interface_name": found.interface or spec.interface_name,
             "ip": found.ip or spec.ip,
             "ip6": found.ip6 or spec.ip6,
             "mtu": found.mtu or spec.mtu,
+            "on_link_cidrs": list(found.on_link),
         }
     )

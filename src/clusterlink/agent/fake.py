@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from clusterlink import constants as C
 from clusterlink.agent.firewall import FamilyState, Rule, managed_chains
 from clusterlink.agent.kernel import ArpKey, Entries, FdbKey, KernelError, Link, RouteKey, VxlanSpec
 from clusterlink.agent.prefixmaps import PrefixMap
@@ -21,6 +22,8 @@ class FakeKernel:
         self.arps: set[ArpKey] = set()
         self.rules: set[int] = set()
         self.sysctls: dict[str, str] = {}
+        self.on_link_prefixes: dict[str, tuple[str, ...]] = {}  # NIC -> what `on_link` says
+        self.written: set[RouteKey] = set()  # routes `change_entries` added: "proto 200"
         self.calls: list[str] = []  # every mutating call, for assertions
         self._next_index = 100
 
@@ -62,7 +65,13 @@ class FakeKernel:
 
     def entries(self, devices: Mapping[str, int]) -> Entries:
         names = set(devices)
-        return Entries(frozenset(self.routes), frozenset(self.fdbs), frozenset(self.arps)).on(names)
+        # On a device not ours (the NIC of a direct route) only the routes we wrote count.
+        routes = frozenset(
+            r
+            for r in self.routes
+            if r[2] in names or not r[2] or (r in self.written and r[2] not in C.OWNED_DEVICES)
+        )
+        return Entries(routes, frozenset(self.fdbs), frozenset(self.arps)).on(names)
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:
         self.calls.append(f"entries -{len(remove)} +{len(add)}")
@@ -83,6 +92,7 @@ class FakeKernel:
             # `ip route replace`: one route per destination (a new MTU retunes it in place)
             self.routes = {r for r in self.routes if r[0] != route[0]}
             self.routes.add(route)
+            self.written.add(route)
         return errors
 
     def _down(self, dev: str) -> bool:
@@ -106,6 +116,9 @@ class FakeKernel:
     def set_sysctl(self, key: str, value: str) -> None:
         self.calls.append(f"sysctl {key}={value}")
         self.sysctls[key] = value
+
+    def on_link(self, dev: str) -> tuple[str, ...]:
+        return self.on_link_prefixes.get(dev, ()) if dev in self._links else ()
 
     def close(self) -> None:
         pass

@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from clusterlink import constants as C
 from clusterlink.api.nodeconfig import NodeConfigSpec
 
 # Entries are compared as plain tuples: a no-op resync hashes and compares ~15,000 of them,
 # and building a pydantic model (or even a NamedTuple) per entry costs more than the dump.
 RouteKey = tuple[str, str, str, int]  # (cidr, gw, dev, mtu); mtu 0 = the device's; a throw
-# route is (cidr, "", "", 0): no device, no next hop
+# route is (cidr, "", "", 0): no device, no next hop; a direct route (directRouting) is on
+# the underlay NIC, via the peer's underlay address
 FdbKey = tuple[str, str, str]  # (peer underlay ip, mac, dev)
 ArpKey = tuple[str, str, str]  # (peer vx ip, mac, dev)
 
@@ -71,9 +73,10 @@ class Entries:
         return Entries(self.routes - other.routes, self.fdbs - other.fdbs, self.arps - other.arps)
 
     def on(self, devices: set[str]) -> Entries:
-        """Only the entries on these devices (throw routes hang on none: they stay)."""
+        """Only the entries on these devices (throw routes hang on none, direct routes on the
+        NIC, not on a device of ours: they stay)."""
         return Entries(
-            frozenset(r for r in self.routes if r[2] in devices or not r[2]),
+            frozenset(r for r in self.routes if r[2] in devices or r[2] not in C.OWNED_DEVICES),
             frozenset(f for f in self.fdbs if f[2] in devices),
             frozenset(a for a in self.arps if a[2] in devices),
         )
@@ -101,8 +104,8 @@ class Kernel(Protocol):
 
     def entries(self, devices: Mapping[str, int]) -> Entries:
         """Table-200 routes, FDB entries with a remote address, and permanent neighbours on
-        these devices (name -> ifindex); and table 200's throw routes (ours), whatever the
-        devices."""
+        these devices (name -> ifindex); and the table-200 routes we wrote (`proto 200`) on no
+        device or another one: throw routes, and direct routes over the underlay NIC."""
         ...
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:
@@ -118,6 +121,11 @@ class Kernel(Protocol):
     def delete_rule(self, family: int) -> None: ...
 
     def get_sysctl(self, key: str) -> str | None: ...
+
+    def on_link(self, dev: str) -> tuple[str, ...]:
+        """The prefixes the main table routes on `dev` without a gateway (agent/onlink.py);
+        () when `dev` does not exist."""
+        ...
 
     def set_sysctl(self, key: str, value: str) -> None: ...
 

@@ -31,12 +31,14 @@ from clusterlink.agent.netlink import (
     ChangeFeed,
     Reader,
 )
+from clusterlink.agent.onlink import on_link_prefixes
 
 # Where sysctls are read and written. In a container /proc/sys is read-only unless privileged;
 # the agent DaemonSet mounts the host's /proc/sys/net writable elsewhere and says where.
 PROC_SYS = os.environ.get("CLUSTERLINK_PROC_SYS", "/proc/sys").rstrip("/")
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+MAIN_TABLE = 254
 _ABSENT = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
 
 
@@ -165,12 +167,22 @@ class LinuxKernel:
         # Neighbours: only the families we have devices of (IPv6 devices end in -6). Routes:
         # both (a kernel-filtered dump of table 200), for throw routes hang on no device.
         families = sorted({AF_INET6 if n.endswith("-6") else AF_INET for n in devices})
-        routes = frozenset(
-            (dst, gw, by_index[oif], mtu) if gw else (dst, "", "", 0)
-            for family in (AF_INET, AF_INET6)
-            for dst, gw, oif, mtu in self.reader.routes(family, C.ROUTE_TABLE)
-            if oif in by_index or not gw
-        )
+        # Table 200 on our devices is ours whatever wrote it; on any other device (the NIC a
+        # direct route leaves by) only what we wrote, proto 200.
+        others: dict[int, str] | None = None
+        routes: set[tuple[str, str, str, int]] = set()
+        for family in (AF_INET, AF_INET6):
+            for dst, gw, oif, mtu, proto in self.reader.routes(family, C.ROUTE_TABLE):
+                if oif in by_index:
+                    routes.add((dst, gw, by_index[oif], mtu))
+                elif not gw:
+                    routes.add((dst, "", "", 0))
+                elif proto == C.ROUTE_PROTO:
+                    if others is None:
+                        others = self.reader.link_names()
+                    name = others.get(oif, f"if{oif}")
+                    if name not in C.OWNED_DEVICES:  # not on a device of ours left out
+                        routes.add((dst, gw, name, mtu))
         arps = frozenset(
             (ip, mac, by_index[index])
             for family in families
@@ -182,7 +194,7 @@ class LinuxKernel:
             for ip, mac, index, _state in self.reader.neighbours(AF_BRIDGE)
             if index in by_index
         )
-        return Entries(routes, fdbs, arps)
+        return Entries(frozenset(routes), fdbs, arps)
 
     def change_entries(self, remove: Entries, add: Entries) -> list[str]:
         self._cached = None
@@ -248,6 +260,15 @@ class LinuxKernel:
         except NetlinkError as exc:
             if exc.code not in _ABSENT:
                 raise KernelError(f"rule IPv{family}: {os.strerror(exc.code)}") from None
+
+    # -- the underlay (directRouting) --------------------------------------------------------
+
+    def on_link(self, dev: str) -> tuple[str, ...]:
+        index = next((i for i, name in self.reader.link_names().items() if name == dev), None)
+        if index is None:
+            return ()
+        main = [r for af in (AF_INET, AF_INET6) for r in self.reader.table(af, MAIN_TABLE)]
+        return on_link_prefixes(main, index)
 
     # -- sysctls ------------------------------------------------------------------------------
 

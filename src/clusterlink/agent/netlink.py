@@ -42,8 +42,8 @@ class NetlinkError(OSError):
 
 
 # Records are plain tuples (a dataclass per entry costs more than the dump itself):
-RawRoute = tuple[str, str, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none);
-# a throw route of ours: gateway "", oif 0
+RawRoute = tuple[str, str, int, int, int]  # (dst CIDR, gateway, oif, mtu metric; 0 = none,
+# rtm_protocol); a throw route of ours: gateway "", oif 0
 RTN_THROW = 9
 RawNeigh = tuple[str, str, int, int]  # (ip, lladdr, ifindex, state)
 
@@ -162,6 +162,27 @@ class Reader:
 
     def routes(self, family: int, table: int) -> list[RawRoute]:
         out = []
+        for fam, dst_len, dst, gateway, oif, mtu, proto, rtype in self._routes(family, table):
+            throw = rtype == RTN_THROW and proto == C.ROUTE_PROTO
+            if not (gateway or throw):
+                continue
+            prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
+            gw = _ip(fam, gateway) if gateway else ""
+            out.append((f"{prefix}/{dst_len}", gw, oif, mtu, proto))
+        return out
+
+    def table(self, family: int, table: int) -> list[tuple[str, str, int, int]]:
+        """Every route of a table: (dst CIDR, gateway or "", oif, rtm_type)."""
+        out = []
+        for fam, dst_len, dst, gateway, oif, _mtu, _proto, rtype in self._routes(family, table):
+            prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
+            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway) if gateway else "", oif, rtype))
+        return out
+
+    def _routes(
+        self, family: int, table: int
+    ) -> Iterator[tuple[int, int, bytes, bytes, int, int, int, int]]:
+        """(family, dst_len, dst, gateway, oif, mtu, protocol, type) of a table's routes."""
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         for mtype, msg, off in self._dump(RTM_GETROUTE, body):
             if mtype != RTM_NEWROUTE:
@@ -187,12 +208,8 @@ class Reader:
                 elif atype == RTA_METRICS:
                     mtu = _metric(msg, pos + 4, pos + alen, RTAX_MTU)
                 pos += (alen + 3) & ~3
-            throw = rtype == RTN_THROW and proto == C.ROUTE_PROTO
-            if tbl != table or not (gateway or throw):
-                continue
-            prefix = _ip(fam, dst) if dst else ("0.0.0.0" if fam == AF_INET else "::")
-            out.append((f"{prefix}/{dst_len}", _ip(fam, gateway) if gateway else "", oif, mtu))
-        return out
+            if tbl == table:
+                yield fam, dst_len, dst, gateway, oif, mtu, proto, rtype
 
     def neighbours(self, family: int) -> list[RawNeigh]:
         """IPv4/IPv6 neighbours (family AF_INET/AF_INET6) or FDB entries (AF_BRIDGE: `ip` is the

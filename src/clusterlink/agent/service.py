@@ -155,7 +155,11 @@ class Agent:
         spec = cn.spec
         if self.detect_nic:
             found, why = detect(
-                cluster, cn.spec, self.kernel.links(), lambda t: source_address(t, self.netns)
+                cluster,
+                cn.spec,
+                self.kernel.links(),
+                lambda t: source_address(t, self.netns),
+                self.kernel.on_link,
             )
             if found is None:
                 log.warning(

@@ -80,6 +80,10 @@ class ClusterLinkOptions(Model):
     encryption: Encryption = "none"
     # Ours. With encryption: link in plaintext (VXLAN) to clusters without it; default refuse.
     allow_plaintext: bool = False
+    # Ours (flannel's DirectRouting, Calico's CrossSubnet): a P2P node reaches the pod CIDRs
+    # of a node of another opted-in P2P cluster by plain routing over the underlay NIC when
+    # the peer's underlay IP is on-link for it (ClusterNode `onLinkCIDRs`), by VXLAN otherwise.
+    direct_routing: bool = False
 
     @field_validator("global_cidrs_map")
     @classmethod

@@ -32,7 +32,12 @@ class ClusterNodeSpec(Model):
     def _wg_key(cls, value: str) -> str:
         return check_wireguard_key(value) if value else value
 
-    @field_validator("pod_cidrs")
+    # Ours, filled by the agent when its cluster has directRouting: the underlay prefixes its
+    # kernel routes on interfaceName without a gateway (main table; more specific routes
+    # elsewhere cut out). A peer whose underlay IP lies inside is reached by plain routing.
+    on_link_cidrs: list[str] = Field(default_factory=list, alias="onLinkCIDRs")
+
+    @field_validator("pod_cidrs", "on_link_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         return sorted({normalize_cidr(c) for c in value}, key=cidr_sort_key)

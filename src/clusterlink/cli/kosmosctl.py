@@ -297,13 +297,15 @@ def delete(
         typer.echo(f"{cls.KIND.lower()}.kosmos.io/{name} deleted")
 
 
-PLAN_COLUMNS = ["NAME", "DEVICES", "ROUTES", "THROWS", "FDBS", "ARPS", "IPTABLES"]
+PLAN_COLUMNS = ["NAME", "DEVICES", "ROUTES", "DIRECT", "THROWS", "FDBS", "ARPS", "IPTABLES"]
 
 
 def plan_row(config: dict[str, Any]) -> list[str]:
     spec = config["spec"]
     throws = sum(1 for r in spec["routes"] if r.get("type") == "throw")
-    counts = [len(spec["devices"]), len(spec["routes"]) - throws, throws]
+    ours = {d["name"] for d in spec["devices"]}
+    direct = sum(1 for r in spec["routes"] if r.get("dev") and r["dev"] not in ours)
+    counts = [len(spec["devices"]), len(spec["routes"]) - throws - direct, direct, throws]
     counts += [len(spec[k]) for k in ("fdbs", "arps", "iptables")]
     return [config["metadata"]["name"], *map(str, counts)]
 

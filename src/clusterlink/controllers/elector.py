@@ -39,7 +39,11 @@ def set_gateway(store: Store, cluster: str, gateway: str, timeout: float | None 
     `timeout`: how long each write may wait for a busy store (a leader passes what is left of
     its lease, so no role write lands after it stopped leading)."""
     changed = 0
-    for cn in store.list(ClusterNode, {C.CLUSTER_LABEL: cluster}):
+    # Take the role from the others first, then give it: in between the cluster has no
+    # gateway for a moment (traffic waits) rather than two (a killed elector's node keeps its
+    # role until the new leader takes it: in name order, n1 gained it 20 ms before n2 lost it).
+    nodes = store.list(ClusterNode, {C.CLUSTER_LABEL: cluster})
+    for cn in sorted(nodes, key=lambda n: n.name == gateway):
         if cn.spec.cluster_name != cluster:
             continue
         is_gw = cn.spec.is_gateway

@@ -117,11 +117,10 @@ def node_lines(c: ClusterPlan, n: NodePlan) -> list[str]:
         if ip is None:
             continue
         nodad = " nodad" if fam == "6" else ""
-        lines += [
-            f"addr add {ip}/{_prefix(c.segment[fam])} dev eth0{nodad}",
-            f"route add {UNDERLAY[fam]} dev eth0",  # other clusters' nodes: on-link (bridged)
-            f"route add default via {c.router[fam]} dev eth0",
-        ]
+        lines.append(f"addr add {ip}/{_prefix(c.segment[fam])} dev eth0{nodad}")
+        if c.underlay == "bridged":  # other clusters' nodes: on-link (bridged)
+            lines.append(f"route add {UNDERLAY[fam]} dev eth0")
+        lines.append(f"route add default via {c.router[fam]} dev eth0")
     # The cluster's own pod network, as Calico makes it: each pod on a routed veth (the node
     # end answers for the pods' gateway, 169.254.1.1 and fe80::1), a /32 (/128) route per pod,
     # and host-gw routes to the other nodes' blocks. No bridge: pod traffic is routed once.

@@ -30,6 +30,10 @@ MAX_LAB_NODES = 1000
 
 
 Cni = Literal["calico", "flannel"]
+# bridged: nodes reach every other cluster's segment on-link (one L2, the default); routed:
+# only their own, the rest via the fabric router - a peer behind a gateway (directRouting's
+# VXLAN fallback)
+Underlay = Literal["bridged", "routed"]
 _POD_REF = re.compile(r"^n([1-9][0-9]*)/p([1-9][0-9]*)$")
 FIRST_CLUSTER_IP = 10  # offset of the first ClusterIP in each service CIDR
 
@@ -89,6 +93,7 @@ class ClusterTopology(Model):
     pods_per_node: int = Field(default=1, ge=0, le=200)
     mtu: int = Field(default=1500, ge=1280, le=9000)
     cni: Cni = "calico"
+    underlay: Underlay = "bridged"
     services: list[ServiceTopology] = Field(default_factory=list)
     join: JoinOptions = Field(default_factory=JoinOptions)
     # Seconds added to the wall clock of a node's components (nodes share the host's clock;
@@ -219,6 +224,7 @@ class ClusterPlan(Model):
     isolated: bool
     mtu: int
     cni: Cni = "calico"
+    underlay: Underlay = "bridged"
     services: list[ServicePlan] = Field(default_factory=list)
     segment: dict[str, str]  # "4"/"6" -> underlay CIDR
     router: dict[str, str]  # "4"/"6" -> the fabric's address on the segment
@@ -348,6 +354,7 @@ def plan_lab(topo: Topology) -> LabPlan:
                 isolated=c.isolated,
                 mtu=c.mtu,
                 cni=c.cni,
+                underlay=c.underlay,
                 services=service_plans,
                 segment=segment,
                 router=router,

@@ -48,6 +48,8 @@ from clusterlink.planner.devices import (
     device_ip,
     plan_devices,
 )
+from clusterlink.planner.direct import DirectSet, direct_exemptions, direct_set, group_key, opted_in
+from clusterlink.planner.direct import findings as direct_findings
 from clusterlink.planner.encryption import plaintext_peers, refused_pairs, wireguard_peers
 from clusterlink.planner.exports import Export, ExportTable, build_exports
 from clusterlink.planner.findings import Finding, sorted_findings
@@ -210,8 +212,12 @@ class Plan:
         exports: ExportTable,
         mesh: dict[int, list[tuple[str, Fdb, Arp]]],
         findings: list[Finding],
+        direct: dict[str, dict[int, DirectSet]] | None = None,
     ) -> None:
         self.topology = topology
+        # node -> family -> the exports it reaches by plain routing (planner/direct.py)
+        self.direct = direct or {}
+        self._direct_hashes: dict[int, tuple[int, int, int]] = {}
         self.recipes = recipes
         self.exports = exports
         self.findings = findings
@@ -336,19 +342,37 @@ class Plan:
             return hash(self.spec(name).model_dump_json(by_alias=True))
         r = self.recipes[name]
         c = r.cluster
+        direct = self.direct.get(name, {})
         bridge = tuple(
             (
                 f,
-                self._route_sums[f].without(c, self._skip_route[(c, f)]),
+                (self._route_sums[f].without(c, self._skip_route[(c, f)]) - replaced) & _MASK,
                 self._l2_sums[f].without(c),
-                self._capped_below(c, f, r.mtu)[0],
+                (self._capped_below(c, f, r.mtu)[0] - capped) & _MASK,
+                added,
             )
             for f in r.bridge_families
+            for replaced, capped, added in (self._direct_terms(direct.get(f), f, r.mtu),)
         )
         via = tuple(
             (f, gw, self._via_sum(c, f, limit, limit < r.mtu)) for f, gw, limit in r.via_gateway
         )
         return hash((r.own_hash(), bridge, via))
+
+    def _direct_terms(self, ds: DirectSet | None, family: int, mtu: int) -> tuple[int, int, int]:
+        """What a direct set does to a node's fingerprint: the hashes of the VXLAN routes it
+        replaces (as `_route_sums` and, when capped, `_capped_below` count them) and of its
+        own routes. Shared by the nodes that share the set (same MTU: `group_key`)."""
+        if ds is None:
+            return 0, 0, 0
+        key = id(ds)
+        if key not in self._direct_hashes:
+            table, adv = self.exports.by_family[family], self._adv[family]
+            replaced = sum(_h_route(table[i].route) for i in ds.indices)
+            capped = sum(_h_capped(table[i], adv[i])[0] for i in ds.indices if adv[i] < mtu)
+            added = hash(tuple(_h_route(route) for route in ds.routes))
+            self._direct_hashes[key] = (replaced, capped, added)
+        return self._direct_hashes[key]
 
     def changed_since(self, old: Plan | None) -> PlanDiff:
         if old is None:
@@ -450,6 +474,17 @@ class Plan:
             for cidr, throw in entries
         ]
 
+    def _tunnelled(self, cluster: str, family: int, mtu: int, ds: DirectSet) -> list[Route]:
+        """A bridge-set node's VXLAN routes without those its direct set replaces."""
+        capping = bisect_left(self._below[family].mtus, mtu)
+
+        def make() -> list[Route]:
+            kept = self._kept(cluster, family)
+            routes = self._bridge_routes(cluster, family, mtu)
+            return [x for i, x in zip(kept, routes, strict=True) if i not in ds.indices]
+
+        return self._cache.get(("direct", cluster, family, capping, id(ds)), make)
+
     def _fdbs(self, cluster: str, family: int) -> list[Fdb]:
         source = self._mesh_fdbs[family]
         return self._cache.get(
@@ -468,8 +503,14 @@ class Plan:
         routes: list[Route] = []
         fdbs: list[Fdb] = []
         arps: list[Arp] = []
+        direct: list[Route] = []
         for f in r.bridge_families:
-            routes += self._bridge_routes(r.cluster, f, r.mtu)
+            ds = self.direct.get(name, {}).get(f)
+            if ds is None:
+                routes += self._bridge_routes(r.cluster, f, r.mtu)
+            else:
+                routes += self._tunnelled(r.cluster, f, r.mtu, ds)
+                direct += ds.routes
         for f in r.mesh_families:
             fdbs += self._fdbs(r.cluster, f)
             arps += self._arps(r.cluster, f)
@@ -480,6 +521,11 @@ class Plan:
             routes.sort(key=lambda route: route.dev)
         fdbs += r.local_fdbs
         arps += r.local_arps
+        if direct:  # routes are sorted by device: the NIC's among our vx devices' (and throws)
+            nic = direct[0].dev
+            routes = (
+                [x for x in routes if x.dev < nic] + direct + [x for x in routes if x.dev > nic]
+            )
         return NodeConfigSpec.model_construct(
             devices=list(r.devices),
             routes=routes,
@@ -507,6 +553,8 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
     devices, device_findings = plan_devices(topo, plaintext_peers(topo))
     exports, export_findings = build_exports(topo, devices, refused)
     wg_peers, wg_findings = _wireguard_peers(topo, devices, exports)
+
+    direct = _direct_sets(topo, exports, devices)
 
     mesh: dict[int, list[tuple[str, Fdb, Arp]]] = {4: [], 6: []}
     for node in topo.nodes.values():
@@ -556,6 +604,7 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
         iptables += cni_exemptions(
             cluster, node, mine, gateway=cluster.mode == "gateway" and gateway == node.name
         )
+        iptables += direct_exemptions(cluster, node, list(direct.get(node.name, {}).values()))
         iptables += mss_clamp(mine)
         local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
         local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
@@ -580,9 +629,14 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
             address_maps=tuple(address_maps),
         )
     findings = sorted_findings(
-        topo.findings + link_findings + device_findings + export_findings + wg_findings
+        topo.findings
+        + link_findings
+        + device_findings
+        + export_findings
+        + wg_findings
+        + direct_findings(topo)
     )
-    return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings)
+    return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings, direct)
 
 
 def _wireguard_peers(
@@ -613,3 +667,32 @@ def _wireguard_peers(
             out[(cluster.name, family)] = peers
             findings += more
     return out, findings
+
+
+def _direct_sets(
+    topo: FederationView, exports: ExportTable, devices: DeviceMap
+) -> dict[str, dict[int, DirectSet]]:
+    """Per node and family, the exports it reaches by plain routing; computed once per group
+    of nodes that share the answer (`direct.group_key`): nothing when no cluster opted in."""
+    if sum(opted_in(c) for c in topo.clusters.values()) < 2:
+        return {}
+    out: dict[str, dict[int, DirectSet]] = {}
+    groups: dict[tuple[object, ...], DirectSet | None] = {}
+    for node in topo.nodes.values():
+        if not opted_in(topo.clusters[node.cluster]) or not node.on_link:
+            continue
+        for family, dev in BRIDGE_DEV.items():
+            if dev not in devices[node.name]:
+                continue
+            key = group_key(node, family)
+            if key not in groups:
+                table = exports.by_family[family]
+                skipped = exports.skipped[(node.cluster, family)]
+                kept = [
+                    i for i, e in enumerate(table) if e.owner != node.cluster and i not in skipped
+                ]
+                groups[key] = direct_set(topo, table, kept, node, family)
+            ds = groups[key]
+            if ds is not None:
+                out.setdefault(node.name, {})[family] = ds
+    return out

@@ -28,6 +28,7 @@ class ClusterView:
     local_cidrs: tuple[str, ...]
     encrypted: bool = False  # encryption: wireguard
     allow_plaintext: bool = False  # links to clusters without encryption run in VXLAN
+    direct_routing: bool = False  # opted in (planner/direct.py decides where it applies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class NodeView:
     mtu: int
     pod_cidrs: tuple[str, ...]
     public_key: str = ""  # WireGuard
+    on_link: tuple[str, ...] = ()  # underlay prefixes reached without a gateway (directRouting)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
         local_cidrs=tuple(sorted(local, key=cidr_sort_key)),
         encrypted=link.encryption == "wireguard",
         allow_plaintext=link.allow_plaintext,
+        direct_routing=link.direct_routing,
     )
 
 
@@ -207,4 +210,5 @@ def _node_view(
         mtu=effective_mtu(spec.mtu or C.DEFAULT_UNDERLAY_MTU, cluster.encrypted),
         pod_cidrs=pod_cidrs,
         public_key=spec.wireguard_public_key,
+        on_link=tuple(spec.on_link_cidrs) if cluster.direct_routing else (),
     )

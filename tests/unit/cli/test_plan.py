@@ -57,8 +57,10 @@ def test_table_summary_and_findings_on_stderr(tmp_path: Path) -> None:
     result = run(tmp_path)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DEVICES", "ROUTES", "THROWS", "FDBS", "ARPS", "IPTABLES"]
-    assert lines[1].split() == ["c1-a1", "2", "1", "0", "3", "2", "6"]  # 2 NAT + 4 MSS clamp
+    assert lines[0].split() == [
+        "NAME", "DEVICES", "ROUTES", "DIRECT", "THROWS", "FDBS", "ARPS", "IPTABLES"
+    ]  # fmt: skip
+    assert lines[1].split() == ["c1-a1", "2", "1", "0", "0", "3", "2", "6"]  # 2 NAT + 4 MSS clamp
     assert "warning: ClusterNode/c2-b9: spec.interfaceName is empty" in result.stderr
     assert "c2-b9" not in result.stdout
 
@@ -118,7 +120,7 @@ def test_internal_nodes_show_aggregated_and_per_cidr_routes(tmp_path: Path) -> N
         assert result.exit_code == 0, result.output
         return result.stdout.splitlines()[1].split()
 
-    _, _, routes, throws, *_ = row()
+    _, _, routes, _, throws, *_ = row()
     assert (routes, throws) == ("2", "1")
-    _, _, routes, throws, *_ = row("--no-aggregate")
+    _, _, routes, _, throws, *_ = row("--no-aggregate")
     assert (routes, throws) == ("9", "0")

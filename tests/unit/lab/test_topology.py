@@ -8,6 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from clusterlink.lab.build import node_lines
 from clusterlink.lab.topology import Topology, plan_lab
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
@@ -109,3 +110,15 @@ def test_the_example_is_the_built_in_demo() -> None:
 
     example = yaml.safe_load((EXAMPLES / "mixed-dual-stack.yaml").read_text())
     assert Topology.model_validate(example) == Topology.model_validate(DEFAULT_TOPOLOGY)
+
+
+@pytest.mark.parametrize("underlay, on_link", [("bridged", True), ("routed", False)])
+def test_underlay_routed_reaches_other_segments_through_the_router(
+    underlay: str, on_link: bool
+) -> None:
+    topo = {"name": "u", "clusters": [{"name": "c", "ipFamily": "all", "underlay": underlay}]}
+    plan = plan_lab(Topology.model_validate(topo))
+    lines = node_lines(plan.clusters[0], plan.clusters[0].nodes[0])
+    assert ("route add 192.168.0.0/16 dev eth0" in lines) is on_link
+    assert ("route add fd00::/16 dev eth0" in lines) is on_link
+    assert "route add default via 192.168.1.254 dev eth0" in lines

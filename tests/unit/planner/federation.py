@@ -30,6 +30,7 @@ def cluster(
     cni: str = "calico",
     encryption: str = "none",
     allow_plaintext: bool = False,
+    direct: bool = False,
 ) -> Cluster:
     return Cluster(
         metadata=ObjectMeta(name=name),
@@ -42,6 +43,7 @@ def cluster(
                 cni=cni,
                 encryption=encryption,  # type: ignore[arg-type]
                 allow_plaintext=allow_plaintext,
+                direct_routing=direct,
             )
         ),
         status=ClusterStatus(
@@ -62,6 +64,7 @@ def node(
     iface: str = "eth0",
     mtu: int | None = None,
     key: str = "",
+    on_link: tuple[str, ...] = (),
 ) -> ClusterNode:
     return ClusterNode(
         metadata=ObjectMeta(
@@ -77,6 +80,7 @@ def node(
             interface_name=iface,
             mtu=mtu,
             wireguard_public_key=key,
+            on_link_cidrs=list(on_link),
         ),
     )
 
@@ -120,6 +124,13 @@ def next_hop(plan: Plan, specs: dict[str, NodeConfigSpec], here: str, dst: str) 
     route = best[1]
     if route.dev.startswith("wg-"):
         return _wireguard_hop(plan, specs, here, route.dev, dst)
+    if route.dev == plan.topology.nodes[here].interface and route.dev not in {
+        d.name for d in spec.devices
+    }:  # a direct route (directRouting): the next hop is a peer's underlay address
+        peers = [n for n, v in plan.topology.nodes.items() if route.gw in v.ips.values()]
+        if len(peers) != 1:
+            raise WalkError(f"{here}: direct route {route.cidr} via {route.gw}: owners {peers}")
+        return Hop(here, route.dev, peers[0])
     if route.dev not in {d.name for d in spec.devices}:
         raise WalkError(f"{here}: route {route.cidr} uses {route.dev}, which the node does not own")
     arps = [a for a in spec.arps if a.dev == route.dev and a.ip == route.gw]

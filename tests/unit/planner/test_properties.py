@@ -16,6 +16,13 @@ from clusterlink.planner.encryption import link_kind
 from tests.unit.planner.federation import WalkError, cluster, node, walk, wg_key
 
 Federation = tuple[list[Cluster], list[ClusterNode]]
+# What agents may report as on-link (directRouting): every peer, one cluster's, IPv4 only
+ON_LINK = [
+    (),
+    ("100.0.0.0/6", "2001:db8::/32"),
+    ("101.0.0.0/8", "2001:db8:1::/48"),
+    ("100.0.0.0/6",),
+]
 
 
 @st.composite
@@ -38,6 +45,7 @@ def federations(draw: st.DrawFn) -> Federation:
                 if f in fams
             )
         encryption = "wireguard" if draw(st.integers(0, 2)) == 0 else "none"
+        direct = draw(st.integers(0, 2)) > 0
         clusters.append(
             cluster(
                 name,
@@ -47,6 +55,7 @@ def federations(draw: st.DrawFn) -> Federation:
                 services=services,
                 encryption=encryption,
                 allow_plaintext=draw(st.booleans()),
+                direct=direct,
             )
         )
         count = draw(st.integers(1, 4))
@@ -70,9 +79,18 @@ def federations(draw: st.DrawFn) -> Federation:
             if draw(st.integers(0, 7)) == 0:
                 mtu = draw(st.sampled_from([1300, 1450]))  # and now and then per node
             key = wg_key(f"{name}-{ni}") if draw(st.integers(0, 9)) else ""  # not started yet
+            on_link = draw(st.sampled_from([ON_LINK[1], *ON_LINK]))  # mostly every peer
             nodes.append(
                 node(
-                    name, f"n{ni}", ip, ip6, gateway=(gateway == ni), pods=blocks, mtu=mtu, key=key
+                    name,
+                    f"n{ni}",
+                    ip,
+                    ip6,
+                    gateway=(gateway == ni),
+                    pods=blocks,
+                    mtu=mtu,
+                    key=key,
+                    on_link=on_link,
                 )
             )
     return clusters, nodes
@@ -228,7 +246,9 @@ def federation_and_change(draw: st.DrawFn) -> tuple[Federation, Federation]:
     clusters, nodes = draw(federations())
     changed = [n.model_copy(deep=True) for n in nodes]
     victim = draw(st.integers(0, len(changed) - 1))
-    what = draw(st.sampled_from(["gateway", "ip", "block", "remove", "iface", "mtu", "key"]))
+    what = draw(
+        st.sampled_from(["gateway", "ip", "block", "remove", "iface", "mtu", "key", "onlink"])
+    )
     spec = changed[victim].spec
     if what == "gateway":
         spec.roles = [] if spec.roles else ["gateway"]
@@ -244,6 +264,8 @@ def federation_and_change(draw: st.DrawFn) -> tuple[Federation, Federation]:
         spec.mtu = draw(st.sampled_from([1350, 1400, 1450, 1500, 9000]))
     elif what == "key":
         spec.wireguard_public_key = wg_key(f"rotated-{victim}")
+    elif what == "onlink":
+        spec.on_link_cidrs = list(draw(st.sampled_from(ON_LINK)))
     return (clusters, nodes), (clusters, changed)
 
 
