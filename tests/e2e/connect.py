@@ -63,7 +63,7 @@ class Lab:
             proc.kill()
 
 
-def ping(netns: str, dst: str, count: int = 1, wait: float = 1.0) -> bool:
+def ping(netns: str, dst: str, count: int = 1, wait: float = 1.0, interval: float = 0.2) -> bool:
     cmd = [
         "ip",
         "netns",
@@ -75,7 +75,7 @@ def ping(netns: str, dst: str, count: int = 1, wait: float = 1.0) -> bool:
         "-W",
         str(wait),
         "-i",
-        "0.2",
+        str(interval),
         dst,
     ]
     return subprocess.run(cmd, capture_output=True).returncode == 0
