@@ -9,14 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from clusterlink.agent.reconcile import Report
 from clusterlink.api.nodeconfig import NodeConfig
-from clusterlink.telemetry.server import Heartbeat
+from clusterlink.telemetry.server import ComponentMetrics
 
 KINDS = ("devices", "routes", "fdbs", "arps", "iptables", "address_maps")
 
 
-class AgentMetrics:
+class AgentMetrics(ComponentMetrics):
     def __init__(self, registry: CollectorRegistry | None = None, stall: float = 120.0) -> None:
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry, stall, "no reconcile pass yet")
         r = self.registry
         self.reconcile_seconds = Histogram(
             "clusterlink_agent_reconcile_duration_seconds",
@@ -55,9 +55,7 @@ class AgentMetrics:
         )
         for kind in KINDS:
             self.kernel_entries.labels(kind)
-        self.heartbeat = Heartbeat(stall)
         self._applied: int | None = None  # generation of the last pass, None before any
-        self._ready = (False, "no reconcile pass yet")
 
     def passed(self, nc: NodeConfig | None, report: Report, seconds: float) -> None:
         """Record one pass over `nc` (None: no NodeConfig) that took `seconds`."""
@@ -80,6 +78,3 @@ class AgentMetrics:
         for kind in KINDS:
             self.kernel_entries.labels(kind).set(len(getattr(nc.spec, kind)))
         self._ready = (True, f"NodeConfig generation {generation} applied")
-
-    def ready(self) -> tuple[bool, str]:
-        return self._ready

@@ -8,17 +8,18 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from clusterlink.telemetry.server import Heartbeat
+from clusterlink.telemetry.server import ComponentMetrics
 
 PLAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-class NetworkManagerMetrics:
+class NetworkManagerMetrics(ComponentMetrics):
     """Ready while it leads or stands by: its last lease attempt reached the store (and, when
     leading, its cache of Clusters and ClusterNodes is filled)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, stall: float = 60.0) -> None:
-        self.registry = r = registry or CollectorRegistry()
+        super().__init__(registry, stall, "no lease attempt yet")
+        r = self.registry
         self.plan_seconds = Histogram(
             "clusterlink_network_manager_plan_duration_seconds",
             "Time to plan every NodeConfig from Clusters and ClusterNodes.",
@@ -41,8 +42,6 @@ class NetworkManagerMetrics:
         self.leader = Gauge(
             "clusterlink_network_manager_leader", "1 while this replica leads.", registry=r
         )
-        self.heartbeat = Heartbeat(stall)
-        self._ready = (False, "no lease attempt yet")
 
     def planned(self, seconds: float, written: int, deleted: int, findings: int) -> None:
         self.plan_seconds.observe(seconds)
@@ -60,15 +59,13 @@ class NetworkManagerMetrics:
         else:
             self._ready = (True, "leading" if leader else "standing by")
 
-    def ready(self) -> tuple[bool, str]:
-        return self._ready
 
-
-class ElectorMetrics:
+class ElectorMetrics(ComponentMetrics):
     """Ready while its last lease attempt reached the store."""
 
     def __init__(self, registry: CollectorRegistry | None = None, stall: float = 30.0) -> None:
-        self.registry = r = registry or CollectorRegistry()
+        super().__init__(registry, stall, "no lease attempt yet")
+        r = self.registry
         self.is_gateway = Gauge(
             "clusterlink_elector_is_gateway", "1 while this node holds the gateway lease.",
             registry=r,
@@ -78,9 +75,7 @@ class ElectorMetrics:
             "Times this node took or lost its cluster's gateway lease.",
             registry=r,
         )
-        self.heartbeat = Heartbeat(stall)
         self._was = False
-        self._ready = (False, "no lease attempt yet")
 
     def stepped(self, gateway: bool, reached_store: bool) -> None:
         self.heartbeat.beat()
@@ -94,15 +89,13 @@ class ElectorMetrics:
             else (False, "cannot reach the lease in the store")
         )
 
-    def ready(self) -> tuple[bool, str]:
-        return self._ready
 
-
-class ControllerMetrics:
+class ControllerMetrics(ComponentMetrics):
     """Ready once a sync of the member's facts succeeded, until one fails."""
 
     def __init__(self, registry: CollectorRegistry | None = None, stall: float = 60.0) -> None:
-        self.registry = r = registry or CollectorRegistry()
+        super().__init__(registry, stall, "no sync yet")
+        r = self.registry
         self.nodes = Gauge(
             "clusterlink_controller_nodes", "Nodes of the member cluster, last sync.", registry=r
         )
@@ -121,8 +114,6 @@ class ControllerMetrics:
             "Unix time of the last successful sync.",
             registry=r,
         )
-        self.heartbeat = Heartbeat(stall)
-        self._ready = (False, "no sync yet")
 
     def synced(self, nodes: int, writes: int) -> None:
         self.heartbeat.beat()
@@ -135,6 +126,3 @@ class ControllerMetrics:
         self.heartbeat.beat()
         self.discovery_errors.inc()
         self._ready = (False, why)
-
-    def ready(self) -> tuple[bool, str]:
-        return self._ready

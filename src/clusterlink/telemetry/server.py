@@ -54,6 +54,19 @@ class Heartbeat:
         return True, "ok"
 
 
+class ComponentMetrics:
+    """What every component's metrics object shares: its registry, its loop's heartbeat, and
+    its readiness (`_ready`, set by the component's own hooks; not ready until the first)."""
+
+    def __init__(self, registry: CollectorRegistry | None, stall: float, first: str) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.heartbeat = Heartbeat(stall)
+        self._ready = (False, first)
+
+    def ready(self) -> tuple[bool, str]:
+        return self._ready
+
+
 class Exported(Protocol):
     """What a component's metrics object offers the server."""
 
