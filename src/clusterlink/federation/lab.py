@@ -77,13 +77,6 @@ def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
         raise LabError(f"{handle}: lab {lab} has no cluster {data.get('cluster')!r}") from None
 
 
-def lab_cluster_id(handle: str | Path) -> str:
-    """The intrinsic ID of the lab cluster a handle names: the lab's, not the handle's (a
-    copy of a handle, or a handle edited to say something else, names the same cluster)."""
-    lab, cluster = lab_cluster(handle)
-    return cluster_id(lab_uid(lab), cluster.name)
-
-
 def _run(lab: str, name: str, node: NodePlan, *args: str) -> None:
     """Have the lab supervisor keep `clusterlink ARGS` running on `node` (in its namespace,
     with its clock skew)."""
@@ -109,7 +102,9 @@ def join(
 ) -> None:
     lab, cluster = lab_cluster(handle)
     handle = str(Path(handle).resolve())
-    cid = lab_cluster_id(handle)
+    # The lab's ID, not the handle's: a copy of a handle, or one edited to say something
+    # else, names the same cluster.
+    cid = cluster_id(lab_uid(lab), cluster.name)
     refuse_duplicate(store, name, cid, f"{cluster.name} of lab {lab}")
     if options.cni.lower() not in ("calico", cluster.cni):
         progress(
