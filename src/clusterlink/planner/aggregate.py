@@ -40,11 +40,7 @@ class Aggregator:
         self.bits = bits
         self.leaves = leaves
         self.leaf_set = set(leaves)
-        inner: set[Node] = set()
-        for plen, net in leaves:
-            for q in range(plen):
-                inner.add((q, net >> (bits - q) << (bits - q)))
-        self.order = sorted(inner, key=lambda n: -n[0])  # children before parents
+        self.order = self._above(leaves)
         self.costs: dict[Node, Costs] = {}
         self._fill(self.costs, self.order, set())
 
@@ -59,6 +55,15 @@ class Aggregator:
             if int(b.network_address) <= int(a.broadcast_address):
                 return None  # overlapping exports: not aggregated
         return cls(bits, [(n.prefixlen, int(n.network_address)) for n in nets])
+
+    def _above(self, leaves: Iterable[Node]) -> list[Node]:
+        """The trie nodes above these leaves, children before parents."""
+        above = {
+            (q, net >> (self.bits - q) << (self.bits - q))
+            for plen, net in leaves
+            for q in range(plen)
+        }
+        return sorted(above, key=lambda n: -n[0])
 
     def _child_costs(self, node: Node, table: dict[Node, Costs], removed: set[Node]) -> Costs:
         if node in self.leaf_set:
@@ -87,11 +92,7 @@ class Aggregator:
         wanted = len(self.leaves) - len(removed)
         table: dict[Node, Costs] = {}  # only the nodes above removed leaves, recomputed
         if removed:
-            above: set[Node] = set()
-            for plen, net in removed:
-                for q in range(plen):
-                    above.add((q, net >> (self.bits - q) << (self.bits - q)))
-            self._fill(table, sorted(above, key=lambda n: -n[0]), removed)
+            self._fill(table, self._above(removed), removed)
         root: Node = (0, 0)
         root_costs = self._child_costs(root, table, removed)
         if root_costs[1] >= wanted:
