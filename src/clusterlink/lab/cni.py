@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import signal
@@ -41,7 +42,7 @@ CALICO_CHAIN = "CLAB-CALICO-POSTROUTING"
 FLANNEL_CHAIN = "CLAB-FLANNEL-POSTRTG"
 KUBE_PROXY_MARK = "0x4000/0x4000"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-POLL = 0.25  # seconds between looks at the pool file (a stat)
+POLL = 0.25  # seconds between looks at the pool file (a read of a small JSON file)
 
 
 COMPONENT = "calico@lab"  # '@' cannot be in a Cluster name: unjoining one never matches it
@@ -166,6 +167,41 @@ def _restore(ns: str, family: int, text: str) -> None:
         raise LabError(f"{ns}: {tool}: {proc.stderr.strip() or proc.returncode}")
 
 
+def _rule_key(rule: str) -> tuple[str, ...]:
+    """A natOutgoing rule as (match, CIDR, target), CIDR normalized: what `iptables -S`
+    prints back may spell an address differently from what was restored."""
+    words = rule.split()
+    for i, word in enumerate(words[:-1]):
+        if word in ("-s", "-d"):
+            with contextlib.suppress(ValueError):
+                words[i + 1] = str(ipaddress.ip_network(words[i + 1], strict=False))
+    return tuple(words)
+
+
+def chain_rules(ns: str, family: int) -> list[tuple[str, ...]] | None:
+    """The natOutgoing chain as a node's kernel holds it (None: not there or unreadable)."""
+    tool = "iptables" if family == 4 else "ip6tables"
+    proc = subprocess.run(
+        netns.command(ns, [tool, "-w", "5", "-t", "nat", "-S", CALICO_CHAIN]),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return None
+    return [_rule_key(line) for line in proc.stdout.splitlines() if line.startswith("-A ")]
+
+
+def calico_pending(cluster: ClusterPlan, pools: list[dict[str, Any]]) -> str:
+    """ "" when every node of the cluster holds the natOutgoing chain `pools` call for, else
+    the first node that does not yet (felix rewrites it within its poll)."""
+    for family in cluster.families:
+        want = [_rule_key(rule) for rule in calico_rules(pools, family)]
+        for node in cluster.nodes:
+            if chain_rules(node.netns, family) != want:
+                return node.netns
+    return ""
+
+
 def apply_calico(cluster: ClusterPlan, pools: list[dict[str, Any]]) -> None:
     """Rewrite the natOutgoing chain (only it: `:CHAIN` flushes just that chain) on every
     node of the cluster."""
@@ -224,35 +260,38 @@ def pools_pending(lab: str, store: Store) -> str:
             return (
                 f"{name}: its Calico IPPools for the other clusters ({len(apply + stale)} to write)"
             )
+        # The pools in the datastore are not enough: until felix has written them into every
+        # node's natOutgoing chain, pod traffic to the other clusters is still masqueraded.
+        node = calico_pending(lc, read_pools(pools_path(lab, lc.name)))
+        if node:
+            return f"{name}: felix's natOutgoing rules on {node}"
     return ""
 
 
 class Felix:
     """Watches the pool files of a lab's Calico clusters and keeps each cluster's nodes'
-    natOutgoing chain in step (one process for the whole lab: a stat per cluster a poll)."""
+    natOutgoing chain in step (one process for the whole lab: one small read per cluster a poll)."""
 
     def __init__(self, lab: str, poll: float = POLL) -> None:
         self.clusters = [c for c in load_plan(lab).clusters if c.cni == "calico"]
         self.lab, self.poll = lab, poll
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._seen: dict[str, list[dict[str, Any]]] = {}
 
     def step(self) -> int:
+        """Rewrite the chains of each cluster whose pools differ from what it last wrote: by
+        content, not by the file's mtime and inode (a rewrite within the clock's granularity
+        onto a reused inode would look unchanged)."""
         written = 0
         for c in self.clusters:
-            path = pools_path(self.lab, c.name)
             try:
-                st = path.stat()
-                stamp = (st.st_mtime_ns, st.st_ino)
-            except FileNotFoundError:
-                stamp = (0, 0)
-            if self._seen.get(c.name) == stamp:
-                continue
-            try:
-                apply_calico(c, read_pools(path))
+                pools = read_pools(pools_path(self.lab, c.name))
+                if self._seen.get(c.name) == pools:
+                    continue
+                apply_calico(c, pools)
             except LabError as exc:
                 log.warning("%s", exc)
                 continue
-            self._seen[c.name] = stamp
+            self._seen[c.name] = pools
             written += 1
             log.info("%s: natOutgoing rules written on %d nodes", c.name, len(c.nodes))
         return written
