@@ -22,11 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from clusterlink.agent.drift import drift
-from clusterlink.agent.firewall import FirewallError
-from clusterlink.agent.iptables import IptablesFirewall
-from clusterlink.agent.kernel import KernelError
-from clusterlink.agent.linux import LinuxKernel
 from clusterlink.api.cluster import Cluster
 from clusterlink.api.nodeconfig import NodeConfigSpec
 from clusterlink.doctor import floater
@@ -306,6 +301,13 @@ def lab_cluster_of(kubeconfig: str) -> ClusterPlan:
 
 def node_drift(netns: str, spec: NodeConfigSpec) -> list[tuple[str, str]]:
     """What a lab node's kernel holds against its NodeConfig: (type, detail) differences."""
+    # Here, not at the top: netlink (pyroute2) is for `analysis`, not on `dr`'s way.
+    from clusterlink.agent.drift import drift
+    from clusterlink.agent.firewall import FirewallError
+    from clusterlink.agent.iptables import IptablesFirewall
+    from clusterlink.agent.kernel import KernelError
+    from clusterlink.agent.linux import LinuxKernel
+
     try:
         kernel = LinuxKernel(netns)
     except KernelError as exc:

@@ -157,6 +157,7 @@ def test_dr_json_says_how_long_placing_the_floaters_took(
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
     data = json.loads(out.stdout)
+    assert len(out.stdout.splitlines()) == 9 + 5  # one line per pair
     assert {r["reason"] for r in data["results"]} == {"floater missing (source)"}
     summary = data["summary"]
     assert summary["total"] == 9 and isinstance(summary["floaterSeconds"], float)
