@@ -54,11 +54,17 @@ def pss_mib(pids: list[int]) -> float:
     return sum(_kib(pid, "smaps_rollup", "Pss:") for pid in pids) / 1024
 
 
-def component_pids(state: Path) -> list[int]:
-    """The lab's component processes and their children (e.g. `ip netns exec` wrappers
-    exec into the component itself; a component's own helpers count as its CPU too)."""
+def role(component: str) -> str:
+    """`c0.agent.n1` -> `agent`, `network-manager` -> itself."""
+    parts = component.split(".")
+    return parts[1] if len(parts) > 1 else component
+
+
+def component_pids(state: Path) -> dict[int, str]:
+    """The lab's component processes and their children (a component's own helpers count
+    as its CPU too), each with its component's role."""
     found = supervisor.running_components(state)
-    roots = {pid for pids in found.values() for pid in pids}
+    roots = {pid: role(name) for name, pids in found.items() for pid in pids}
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -67,13 +73,14 @@ def component_pids(state: Path) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), list(roots)
+    out: dict[int, str] = {}
+    todo = list(roots.items())
     while todo:
-        pid = todo.pop()
+        pid, name = todo.pop()
         if pid not in out:
-            out.add(pid)
-            todo += children.get(pid, [])
-    return sorted(out)
+            out[pid] = name
+            todo += [(child, name) for child in children.get(pid, [])]
+    return out
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -128,11 +135,18 @@ def main() -> int:
             )  # type: ignore[arg-type]
         wait_connected(store, names, 600)
         t_join = time.monotonic() - t0
-        pids = component_pids(state_dir(plan.name))
+        roles = component_pids(state_dir(plan.name))
+        pids = sorted(roles)
         time.sleep(5)
-        c0, w0 = cpu_seconds(pids), time.monotonic()
+        w0 = time.monotonic()
+        c0 = {pid: cpu_seconds([pid]) for pid in pids}
         time.sleep(IDLE_WINDOW)
-        idle_cpu = (cpu_seconds(pids) - c0) / (time.monotonic() - w0)
+        window = time.monotonic() - w0
+        by_role: dict[str, float] = {}
+        for pid in pids:
+            used = (cpu_seconds([pid]) - c0[pid]) / window
+            by_role[roles[pid]] = by_role.get(roles[pid], 0.0) + used
+        idle_cpu = sum(by_role.values())
         mem, pss = rss_mib(pids), pss_mib(pids)
         print(
             f"{CLUSTERS} clusters x {NODES} nodes: lab up {t_up:.1f} s; install + {CLUSTERS} "
@@ -141,7 +155,8 @@ def main() -> int:
         )
         print(
             f"idle CPU of the {len(pids)} component processes (their own CPU time over "
-            f"{IDLE_WINDOW:.0f} s): {idle_cpu:.3f} cores (goal <= {GOAL_CPU} at 20 x 5)"
+            f"{IDLE_WINDOW:.0f} s): {idle_cpu:.3f} cores (goal <= {GOAL_CPU} at 20 x 5); by role: "
+            + ", ".join(f"{r} {c:.3f}" for r, c in sorted(by_role.items()))
         )
         print(
             f"component memory: {pss:.0f} MiB PSS (goal <= {GOAL_MEM_MIB} MiB at 20 x 5); "
