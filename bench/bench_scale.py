@@ -137,6 +137,7 @@ def main() -> int:
         t_join = time.monotonic() - t0
         roles = component_pids(state_dir(plan.name))
         pids = sorted(roles)
+        print(f"connected; idle CPU over the next {IDLE_WINDOW + 5:.0f} s", flush=True)
         time.sleep(5)
         w0 = time.monotonic()
         c0 = {pid: cpu_seconds([pid]) for pid in pids}
