@@ -90,7 +90,9 @@ def cpu_seconds(pids: list[int]) -> float:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            # utime + stime, and cutime + cstime: the children it ran and reaped (iptables-save,
+            # ip, nft) are its CPU too.
+            total += sum(int(f) for f in fields[11:15])
         except FileNotFoundError:
             pass
     return total / ticks
