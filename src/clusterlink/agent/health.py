@@ -70,6 +70,15 @@ def _checksum(data: bytes) -> int:
     return ~(total + (total >> 16)) & 0xFFFF
 
 
+# Kernel-side filters on the raw sockets: pass echo replies only. Without them every agent's
+# sockets also get a copy of each echo request its peers send it (as many packets again as its
+# own replies, each decoded in Python). A set bit blocks that ICMP type.
+_SOL_RAW, _ICMP_FILTER, _ICMP6_FILTER = 255, 1, 1
+_PASS_ECHO_REPLY4 = struct.pack("=I", 0xFFFFFFFF & ~(1 << 0))
+_PASS_ECHO_REPLY6 = struct.pack("=8I", *(0xFFFFFFFF & ~(1 << 1) if i == 4 else 0xFFFFFFFF for i in range(8)))  # fmt: skip
+_PAYLOAD = b"clusterlink-health"
+
+
 class IcmpPinger:
     """Raw ICMP sockets opened inside the node's namespace (they stay there)."""
 
@@ -83,41 +92,58 @@ class IcmpPinger:
             }
         for sock in self.socks.values():
             sock.setblocking(False)
+        with contextlib.suppress(OSError):  # a filter is an optimisation: we check replies too
+            self.socks[4].setsockopt(_SOL_RAW, _ICMP_FILTER, _PASS_ECHO_REPLY4)
+        with contextlib.suppress(OSError):
+            self.socks[6].setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, _PASS_ECHO_REPLY6)
+        self._family: dict[str, int] = {}
+
+    def _version(self, peer: str) -> int:
+        family = self._family.get(peer)
+        if family is None:
+            family = self._family[peer] = ipaddress.ip_address(peer).version
+        return family
 
     def probe(self, peers: Iterable[str], timeout: float) -> dict[str, float | None]:
         self.seq = (self.seq + 1) & 0xFFFF
         sent: dict[str, float] = {}
         result: dict[str, float | None] = {}
+        v4 = struct.pack("!BBHHH", 8, 0, 0, self.ident, self.seq)
+        v4 = struct.pack("!BBHHH", 8, 0, _checksum(v4 + _PAYLOAD), self.ident, self.seq) + _PAYLOAD
+        v6 = struct.pack("!BBHHH", 128, 0, 0, self.ident, self.seq) + _PAYLOAD  # kernel sums
         for peer in peers:
-            family = ipaddress.ip_address(peer).version
-            header = struct.pack("!BBHHH", 8 if family == 4 else 128, 0, 0, self.ident, self.seq)
-            payload = b"clusterlink-health"
-            if family == 4:
-                header = struct.pack(
-                    "!BBHHH", 8, 0, _checksum(header + payload), self.ident, self.seq
-                )
+            family = self._version(peer)
             result[peer] = None
             try:
-                self.socks[family].sendto(header + payload, (peer, 0))
+                self.socks[family].sendto(v4 if family == 4 else v6, (peer, 0))
                 sent[peer] = time.monotonic()
             except OSError:
                 pass  # no route, unreachable: a miss
+        pending = set(sent)
         deadline = time.monotonic() + timeout
-        while sent.keys() - {p for p, r in result.items() if r is not None}:
+        socks = list(self.socks.values())
+        while pending:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select(list(self.socks.values()), [], [], left)
+            ready, _, _ = select.select(socks, [], [], left)
             now = time.monotonic()
             for sock in ready:
-                with contextlib.suppress(BlockingIOError):
-                    data, addr = sock.recvfrom(2048)
-                    replied = self._reply_from(sock, data, addr[0])
-                    if replied in sent and result[replied] is None:
+                while True:  # everything queued, not one packet per select
+                    try:
+                        data, addr = sock.recvfrom(2048)
+                    except BlockingIOError:
+                        break
+                    replied = self._reply_from(sock, data, addr[0], pending)
+                    if replied is not None:
+                        pending.discard(replied)
                         result[replied] = now - sent[replied]
         return result
 
-    def _reply_from(self, sock: socket.socket, data: bytes, source: str) -> str | None:
+    def _reply_from(
+        self, sock: socket.socket, data: bytes, source: str, pending: set[str]
+    ) -> str | None:
+        """The pending peer this is our echo reply from, else None."""
         if sock.family == socket.AF_INET:
             data = data[(data[0] & 0x0F) * 4 :]  # IPv4 raw sockets see the IP header
             want = 0
@@ -128,7 +154,10 @@ class IcmpPinger:
         kind, _, _, ident, seq = struct.unpack("!BBHHH", data[:8])
         if kind != want or ident != self.ident or seq != self.seq:
             return None
-        return str(ipaddress.ip_address(source.split("%")[0]))
+        if source in pending:
+            return source
+        peer = str(ipaddress.ip_address(source.split("%")[0]))
+        return peer if peer in pending else None
 
     def close(self) -> None:
         for sock in self.socks.values():

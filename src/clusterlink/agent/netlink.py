@@ -243,18 +243,30 @@ class Reader:
 
     def link_names(self) -> dict[int, str]:
         """Interface index -> name of every link."""
+        return {index: name for index, (name, _flags) in self._links().items()}
+
+    def link_state(self, name: str) -> tuple[bool, bool] | None:
+        """(admin up, carrier) of one link, or None if it does not exist (as
+        `LinuxKernel.link_state`, without pyroute2: the elector needs nothing else)."""
+        for link, flags in self._links().values():
+            if link == name:
+                return bool(flags & 1), bool(flags & 0x10000)  # IFF_UP, IFF_LOWER_UP
+        return None
+
+    def _links(self) -> dict[int, tuple[str, int]]:
+        """Interface index -> (name, flags) of every link."""
         out = {}
         for mtype, msg, off in self._dump(RTM_GETLINK, struct.pack("=BxHiII", 0, 0, 0, 0, 0)):
             if mtype != RTM_NEWLINK:
                 continue
-            (index,) = struct.unpack_from("=i", msg, off + 4)
+            index, flags = struct.unpack_from("=iI", msg, off + 4)
             pos, end = off + 16, len(msg)
             while pos + 4 <= end:
                 alen, atype = _ATTR.unpack_from(msg, pos)
                 if alen < 4:
                     break
                 if atype & 0x3FFF == IFLA_IFNAME:
-                    out[index] = msg[pos + 4 : pos + alen].split(b"\0", 1)[0].decode()
+                    out[index] = (msg[pos + 4 : pos + alen].split(b"\0", 1)[0].decode(), flags)
                     break
                 pos += (alen + 3) & ~3
         return out

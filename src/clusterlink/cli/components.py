@@ -9,21 +9,12 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from clusterlink import __version__
 from clusterlink import constants as C
-from clusterlink.agent import wireguard
-from clusterlink.agent.events import NetlinkEvents
-from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
-from clusterlink.agent.iptables import IptablesFirewall
-from clusterlink.agent.kernel import KernelError
-from clusterlink.agent.linux import LinuxKernel
-from clusterlink.agent.metrics import AgentMetrics
-from clusterlink.agent.prefixmaps import NftPrefixMaps
-from clusterlink.agent.service import Agent
 from clusterlink.api.clusternode import cluster_node_name
 from clusterlink.api.crds import stale_crds, write_crds
 from clusterlink.api.net import normalize_cidr
@@ -37,11 +28,18 @@ from clusterlink.controllers.metrics import (
     ElectorMetrics,
     NetworkManagerMetrics,
 )
-from clusterlink.controllers.network_manager import NetworkManager
-from clusterlink.lab.facts import LabFacts
-from clusterlink.lab.state import is_lab_handle
 from clusterlink.store.url import open_store
 from clusterlink.telemetry.server import Exported, serve
+
+if TYPE_CHECKING:
+    from clusterlink.agent.events import NetlinkEvents
+    from clusterlink.agent.linux import LinuxKernel
+    from clusterlink.agent.metrics import AgentMetrics
+    from clusterlink.agent.service import Agent
+    from clusterlink.agent.wireguard import WireGuardNode
+
+# Each role imports what it needs inside its command (pyroute2, WireGuard, the planner: 0.3-0.5 s
+# of CPU per process, and a lab starts one process per role and node).
 
 app = typer.Typer(
     name="clusterlink",
@@ -121,22 +119,20 @@ def agent(
     Exits 0 on SIGTERM without touching the kernel (a restart must not disturb traffic);
     a deleted NodeConfig tears our state down. With --once, exits 1 if the pass had errors.
     """
+    from clusterlink.agent import iptables, prefixmaps, service
+    from clusterlink.agent.metrics import AgentMetrics
+
     with user_errors():
         st = open_store(store)
-        try:
-            kernel = LinuxKernel(netns_name)
-            wg = wireguard.start(netns_name, state_dir, wg_socket_dir)
-            events = None if once else NetlinkEvents(netns_name)
-        except (KernelError, OSError) as exc:
-            fail(f"agent: {exc}")
+        linux_kernel, wg, feed = _agent_kernel(netns_name, state_dir, wg_socket_dir, once)
         metrics = AgentMetrics(stall=3 * resync + 60)
-        worker = Agent(
+        worker = service.Agent(
             st,
             node,
-            kernel,
-            IptablesFirewall(netns_name),
-            prefix_maps=NftPrefixMaps(netns_name),
-            events=events,
+            linux_kernel,
+            iptables.IptablesFirewall(netns_name),
+            prefix_maps=prefixmaps.NftPrefixMaps(netns_name),
+            events=feed,
             netns_name=netns_name,
             resync=resync,
             detect_nic=detect_nic,
@@ -155,9 +151,23 @@ def agent(
         if probe_interval > 0:
             _start_prober(worker, probe_interval, metrics, stop)
         worker.run(stop)
-        kernel.close()
-        if events is not None:
-            events.close()
+        linux_kernel.close()
+        if feed is not None:
+            feed.close()
+
+
+def _agent_kernel(
+    netns_name: str | None, state_dir: Path, wg_socket_dir: str, once: bool
+) -> tuple[LinuxKernel, WireGuardNode | None, NetlinkEvents | None]:
+    """The agent's kernel side: netlink, WireGuard, kernel notifications (not with --once)."""
+    from clusterlink.agent import events, kernel, linux, wireguard
+
+    try:
+        linux_kernel = linux.LinuxKernel(netns_name)
+        wg = wireguard.start(netns_name, state_dir, wg_socket_dir)
+        return linux_kernel, wg, None if once else events.NetlinkEvents(netns_name)
+    except (kernel.KernelError, OSError) as exc:
+        fail(f"agent: {exc}")
 
 
 def _once(worker: Agent, output: OutputFormat) -> NoReturn:
@@ -176,6 +186,8 @@ def _start_prober(
     worker: Agent, interval: float, metrics: AgentMetrics, stop: threading.Event
 ) -> None:
     """Probe the remote peers of the tunnels this node's NodeConfig gives it, in a thread."""
+    from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
+
     try:
         pinger = IcmpPinger(worker.netns)
     except OSError as exc:
@@ -248,6 +260,8 @@ def network_manager(
     metrics_addr: MetricsAddr = f":{C.METRICS_PORT['network-manager']}",
 ) -> None:
     """Plan NodeConfigs from Clusters and ClusterNodes; one active replica (Lease)."""
+    from clusterlink.controllers.network_manager import NetworkManager
+
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
         metrics = NetworkManagerMetrics(stall=10 * retry_period + 60)
@@ -287,13 +301,17 @@ def elector(
     metrics_addr: MetricsAddr = f":{C.METRICS_PORT['elector']}",
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
+    from clusterlink.agent import netns
+    from clusterlink.agent.netlink import Reader  # a plain netlink socket: no pyroute2
+
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
         st = open_store(store)
-        kernel = LinuxKernel(netns_name)
-
+        if netns_name is not None and not netns.exists(netns_name):
+            fail(f"network namespace {netns_name!r} does not exist")
+        links = Reader(netns_name)
         underlay_up = UnderlayCheck(
-            st, cluster_node_name(cluster, node), kernel.link_state, interface
+            st, cluster_node_name(cluster, node), links.link_state, interface
         )
         metrics = ElectorMetrics(stall=10 * retry_period + 30)
         worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up,
@@ -328,10 +346,14 @@ def controller(
 ) -> None:
     """Member controller: Nodes -> ClusterNodes, pod/service CIDRs -> Cluster status
     (and, with Calico on Kubernetes, IPPools for the other clusters' CIDRs)."""
+    from clusterlink.lab.state import is_lab_handle
+
     with user_errors():
         st = open_store(store)
         source: FactsPort
         if kubeconfig and is_lab_handle(kubeconfig):
+            from clusterlink.lab.facts import LabFacts
+
             source = LabFacts(kubeconfig, st)
         else:
             from clusterlink.kube.member import KubeFacts

@@ -220,7 +220,12 @@ def sync_pools(store: Store, cluster: str, handle: str) -> int:
     data = load_handle(handle)
     if load_plan(data["lab"]).cluster(data["cluster"]).cni != "calico":
         return 0
-    path = pools_path(data["lab"], data["cluster"])
+    return write_pools(store, cluster, data["lab"], data["cluster"])
+
+
+def write_pools(store: Store, cluster: str, lab: str, lab_cluster: str) -> int:
+    """`sync_pools` for a Calico lab cluster already known as such. Returns writes."""
+    path = pools_path(lab, lab_cluster)
     remote, local = discovery.federation_cidrs(store.list(Cluster), cluster)
     apply, stale = discovery.remote_calico_pools(remote, local, read_pools(path))
     return change_pools(path, apply, stale)

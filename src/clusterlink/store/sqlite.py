@@ -2,12 +2,19 @@
 
 Every write runs in one `BEGIN IMMEDIATE` transaction that bumps a global revision counter,
 rewrites the object and appends to a change log; the revision is the object's resourceVersion,
-so revisions strictly increase across kinds. Watchers read the change log when the store's
-files change (inotify on the database's directory: a commit writes the `-wal` file), with a
-slow timer (`SAFETY_NET`, 1 s) for what inotify cannot see, and then only cheaply at first
-(`PRAGMA data_version` changes only when another connection commits); they replay from any
-revision the log still holds. Without inotify (no watch descriptors left) they poll every
-`poll_interval`. WAL mode lets readers run beside the single writer.
+so revisions strictly increase across kinds. Watchers read the change log when what they
+watch changed: each watcher waits on a doorbell of its own, a FIFO in
+`<db>.watch/<Kind>/all/` (or `<Kind>/key-<key>/` when it watches one object), and after each
+commit the writer rings the doorbells of the kinds and keys it wrote (one byte each; a FIFO
+without a reader is a dead watcher's, and is removed). So a write wakes only its own
+watchers: a lab's ~30 lease renewals a second wake nobody, where inotify on the database's
+files woke every watcher in every process for every commit (and a host has only 128 inotify
+instances per user, so in a large lab most watchers polled). A slow timer (`SAFETY_NET`, 1 s)
+covers a lost ring (a writer that died between commit and ring), and then looks only cheaply at first
+(`PRAGMA data_version` changes only when another connection commits; the `kinds` table, kept
+by a trigger on the change log, holds each kind's last revision). Watchers replay from any revision the log still holds. Without
+inotify (no watch descriptors left) they poll every `poll_interval`. WAL mode lets readers run
+beside the single writer.
 """
 
 from __future__ import annotations
@@ -15,19 +22,18 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import errno
 import json
 import os
 import select
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
-
-from inotify_simple import INotify
-from inotify_simple import flags as inotify_flags
 
 from clusterlink.api.meta import Resource, now_rfc3339
 from clusterlink.store.base import (
@@ -54,6 +60,11 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (kind, rv);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kinds (kind TEXT PRIMARY KEY, rv INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS kinds_rv AFTER INSERT ON changes BEGIN
+    INSERT INTO kinds (kind, rv) VALUES (NEW.kind, NEW.rv)
+    ON CONFLICT (kind) DO UPDATE SET rv = excluded.rv;
+END;
 INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0), ('compacted', 0);
 """
 
@@ -93,6 +104,8 @@ class SqliteStore:
         self.keep_changes = keep_changes
         self._lock = threading.RLock()
         self._writes = 0
+        self._written: set[tuple[str, str]] = set()  # (kind, key)s the open transaction wrote
+        self.doorbells = self.path.with_name(f"{self.path.name}.watch")
         if not self.path.parent.is_dir():  # never made up: a typo must not create directories
             raise StoreError(f"store {self.path}: directory {self.path.parent} does not exist")
         if self.path.exists() and not self.path.is_file():
@@ -121,6 +134,7 @@ class SqliteStore:
         try:
             db = self._db
             self._begin(db, deadline)
+            self._written.clear()
             try:
                 yield db
             except BaseException:
@@ -131,6 +145,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 db.execute("ROLLBACK")
                 raise StoreError(f"store {self.path}: cannot commit: {exc}") from None
+            self._notify(self._written)
             self._writes += 1
             if self._writes % _COMPACT_EVERY == 0:
                 self._compact()
@@ -160,6 +175,18 @@ class SqliteStore:
                     time.sleep(min(0.01, left))
         finally:
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+    def _doorbell_dir(self, kind: str, key: str | None) -> Path:
+        where = "all" if key is None else "key-" + urllib.parse.quote(key, safe="")
+        return self.doorbells / kind / where
+
+    def _notify(self, written: set[tuple[str, str]]) -> None:
+        """Wake the watchers of what was just committed (a kind or key nobody watches has
+        no doorbells, and costs one failed listdir)."""
+        for kind in {k for k, _ in written}:
+            _ring(self._doorbell_dir(kind, None))
+        for kind, key in written:
+            _ring(self._doorbell_dir(kind, key))
 
     def _next_revision(self, db: sqlite3.Connection) -> int:
         db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
@@ -200,6 +227,7 @@ class SqliteStore:
             "INSERT INTO changes (rv, kind, key, type, data) VALUES (?, ?, ?, ?, ?)",
             (rv, kind, key, etype, text),
         )
+        self._written.add((kind, key))
         return rv
 
     # -- Store ------------------------------------------------------------------------------
@@ -339,15 +367,18 @@ class SqliteStore:
     ) -> Iterator[WatchEvent[R]]:
         # A connection of its own: a watcher must not hold the writer's lock while it waits.
         db = self._connect()
-        changes = self._file_changes()  # before the first read: no commit slips between
+        changes = _Doorbell.make(self._doorbell_dir(cls.KIND, name))  # before the first read
         deadline = None if timeout is None else time.monotonic() + timeout
         last = since
         seen_version = -1
+        checked = False  # the first look reads the log (and may find it compacted)
         try:
             while True:
                 version = db.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen_version and checked and not self._kind_changed(db, cls, last):
+                    seen_version = version  # other kinds' commits
                 if version != seen_version:
-                    seen_version = version
+                    seen_version, checked = version, True
                     db.execute("BEGIN")
                     try:
                         compacted = db.execute("SELECT v FROM meta WHERE k='compacted'").fetchone()[
@@ -384,9 +415,7 @@ class SqliteStore:
                     return
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if changes is not None:
-                    self._wait_for_files(
-                        changes, SAFETY_NET if left is None else min(left, SAFETY_NET)
-                    )
+                    changes.wait(SAFETY_NET if left is None else min(left, SAFETY_NET))
                 elif stop is not None:
                     stop.wait(self.poll_interval)
                 else:
@@ -396,38 +425,84 @@ class SqliteStore:
             if changes is not None:
                 changes.close()
 
-    def _file_changes(self) -> INotify | None:
-        """An inotify instance on the database's directory (None when none can be had)."""
-        try:
-            ino = INotify(nonblocking=True)
-        except OSError:
-            return None
-        try:
-            ino.add_watch(
-                self.path.parent,
-                inotify_flags.MODIFY | inotify_flags.CREATE | inotify_flags.MOVED_TO,
-            )
-        except OSError:
-            ino.close()
-            return None
-        return ino
-
-    def _wait_for_files(self, ino: INotify, timeout: float) -> None:
-        """Until one of the database's files changes, or `timeout` seconds."""
-        names = {self.path.name, f"{self.path.name}-wal"}
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([ino], [], [], left)[0]:
-                return
-            if any(
-                e.name in names or e.mask & inotify_flags.Q_OVERFLOW for e in ino.read(timeout=0)
-            ):
-                return
+    @staticmethod
+    def _kind_changed(db: sqlite3.Connection, cls: type[Resource], last: int) -> bool:
+        """Whether the kind has a revision after `last` (one indexed row: what the safety
+        net and a stray wake-up cost). A kind without a row (a store written before the
+        table existed, not yet written since) counts as changed."""
+        row = db.execute("SELECT rv FROM kinds WHERE kind = ?", (cls.KIND,)).fetchone()
+        return row is None or int(row[0]) > last
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _Doorbell:
+    """A watcher's FIFO: writers ring it (write a byte) after a commit of what it watches."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def make(cls, directory: Path) -> _Doorbell | None:
+        """A new doorbell in `directory` (None when none can be made: the watcher polls).
+        Opened under a hidden name first, so no writer takes it for a dead one."""
+        name = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+        hidden, path = directory / f".{name}", directory / name
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            os.mkfifo(hidden, 0o600)
+        except OSError:
+            return None
+        try:
+            fd = os.open(hidden, os.O_RDWR | os.O_NONBLOCK)  # a reader (and writer): no EOF
+        except OSError:
+            hidden.unlink(missing_ok=True)
+            return None
+        try:
+            hidden.rename(path)
+        except OSError:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            return None
+        return cls(path, fd)
+
+    def wait(self, timeout: float) -> None:
+        """Until rung, or `timeout` seconds (all rings so far consumed)."""
+        if select.select([self.fd], [], [], timeout)[0]:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 4096):
+                    pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.path.unlink(missing_ok=True)
+
+
+def _ring(directory: Path) -> None:
+    """Ring every doorbell in `directory`; remove those whose watcher is gone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("."):
+            continue  # still being made
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no reader: its watcher died without closing it
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            continue
+        try:
+            os.write(fd, b"\0")
+        except OSError:
+            pass  # full (EAGAIN): it has rings enough to wake for
+        finally:
+            os.close(fd)
 
 
 def _with_status(written: R, source: Resource) -> R:

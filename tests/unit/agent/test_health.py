@@ -4,8 +4,13 @@ written on state changes and every refresh only."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import struct
+import time
 from collections.abc import Iterable
 from pathlib import Path
+
+import pytest
 
 from clusterlink.agent.health import Prober, tunnel_peers
 from clusterlink.api.linkhealth import LinkHealth
@@ -83,3 +88,40 @@ def test_a_node_that_loses_its_tunnels_deletes_its_linkhealth(tmp_path: Path) ->
     assert not prober.step()
     assert [h.name for h in store.list(LinkHealth)] == []
     assert not prober.step() and prober.writes == 2  # nothing more to write or delete
+
+
+def test_icmp_pinger_gets_its_replies_through_its_filters() -> None:
+    """Loopback, in this process's own namespace (a few ICMP packets to ourselves). The raw
+    sockets pass echo replies only (the kernel drops the rest: every agent's sockets would
+    otherwise also get each echo request its peers send it)."""
+    from clusterlink.agent import health
+
+    try:
+        pinger = health.IcmpPinger(None)
+    except PermissionError:
+        pytest.skip("raw sockets need CAP_NET_RAW")
+    try:
+        peers = ["127.0.0.1"] + (["::1"] if socket.has_ipv6 and _has_loopback6() else [])
+        for _ in range(3):
+            got = pinger.probe(peers, 2.0)
+            assert all(got[p] is not None for p in peers), got
+        # Other ICMP (a timestamp request to ourselves and its reply) never reaches it.
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as other:
+            body = struct.pack("!BBHHH", 13, 0, 0, 1, 1) + bytes(12)
+            other.sendto(struct.pack("!BBHHH", 13, 0, health._checksum(body), 1, 1) + bytes(12),
+                         ("127.0.0.1", 0))  # fmt: skip
+            time.sleep(0.3)
+            assert other.recvfrom(2048)  # it was sent (an unfiltered socket sees it)
+        with pytest.raises(BlockingIOError):
+            pinger.socks[4].recvfrom(2048)
+    finally:
+        pinger.close()
+
+
+def _has_loopback6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.connect(("::1", 9))
+        return True
+    except OSError:
+        return False

@@ -13,7 +13,7 @@ import yaml
 from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
 from clusterlink.controllers.elector import Elector, set_gateway
 from clusterlink.controllers.leader import Leadership, LeaseTiming
-from clusterlink.controllers.member import sync_member
+from clusterlink.controllers.member import FactsError, sync_member
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import lab_facts
 from clusterlink.store.counting import CountingStore
@@ -197,3 +197,34 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_lab_facts_reread_the_handle_only_when_it_changed(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clusterlink.lab import facts as lab_facts_module
+
+    handle = tmp_path / "m.yaml"
+    data: dict[str, object] = {
+        "apiVersion": "lab.clusterlink.io/v1",
+        "kind": "LabClusterHandle",
+        "lab": "l",
+        "cluster": "m",
+        "podCIDRs": ["10.5.0.0/16"],
+        "serviceCIDRs": [],
+        "nodes": [{"name": "n1", "podCIDRs": ["10.5.1.0/24"]}],
+    }
+    handle.write_text(yaml.safe_dump(data))
+    reads: list[str] = []
+    real = lab_facts_module.load_handle
+    monkeypatch.setattr(lab_facts_module, "load_handle", lambda p: reads.append(str(p)) or real(p))
+    source = lab_facts_module.LabFacts(handle, store)
+    cluster = Cluster(metadata=ObjectMeta(name="m"))
+    first = source.facts(cluster)
+    assert source.facts(cluster) is first and len(reads) == 1
+    data["nodes"] = [{"name": "n1", "podCIDRs": ["10.5.1.0/24"]}, {"name": "n2"}]
+    handle.write_text(yaml.safe_dump(data))
+    assert [n.name for n in source.facts(cluster).nodes] == ["n1", "n2"] and len(reads) == 2
+    handle.unlink()
+    with pytest.raises(FactsError):
+        source.facts(cluster)

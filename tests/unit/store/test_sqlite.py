@@ -1,13 +1,20 @@
-"""What only the sqlite backend promises: atomic apply_all, clear errors on a bad path."""
+"""What only the sqlite backend promises: atomic apply_all, clear errors on a bad path, watchers
+woken by writes of their own kind only."""
 
 from __future__ import annotations
 
+import os
+import select
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from clusterlink.api import Cluster, ObjectMeta
+from clusterlink.api.lease import Lease, LeaseSpec
+from clusterlink.store import sqlite as sqlite_store
 from clusterlink.store.base import NotFound, StoreError
 from clusterlink.store.sqlite import SqliteStore
 from clusterlink.store.url import open_store
@@ -79,3 +86,103 @@ def test_a_write_with_a_timeout_gives_up_on_a_locked_store(tmp_path: Path) -> No
     assert store.get(Cluster, "c1") == first
     assert store.update(changed, timeout=0.0).metadata.labels == {"x": "1"}
     other.close()
+
+
+def _lease(name: str, holder: str) -> Lease:
+    return Lease(
+        metadata=ObjectMeta(name=name, namespace="default"),
+        spec=LeaseSpec(holder_identity=holder, lease_duration_seconds=2),
+    )
+
+
+def test_a_write_wakes_only_the_watchers_of_its_kind_and_key(tmp_path: Path) -> None:
+    """Lease renewals (most of a lab's writes) must not wake every Cluster watcher of every
+    process, nor a write of one object the watchers of another."""
+    watcher, writer = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    every = sqlite_store._Doorbell.make(watcher._doorbell_dir("Cluster", None))
+    just_c = sqlite_store._Doorbell.make(watcher._doorbell_dir("Cluster", "c"))
+    assert every is not None and just_c is not None
+
+    def rung(bell: sqlite_store._Doorbell, timeout: float) -> bool:
+        return bool(select.select([bell.fd], [], [], timeout)[0])
+
+    lease = writer.create(_lease("l", "a"))
+    for i in range(5):
+        lease = writer.update(lease.model_copy(update={"spec": _lease("l", f"b{i}").spec}))
+    assert not rung(every, 0.3), "a Lease write rang a Cluster watcher"
+    writer.create(Cluster(metadata=ObjectMeta(name="d")))
+    assert rung(every, 5.0), "a Cluster write did not ring"
+    assert not rung(just_c, 0.3), "a write of d rang the watcher of c"
+    every.wait(0)
+    assert not rung(every, 0), "wait() consumes the rings"
+    writer.create(Cluster(metadata=ObjectMeta(name="c")))
+    assert rung(just_c, 5.0) and rung(every, 5.0)
+    # A watcher that died without closing: its doorbell has no reader, the next ring removes it.
+    os.close(just_c.fd)
+    writer.delete(Cluster, "c")
+    assert not just_c.path.exists() and every.path.exists()
+    every.close()
+    assert not every.path.exists()
+    # The kinds table (kept by a trigger, so also for writers that do not know it).
+    rows = dict(watcher._db.execute("SELECT kind, rv FROM kinds").fetchall())
+    assert rows == {"Lease": 6, "Cluster": 9}
+    watcher.close()
+    writer.close()
+
+
+def _first_event_after(
+    tmp_path: Path, write: object, monkeypatch: pytest.MonkeyPatch, safety_net: float
+) -> float:
+    """Seconds from `write()` (on a second connection) until a Cluster watcher yields it."""
+    monkeypatch.setattr(sqlite_store, "SAFETY_NET", safety_net)
+    watcher, writer = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    since, stop, got = watcher.revision(), threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def run() -> None:
+        for event in watcher.watch(Cluster, since, stop=stop, timeout=20):
+            seen.append(event.object.name)
+            got.set()
+            return
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.3)  # the watcher is asleep now
+    for i in range(3):  # other kinds' writes wake nothing and are no events
+        writer.create(_lease(f"l{i}", "x"))
+    start = time.monotonic()
+    write(writer)  # type: ignore[operator]
+    assert got.wait(20)
+    took = time.monotonic() - start
+    stop.set()
+    t.join(5)
+    assert seen == ["c"]
+    watcher.close()
+    writer.close()
+    return took
+
+
+def test_a_watcher_wakes_on_its_kind_at_once_not_on_the_safety_net(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    took = _first_event_after(
+        tmp_path,
+        lambda w: w.create(Cluster(metadata=ObjectMeta(name="c"))),
+        monkeypatch,
+        safety_net=30.0,
+    )
+    assert took < 5.0
+
+
+def test_the_safety_net_finds_a_commit_whose_wake_up_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that died between commit and touch (or one that never touches: an older
+    version): the watcher still sees the change within its safety net."""
+
+    def silent_write(w: SqliteStore) -> None:
+        w._notify = lambda kinds: None  # type: ignore[method-assign]
+        w.create(Cluster(metadata=ObjectMeta(name="c")))
+
+    took = _first_event_after(tmp_path, silent_write, monkeypatch, safety_net=0.5)
+    assert took < 5.0
