@@ -189,6 +189,26 @@ class Run:
     cpu: float  # CPU seconds of the path's wireguard-go processes
     busy: float  # the host's busy CPU share
     retransmits: int
+    rtt_ms: float  # the sender's mean smoothed RTT
+    switches: int  # context switches of the path's wireguard-go threads
+
+
+def switches_of(pids: list[int]) -> int:
+    """Voluntary + involuntary context switches of every thread of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines()
+                         if "ctxt_switches:" in line)  # fmt: skip
+    return total
 
 
 def iperf(path: BenchPath) -> Run:
@@ -199,7 +219,7 @@ def iperf(path: BenchPath) -> Run:
         ["ip", "netns", "exec", path.dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.3)
-    cpu0, (busy0, all0) = cpu_of(pids), host_busy()
+    cpu0, (busy0, all0), sw0 = cpu_of(pids), host_busy(), switches_of(pids)
     try:
         out = subprocess.run(
             ["ip", "netns", "exec", path.src, "iperf3", "-c", path.dst_ip, "-t", str(SECONDS),
@@ -211,16 +231,22 @@ def iperf(path: BenchPath) -> Run:
         end = json.loads(out.stdout)["end"]
         gbit = float(end["sum_received"]["bits_per_second"]) / 1e9
         retransmits = int(end["sum_sent"].get("retransmits", 0))
+        rtt = float(end["streams"][0]["sender"].get("mean_rtt", 0)) / 1000
     finally:
         server.kill()
         server.wait()
     busy1, all1 = host_busy()
-    return Run(gbit, cpu_of(pids) - cpu0, (busy1 - busy0) / max(1, all1 - all0), retransmits)
+    busy = (busy1 - busy0) / max(1, all1 - all0)
+    return Run(gbit, cpu_of(pids) - cpu0, busy, retransmits, rtt, switches_of(pids) - sw0)
+
+
+def gbits(runs: list[Run]) -> float:
+    """Gbit sent over these runs."""
+    return sum(r.gbit for r in runs) * SECONDS
 
 
 def cpu_per_gbit(runs: list[Run]) -> float:
-    gbits = sum(r.gbit for r in runs) * SECONDS
-    return sum(r.cpu for r in runs) / max(gbits, 1e-9)
+    return sum(r.cpu for r in runs) / max(gbits(runs), 1e-9)
 
 
 def measure(paths: dict[str, BenchPath]) -> int:
@@ -242,6 +268,8 @@ def measure(paths: dict[str, BenchPath]) -> int:
         print(f"{k:<29} median {statistics.median(r.gbit for r in v):6.3f} Gbit/s  "
               f"runs {[round(r.gbit, 3) for r in v]}  wireguard-go {cpu}  "
               f"retransmits {statistics.median(r.retransmits for r in v):.0f}  "
+              f"rtt {statistics.median(r.rtt_ms for r in v):.1f} ms  "
+              f"switches/Gbit {sum(r.switches for r in v) / max(gbits(v), 1e-9):.0f}  "
               f"host busy {statistics.median(r.busy for r in v):4.0%}")  # fmt: skip
     ratios = [o.gbit / max(h.gbit, 1e-9) for o, h in zip(runs[OURS], runs[HAND], strict=True)]
     figure = statistics.median(ratios)
