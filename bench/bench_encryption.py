@@ -191,6 +191,24 @@ class Run:
     retransmits: int
     rtt_ms: float  # the sender's mean smoothed RTT
     switches: int  # context switches of the path's wireguard-go threads
+    tun: tuple[int, int, int, int] = (
+        0,
+        0,
+        0,
+        0,
+    )  # sender node's tunnel: tx pkts/bytes, rx pkts/bytes
+
+
+def tun_counters(tunnel: tuple[tuple[str, str], ...]) -> tuple[int, int, int, int]:
+    """The sending node's tunnel device counters (data out, ACKs in)."""
+    if not tunnel:
+        return (0, 0, 0, 0)
+    ns, dev = tunnel[0]
+    out = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    stats = json.loads(out)[0]["stats64"]
+    tx, rx = stats["tx"], stats["rx"]
+    return (tx["packets"], tx["bytes"], rx["packets"], rx["bytes"])
 
 
 def switches_of(pids: list[int]) -> int:
@@ -220,6 +238,7 @@ def iperf(path: BenchPath) -> Run:
     )
     time.sleep(0.3)
     cpu0, (busy0, all0), sw0 = cpu_of(pids), host_busy(), switches_of(pids)
+    tun0 = tun_counters(path.tunnel)
     try:
         out = subprocess.run(
             ["ip", "netns", "exec", path.src, "iperf3", "-c", path.dst_ip, "-t", str(SECONDS),
@@ -237,7 +256,9 @@ def iperf(path: BenchPath) -> Run:
         server.wait()
     busy1, all1 = host_busy()
     busy = (busy1 - busy0) / max(1, all1 - all0)
-    return Run(gbit, cpu_of(pids) - cpu0, busy, retransmits, rtt, switches_of(pids) - sw0)
+    tun = tuple(b - a for a, b in zip(tun0, tun_counters(path.tunnel), strict=True))
+    return Run(gbit, cpu_of(pids) - cpu0, busy, retransmits, rtt, switches_of(pids) - sw0,
+               tun)  # type: ignore[arg-type]  # fmt: skip
 
 
 def gbits(runs: list[Run]) -> float:
@@ -245,8 +266,39 @@ def gbits(runs: list[Run]) -> float:
     return sum(r.gbit for r in runs) * SECONDS
 
 
+def tun_shape(runs: list[Run]) -> str:
+    """Mean size of the packets the sender's tunnel carried out, and ACKs in per data out."""
+    tx_p, tx_b, rx_p = (sum(r.tun[i] for r in runs) for i in (0, 1, 2))
+    if not tx_p:
+        return ""
+    return f"tun out {tx_b / tx_p:.0f} B/pkt, in/out pkts {rx_p / tx_p:.2f}  "
+
+
 def cpu_per_gbit(runs: list[Run]) -> float:
     return sum(r.cpu for r in runs) / max(gbits(runs), 1e-9)
+
+
+def diagnose(paths: dict[str, BenchPath]) -> None:
+    """What differs between ours and the hand-built path, before the rounds: the pods' and
+    tunnels' link settings, the route each node takes, the node's netfilter rules."""
+    for name in (OURS, HAND):
+        path = paths[name]
+        print(f"-- {name}")
+        cmds = [f"ip -n {path.src} -d link show eth0", f"ip -n {path.src} route",
+                f"ip -n {path.dst_ns} -d link show eth0"]  # fmt: skip
+        for ns, dev in path.tunnel:
+            cmds += [f"ip -n {ns} -d link show dev {dev}", f"ip -n {ns} route get {path.dst_ip}",
+                     f"ip -n {ns} rule", f"ip -n {ns} -s link show dev {dev}"]  # fmt: skip
+        for cmd in cmds:
+            out = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+            print(f"$ {cmd}\n{out.stdout.strip()}{out.stderr.strip()}")
+    ns = paths[OURS].tunnel[0][0]
+    out = subprocess.run(["ip", "netns", "exec", ns, "iptables-save", "-c"], capture_output=True,
+                         text=True)  # fmt: skip
+    print(f"$ iptables-save -c ({ns})\n{out.stdout.strip()}")
+    out = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "net.netfilter.nf_conntrack_count"],
+                         capture_output=True, text=True)  # fmt: skip
+    print(out.stdout.strip(), out.stderr.strip())
 
 
 def measure(paths: dict[str, BenchPath]) -> int:
@@ -270,6 +322,7 @@ def measure(paths: dict[str, BenchPath]) -> int:
               f"retransmits {statistics.median(r.retransmits for r in v):.0f}  "
               f"rtt {statistics.median(r.rtt_ms for r in v):.1f} ms  "
               f"switches/Gbit {sum(r.switches for r in v) / max(gbits(v), 1e-9):.0f}  "
+              f"{tun_shape(v)}"
               f"host busy {statistics.median(r.busy for r in v):4.0%}")  # fmt: skip
     ratios = [o.gbit / max(h.gbit, 1e-9) for o, h in zip(runs[OURS], runs[HAND], strict=True)]
     figure = statistics.median(ratios)
@@ -318,6 +371,8 @@ def main() -> int:
         for path in paths.values():  # every path carries traffic (handshakes)
             subprocess.run(["ip", "netns", "exec", path.src, "ping", "-c", "3", "-i", "0.2",
                             path.dst_ip], capture_output=True)  # fmt: skip
+        if os.environ.get("ENCRYPTION_DIAG"):
+            diagnose(paths)
         return measure(paths)
     finally:
         lab_down(plan.name, quiet=True)
