@@ -24,7 +24,10 @@ works in softirq, which no process is charged for). iperf3's retransmits are pri
 Goal: p2p-wireguard >= 0.90x hand-built-wireguard.
 
 Environment: `ENCRYPTION_LAB` the lab's name (default `benchwg`; its namespaces are
-`cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4).
+`cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4);
+`ENCRYPTION_DIAG=1` prints both paths' settings first; `ENCRYPTION_STOP_LAB=1` stops the lab's
+control plane (SIGSTOP: agents, their probers, electors, network-manager) during the rounds,
+the datapath left as built - to tell its cost from the datapath's.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -278,6 +282,22 @@ def cpu_per_gbit(runs: list[Run]) -> float:
     return sum(r.cpu for r in runs) / max(gbits(runs), 1e-9)
 
 
+def lab_processes(lab_dir: str) -> list[int]:
+    """The lab's own processes (agents with their probers, electors, network-manager,
+    controllers: their command lines name the lab directory), not wireguard-go."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if lab_dir.encode() in argv and b"wireguard-go" not in argv:
+            out.append(int(pid))
+    return out
+
+
 def diagnose(paths: dict[str, BenchPath]) -> None:
     """What differs between ours and the hand-built path, before the rounds: the pods' and
     tunnels' link settings, the route each node takes, the node's netfilter rules."""
@@ -373,7 +393,17 @@ def main() -> int:
                             path.dst_ip], capture_output=True)  # fmt: skip
         if os.environ.get("ENCRYPTION_DIAG"):
             diagnose(paths)
-        return measure(paths)
+        if not os.environ.get("ENCRYPTION_STOP_LAB"):
+            return measure(paths)
+        stopped = lab_processes(os.environ["CLUSTERLINK_LAB_DIR"])
+        print(f"control plane stopped during the rounds: {len(stopped)} processes")
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            return measure(paths)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
     finally:
         lab_down(plan.name, quiet=True)
         subprocess.run(
