@@ -43,9 +43,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clusterlink import constants as C
 from clusterlink.agent.wgkeys import generate, public_of
+from clusterlink.agent.wireguard import WireGuardGo
+from clusterlink.api.nodeconfig import WireGuardPeer
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab.lifecycle import lab_down, lab_up
@@ -83,6 +86,8 @@ TOPOLOGY = {
 }
 HW = [f"cl-{LAB}-hw-pa", f"cl-{LAB}-hw-pb"]
 HV = [f"cl-{LAB}-hv-pa", f"cl-{LAB}-hv-pb"]
+CX = [f"cl-{LAB}-hx-pa", f"cl-{LAB}-hx-pb"]
+CROSS = "hand-built-pods-over-our-wg"
 
 
 def sh(cmd: str) -> None:
@@ -282,6 +287,42 @@ def cpu_per_gbit(runs: list[Run]) -> float:
     return sum(r.cpu for r in runs) / max(gbits(runs), 1e-9)
 
 
+def _uapi_dir(node: str) -> str:
+    """The node's wireguard-go UAPI socket directory (the lab's `--wireguard-socket-dir`)."""
+    lab_dir = os.environ["CLUSTERLINK_LAB_DIR"]
+    found = [str(x.parent) for x in Path(lab_dir).glob(f"**/{node}/run/{C.WG_BRIDGE}.sock")]
+    if len(found) != 1:
+        raise RuntimeError(f"UAPI socket of {node}: {found}")
+    return found[0]
+
+
+def hand_pods_over_our_tunnel(a: Any, b: Any, tunnel: tuple[tuple[str, str], ...]) -> BenchPath:
+    """Pods 10.251.1.2 / 10.251.2.2 built like the hand-built ones but routed over our
+    wg-bridge (their subnets added to the two nodes' peers' allowed IPs over UAPI; only with
+    the control plane stopped, else the agents repair it): tells our tunnel from our pods."""
+    for i, (node, peer, pod) in enumerate(((a, b, CX[0]), (b, a, CX[1])), 1):
+        port = WireGuardGo(None, _uapi_dir(node.netns.removeprefix(f"cl-{LAB}-")))
+        state = port.observe(C.WG_BRIDGE)
+        assert state is not None
+        key, have = next((k, v) for k, v in state.peers.items()
+                         if v.endpoint.startswith(f"{peer.ip}:"))  # fmt: skip
+        allowed = (*sorted(have.allowed_ips), f"10.251.{3 - i}.0/24")
+        port.configure(C.WG_BRIDGE, None, None,
+                       [WireGuardPeer(public_key=key, endpoint=have.endpoint,
+                                      allowed_ips=allowed)], [])  # fmt: skip
+        sh(f"ip -n {node.netns} route add 10.251.{3 - i}.0/24 dev {C.WG_BRIDGE}")
+        sh(f"ip netns add {pod} && ip -n {pod} link set lo up")
+        sh(f"ip -n {node.netns} link add hx{i} type veth peer name eth0 netns {pod}")
+        sh(f"ip -n {node.netns} link set hx{i} up && "
+           f"ip -n {node.netns} addr add 10.251.{i}.1/24 dev hx{i}")  # fmt: skip
+        sh(f"ip -n {pod} link set eth0 up && ip -n {pod} addr add 10.251.{i}.2/24 dev eth0")
+        sh(f"ip -n {pod} route add default via 10.251.{i}.1")
+    ping = subprocess.run(["ip", "netns", "exec", CX[0], "ping", "-c", "3", "-i", "0.2",
+                           "10.251.2.2"], capture_output=True, text=True)  # fmt: skip
+    print(f"{CROSS}: ping {'ok' if ping.returncode == 0 else 'FAILED'}")
+    return BenchPath(CX[0], CX[1], "10.251.2.2", tunnel)
+
+
 def lab_processes(lab_dir: str) -> list[int]:
     """The lab's own processes (agents with their probers, electors, network-manager,
     controllers: their command lines name the lab directory), not wireguard-go."""
@@ -325,7 +366,9 @@ def measure(paths: dict[str, BenchPath]) -> int:
     """RUNS rounds of every path, ours and the hand-built tunnel side by side; the figure is
     the median of the rounds' ratios."""
     runs: dict[str, list[Run]] = {k: [] for k in paths}
-    others = [k for k in paths if k not in (OURS, HAND)]
+    others = [k for k in paths if k not in (OURS, HAND, CROSS)]
+    if CROSS in paths:
+        others.insert(0, CROSS)
     for r in range(RUNS):
         pair = [OURS, HAND] if r % 2 == 0 else [HAND, OURS]
         for name in pair + others:
@@ -400,6 +443,8 @@ def main() -> int:
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
         try:
+            if os.environ.get("ENCRYPTION_CROSS"):
+                paths[CROSS] = hand_pods_over_our_tunnel(a, b, paths[OURS].tunnel)
             return measure(paths)
         finally:
             for pid in stopped:
@@ -408,7 +453,7 @@ def main() -> int:
         lab_down(plan.name, quiet=True)
         subprocess.run(
             ["ip", "-force", "-batch", "-"],
-            input="".join(f"netns del {n}\n" for n in HW + HV),
+            input="".join(f"netns del {n}\n" for n in HW + HV + CX),
             text=True,
             capture_output=True,
         )
