@@ -27,7 +27,9 @@ Environment: `ENCRYPTION_LAB` the lab's name (default `benchwg`; its namespaces 
 `cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4);
 `ENCRYPTION_DIAG=1` prints both paths' settings first; `ENCRYPTION_STOP_LAB=1` stops the lab's
 control plane (SIGSTOP: agents, their probers, electors, network-manager) during the rounds,
-the datapath left as built - to tell its cost from the datapath's.
+the datapath left as built - to tell its cost from the datapath's; with it,
+`ENCRYPTION_CROSS=1` adds hand-built pods routed over our wg-bridge, and `ENCRYPTION_TUNE=
+keepalive=0,peers=1` changes our tunnel before the rounds (see `tune_our_tunnel`).
 """
 
 from __future__ import annotations
@@ -296,6 +298,30 @@ def _uapi_dir(node: str) -> str:
     return found[0]
 
 
+def tune_our_tunnel(a: Any, b: Any, change: str) -> None:
+    """Change our wg-bridge on both nodes over UAPI (control plane stopped): `keepalive=0`
+    turns the peers' persistent keepalive off; `peers=1` removes every peer but the other
+    node of the measured path."""
+    for node, peer in ((a, b), (b, a)):
+        port = WireGuardGo(None, _uapi_dir(node.netns.removeprefix(f"cl-{LAB}-")))
+        state = port.observe(C.WG_BRIDGE)
+        assert state is not None
+        if change == "keepalive=0":
+            text = "set=1\n" + "".join(f"public_key={base64.b64decode(k).hex()}\n"
+                                        "persistent_keepalive_interval=0\n"
+                                        for k in state.peers) + "\n"  # fmt: skip
+            port._uapi(C.WG_BRIDGE, text)
+        elif change == "peers=1":
+            others = [k for k, v in state.peers.items() if not v.endpoint.startswith(f"{peer.ip}:")]
+            port.configure(C.WG_BRIDGE, None, None, [], others)
+        else:
+            raise ValueError(f"ENCRYPTION_TUNE: {change!r}")
+        after = port.observe(C.WG_BRIDGE)
+        assert after is not None
+        print(f"tuned {node.netns} {change}: peers "
+              f"{[(v.endpoint, v.keepalive) for v in after.peers.values()]}")  # fmt: skip
+
+
 def hand_pods_over_our_tunnel(a: Any, b: Any, tunnel: tuple[tuple[str, str], ...]) -> BenchPath:
     """Pods 10.251.1.2 / 10.251.2.2 built like the hand-built ones but routed over our
     wg-bridge (their subnets added to the two nodes' peers' allowed IPs over UAPI; only with
@@ -443,6 +469,8 @@ def main() -> int:
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
         try:
+            for change in filter(None, os.environ.get("ENCRYPTION_TUNE", "").split(",")):
+                tune_our_tunnel(a, b, change)
             if os.environ.get("ENCRYPTION_CROSS"):
                 paths[CROSS] = hand_pods_over_our_tunnel(a, b, paths[OURS].tunnel)
             return measure(paths)
