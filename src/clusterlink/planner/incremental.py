@@ -370,8 +370,8 @@ def _patch(
                 for (dev, f, pool), (_, value) in zip(wanted, values[name], strict=True)
             ],
         )
-    for mesh_key in sorted(meshes):
-        if shared.get(mesh_key):
+    for mesh_key in sorted(meshes):  # a collision now, or one before (nodes moved aside)
+        if shared.get(mesh_key) or state.shared.get(mesh_key):
             raise Fallback(f"a {mesh_key[0]} address collision in a mesh the change touches")
 
     # -- exports: the same CIDRs, new routes toward changed nodes -----------------------------

@@ -380,9 +380,12 @@ class Plan:
 
     # -- fingerprints -------------------------------------------------------------------------
 
+    def _json_fingerprint(self, name: str) -> int:
+        return hash(self.spec(name).model_dump_json(by_alias=True))
+
     def fingerprint(self, name: str) -> int:
         if self._encrypted:
-            return hash(self.spec(name).model_dump_json(by_alias=True))
+            return self._json_fingerprint(name)
         self._ensure_sums()
         r = self.recipes[name]
         c = r.cluster
@@ -421,11 +424,10 @@ class Plan:
     def changed_since(self, old: Plan | None) -> PlanDiff:
         if old is None:
             return PlanDiff(self.names, [])
-        changed = [
-            n
-            for n in self.recipes
-            if n not in old.recipes or old.fingerprint(n) != self.fingerprint(n)
-        ]
+        mine, theirs = self.fingerprint, old.fingerprint
+        if self._encrypted != old._encrypted:  # fingerprints of two kinds: compare the JSON
+            mine, theirs = self._json_fingerprint, old._json_fingerprint
+        changed = [n for n in self.recipes if n not in old.recipes or theirs(n) != mine(n)]
         removed = [n for n in old.recipes if n not in self.recipes]
         return PlanDiff(changed, removed)
 
