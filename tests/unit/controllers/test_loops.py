@@ -56,6 +56,34 @@ def test_network_manager_writes_only_what_changed(store: SqliteStore) -> None:
     assert sorted(nc.name for nc in store.list(NodeConfig)) == ["a-n1", "b-g"]
 
 
+def test_network_manager_writes_only_the_nodeconfigs_one_node_change_affects(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """4 P2P clusters x 4 nodes: a node's new underlay IP is patched into the last plan
+    (no full re-plan) and written to itself and the 12 nodes of other clusters - no more."""
+    for c in range(4):
+        created = store.create(cluster(f"c{c}", pods=(f"10.{c}.0.0/16",)))
+        store.update_status(created.model_copy(update={"status": cluster(f"c{c}").status}))
+        for n in range(4):
+            store.create(node(f"c{c}", f"n{n}", f"172.16.{c}.{n + 1}", pods=(f"10.{c}.{n}.0/24",)))
+    counted = CountingStore(store, tmp_path / "counts")
+    nm = NetworkManager(counted, "me")
+    assert nm.sync(full=True) == (16, 0)
+    before = {nc.name: nc.spec for nc in store.list(NodeConfig)}
+    moved = store.get(ClusterNode, "c1-n2")
+    moved.spec.ip = "172.17.1.3"
+    store.update(moved)
+    counted.counts.clear()
+    assert nm.sync(full=False) == (13, 0)
+    assert nm.planner.last_reason is None and nm.planner.full_plans == 1
+    assert counted.counts["update NodeConfig"] == 13 and counted.counts["create NodeConfig"] == 0
+    assert counted.counts["get NodeConfig"] == 13  # read only what it writes
+    after = {nc.name: nc.spec for nc in store.list(NodeConfig)}
+    rewritten = sorted(n for n in after if after[n] != before[n])
+    others = [f"c{c}-n{n}" for c in (0, 2, 3) for n in range(4)]
+    assert rewritten == sorted(["c1-n2", *others])
+
+
 def test_network_manager_repairs_an_edited_nodeconfig_on_full_sync(store: SqliteStore) -> None:
     seed(store)
     nm = NetworkManager(store, "me")
