@@ -116,8 +116,8 @@ class Planner:
     def update(self, clusters: Iterable[Cluster], nodes: Iterable[ClusterNode]) -> PlanDiff:
         """Plan the input; the diff names the NodeConfigs to write and to delete."""
         clusters, nodes = list(clusters), list(nodes)
-        cluster_in = {c.name: c for c in clusters}
-        node_in = {n.name: n for n in nodes}
+        cluster_in = {c.metadata.name: c for c in clusters}
+        node_in = {n.metadata.name: n for n in nodes}
         previous, state = self.plan, self._state
         reason = "first plan"
         duplicates = len(cluster_in) != len(clusters) or len(node_in) != len(nodes)
