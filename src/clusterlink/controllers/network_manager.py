@@ -51,6 +51,8 @@ class NetworkManager:
         self.coalesce = coalesce
         self.resync = resync
         self.planner = Planner()
+        # The planner moves on before the writes: after a failed write, compare with the store.
+        self.unsure = False
         self.writes = 0
         self.metrics = metrics
         self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
@@ -73,7 +75,8 @@ class NetworkManager:
             log.debug("planned in full: %s", self.planner.last_reason)
         self.cluster_of = {cn.name: cn.spec.cluster_name for cn in nodes}
         written = deleted = 0
-        if full or first:
+        was_unsure, self.unsure = self.unsure, True
+        if full or first or was_unsure:
             stored = {nc.name: nc for nc in self.store.list(NodeConfig)}
             for name in current.names:
                 spec = current.spec(name)
@@ -90,6 +93,7 @@ class NetworkManager:
                 written += self._write(name, current)
             for name in diff.removed:
                 deleted += self._delete(name)
+        self.unsure = False
         if self.metrics is not None:
             self.metrics.planned(planned, written, deleted, len(current.findings))
         if written or deleted:

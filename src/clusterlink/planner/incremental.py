@@ -269,8 +269,9 @@ def _patch(
 ) -> tuple[_State, Plan, PlanDiff]:
     _check_clusters(state, cluster_in)
     changed, renamed = _changed_nodes(state.nodes, node_in)
-    if not changed:
-        return state, previous, PlanDiff([], [], previous.findings, previous)
+    if not changed:  # keep the new objects: the next comparison is by identity again
+        same = replace(state, clusters=cluster_in, nodes=node_in)
+        return same, previous, PlanDiff([], [], previous.findings, previous)
     if state.hard is not None:
         raise Fallback(state.hard)
     parts, topo = state.parts, state.parts.topo
@@ -469,6 +470,7 @@ def _patch(
     )
     new_state = replace(
         state,
+        clusters=cluster_in,
         nodes=node_in,
         by_cluster=by_cluster,
         parts=new_parts,

@@ -16,6 +16,7 @@ from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.controllers.member import sync_member
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import lab_facts
+from clusterlink.store.base import StoreError
 from clusterlink.store.counting import CountingStore
 from clusterlink.store.sqlite import SqliteStore
 from tests.unit.controllers.sim import SimClock, World
@@ -82,6 +83,35 @@ def test_network_manager_writes_only_the_nodeconfigs_one_node_change_affects(
     rewritten = sorted(n for n in after if after[n] != before[n])
     others = [f"c{c}-n{n}" for c in (0, 2, 3) for n in range(4)]
     assert rewritten == sorted(["c1-n2", *others])
+
+
+class FailingOnce(SqliteStore):
+    """A store whose next NodeConfig update fails (once armed)."""
+
+    armed = False
+
+    def update(self, obj, **kwargs):  # type: ignore[no-untyped-def]
+        if self.armed and obj.KIND == "NodeConfig":
+            self.armed = False
+            raise StoreError("injected")
+        return super().update(obj, **kwargs)
+
+
+def test_network_manager_compares_with_the_store_after_a_failed_write(tmp_path: Path) -> None:
+    """The planner has moved on when a write fails: the next sync compares with the store,
+    so the NodeConfig that was not written is not forgotten."""
+    store = FailingOnce(tmp_path / "s.db")
+    seed(store)
+    nm = NetworkManager(store, "me")
+    nm.sync(full=True)
+    moved = store.get(ClusterNode, "a-n1")
+    moved.spec.ip = "192.168.1.9"
+    store.update(moved)
+    store.armed = True
+    with pytest.raises(StoreError):
+        nm.sync(full=False)
+    assert nm.sync(full=False) == (2, 0)  # what the failed sync did not write, written now
+    assert nm.sync(full=True) == (0, 0)
 
 
 def test_network_manager_repairs_an_edited_nodeconfig_on_full_sync(store: SqliteStore) -> None:
