@@ -11,10 +11,20 @@ WireGuard tunnel built by hand on the same nodes, alternating within one run, me
 - hand-built-vxlan-in-wireguard: the design not taken (docs/encryption.md): a VXLAN between
   the same nodes whose underlay is that WireGuard tunnel (VNI 93 between the wg addresses).
 
-CPU: the seconds of CPU the wireguard-go processes used during each path's runs, per Gbit
-sent (userspace crypto is the bottleneck here); and the host's busy CPU share while it ran
-(kernel VXLAN works in softirq, which no process is charged for).
+Rounds: every round runs every path once, p2p-wireguard and hand-built-wireguard next to
+each other (their order swapped every other round), so a change in the host's load hits both
+alike; the figure is the median of the round-by-round ratios p2p-wireguard /
+hand-built-wireguard, each round's ratio printed. At least 5 rounds (`ENCRYPTION_RUNS`).
+
+CPU: the seconds of CPU that the wireguard-go processes carrying the path used, per Gbit
+sent (userspace crypto is the bottleneck here) - only the two endpoint nodes' processes of
+that path's device (found by their network namespace and the device on their command line),
+not every wireguard-go on the host; and the host's busy CPU share while it ran (kernel VXLAN
+works in softirq, which no process is charged for). iperf3's retransmits are printed too.
 Goal: p2p-wireguard >= 0.90x hand-built-wireguard.
+
+Environment: `ENCRYPTION_LAB` the lab's name (default `benchwg`; its namespaces are
+`cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4).
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from clusterlink import constants as C
 from clusterlink.agent.wgkeys import generate, public_of
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
@@ -37,8 +49,11 @@ from clusterlink.lab.state import handle_path, store_url
 from clusterlink.lab.topology import Topology, plan_lab
 from clusterlink.store.url import open_store
 
-RUNS = int(os.environ.get("ENCRYPTION_RUNS", "3"))
-SECONDS = 4
+LAB = os.environ.get("ENCRYPTION_LAB", "benchwg")
+RUNS = max(5, int(os.environ.get("ENCRYPTION_RUNS", "5")))
+SECONDS = int(os.environ.get("ENCRYPTION_SECONDS", "4"))
+GOAL = 0.90
+OURS, HAND = "p2p-wireguard", "hand-built-wireguard"
 ENC = {"encryption": "wireguard"}
 CLUSTERS = {  # name: (networkType, encrypted)
     "e1": ("p2p", True),
@@ -51,7 +66,7 @@ CLUSTERS = {  # name: (networkType, encrypted)
     "v2": ("gateway", False),
 }
 TOPOLOGY = {
-    "name": "benchwg",
+    "name": LAB,
     "clusters": [
         {
             "name": n,
@@ -62,8 +77,8 @@ TOPOLOGY = {
         for n, (m, _) in CLUSTERS.items()
     ],
 }
-HW = ["cl-benchhw-pa", "cl-benchhw-pb"]
-HV = ["cl-benchhv-pa", "cl-benchhv-pb"]
+HW = [f"cl-{LAB}-hw-pa", f"cl-{LAB}-hw-pb"]
+HV = [f"cl-{LAB}-hv-pa", f"cl-{LAB}-hv-pb"]
 
 
 def sh(cmd: str) -> None:
@@ -118,19 +133,47 @@ def vxlan_in_wireguard(a: str, b: str) -> tuple[str, str, str]:
     return HV[0], HV[1], "10.254.2.2"
 
 
-def wg_go_cpu() -> float:
-    """CPU seconds (user + system) of every wireguard-go process so far."""
-    total = 0
+@dataclass(frozen=True)
+class BenchPath:
+    """One measured path: iperf3 from `src` to `dst_ip` (served in `dst_ns`); its tunnel is
+    the wireguard-go processes of `tunnel`'s (node namespace, device) pairs (none: kernel)."""
+
+    src: str
+    dst_ns: str
+    dst_ip: str
+    tunnel: tuple[tuple[str, str], ...] = ()
+
+
+def wg_go_pids(tunnel: tuple[tuple[str, str], ...]) -> list[int]:
+    """The wireguard-go processes of each (network namespace, device) in `tunnel`: the
+    process's /proc/PID/ns/net is that namespace's and the device is on its command line
+    (wireguard-go re-executes itself in the background with the same arguments)."""
+    wanted = {(os.stat(f"/run/netns/{ns}").st_ino, dev.encode()) for ns, dev in tunnel}
+    out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() != "wireguard-go":
                 continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (after the comm)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
         except OSError:
             continue
+        if any((inode, arg) in wanted for arg in argv):
+            out.append(int(pid))
+    return sorted(out)
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system, every thread) of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (after the comm)
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -140,26 +183,77 @@ def host_busy() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def iperf(src: str, dst_ns: str, dst_ip: str) -> tuple[float, float, float]:
-    """(Gbit/s, wireguard-go CPU seconds, host busy share) of one run."""
+@dataclass(frozen=True)
+class Run:
+    gbit: float  # received, Gbit/s
+    cpu: float  # CPU seconds of the path's wireguard-go processes
+    busy: float  # the host's busy CPU share
+    retransmits: int
+
+
+def iperf(path: BenchPath) -> Run:
+    pids = wg_go_pids(path.tunnel)
+    if path.tunnel and len(pids) != 2:
+        raise RuntimeError(f"wireguard-go of {path.tunnel}: {len(pids)} processes, not 2")
     server = subprocess.Popen(
-        ["ip", "netns", "exec", dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
+        ["ip", "netns", "exec", path.dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.3)
-    cpu0, (busy0, all0) = wg_go_cpu(), host_busy()
+    cpu0, (busy0, all0) = cpu_of(pids), host_busy()
     try:
         out = subprocess.run(
-            ["ip", "netns", "exec", src, "iperf3", "-c", dst_ip, "-t", str(SECONDS), "-J"],
+            ["ip", "netns", "exec", path.src, "iperf3", "-c", path.dst_ip, "-t", str(SECONDS),
+             "-J"],
             capture_output=True,
             text=True,
             timeout=SECONDS + 20,
-        )
-        gbit = float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
+        )  # fmt: skip
+        end = json.loads(out.stdout)["end"]
+        gbit = float(end["sum_received"]["bits_per_second"]) / 1e9
+        retransmits = int(end["sum_sent"].get("retransmits", 0))
     finally:
         server.kill()
         server.wait()
     busy1, all1 = host_busy()
-    return gbit, wg_go_cpu() - cpu0, (busy1 - busy0) / max(1, all1 - all0)
+    return Run(gbit, cpu_of(pids) - cpu0, (busy1 - busy0) / max(1, all1 - all0), retransmits)
+
+
+def cpu_per_gbit(runs: list[Run]) -> float:
+    gbits = sum(r.gbit for r in runs) * SECONDS
+    return sum(r.cpu for r in runs) / max(gbits, 1e-9)
+
+
+def measure(paths: dict[str, BenchPath]) -> int:
+    """RUNS rounds of every path, ours and the hand-built tunnel side by side; the figure is
+    the median of the rounds' ratios."""
+    runs: dict[str, list[Run]] = {k: [] for k in paths}
+    others = [k for k in paths if k not in (OURS, HAND)]
+    for r in range(RUNS):
+        pair = [OURS, HAND] if r % 2 == 0 else [HAND, OURS]
+        for name in pair + others:
+            time.sleep(1.0)  # let the previous path's backlog (softirq, goroutines) drain
+            runs[name].append(iperf(paths[name]))
+        ratio = runs[OURS][-1].gbit / max(runs[HAND][-1].gbit, 1e-9)
+        print(f"round {r + 1}: {OURS} {runs[OURS][-1].gbit:.3f} Gbit/s, "
+              f"{HAND} {runs[HAND][-1].gbit:.3f} Gbit/s, ratio {ratio:.2f}", flush=True)  # fmt: skip
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    for k, v in runs.items():
+        cpu = f"{cpu_per_gbit(v):5.2f} CPU s/Gbit" if paths[k].tunnel else "   - (kernel)"
+        print(f"{k:<29} median {statistics.median(r.gbit for r in v):6.3f} Gbit/s  "
+              f"runs {[round(r.gbit, 3) for r in v]}  wireguard-go {cpu}  "
+              f"retransmits {statistics.median(r.retransmits for r in v):.0f}  "
+              f"host busy {statistics.median(r.busy for r in v):4.0%}")  # fmt: skip
+    ratios = [o.gbit / max(h.gbit, 1e-9) for o, h in zip(runs[OURS], runs[HAND], strict=True)]
+    figure = statistics.median(ratios)
+    med = {k: statistics.median(r.gbit for r in v) for k, v in runs.items()}
+    print(f"{OURS} / {HAND}: round ratios {[round(x, 2) for x in ratios]}, "
+          f"median {figure:.2f} (goal >= {GOAL:.2f}); ratio of the medians "
+          f"{med[OURS] / med[HAND]:.2f}")  # fmt: skip
+    print(f"{OURS} / p2p-vxlan {med[OURS] / med['p2p-vxlan']:.3f}; "
+          f"vxlan-in-wireguard / {HAND} {med['hand-built-vxlan-in-wireguard'] / med[HAND]:.2f}; "
+          f"gateway-wireguard / gateway-vxlan "
+          f"{med['gateway-wireguard'] / med['gateway-vxlan']:.3f}")  # fmt: skip
+    return 0 if figure >= GOAL else 1
 
 
 def main() -> int:
@@ -178,37 +272,25 @@ def main() -> int:
         a, b = c["e1"].nodes[0], c["e2"].nodes[1]
         hw_src, hw_dst_ns, hw_dst = hand_built_wireguard(a.netns, a.ip or "", b.netns, b.ip or "")
         hv_src, hv_dst_ns, hv_dst = vxlan_in_wireguard(a.netns, b.netns)
+        ours = ((a.netns, C.WG_BRIDGE), (b.netns, C.WG_BRIDGE))
+        hand = ((a.netns, "wgh1"), (b.netns, "wgh2"))
+        gw = tuple((n.netns, C.WG_BRIDGE) for k in ("g1", "g2") for n in c[k].nodes)
         paths = {
-            "p2p-wireguard": (c["e1"].pods[0].netns, c["e2"].pods[1].netns, c["e2"].pods[1].ip),
-            "hand-built-wireguard": (hw_src, hw_dst_ns, hw_dst),
-            "hand-built-vxlan-in-wireguard": (hv_src, hv_dst_ns, hv_dst),
-            "p2p-vxlan": (c["u1"].pods[0].netns, c["u2"].pods[1].netns, c["u2"].pods[1].ip),
-            "gateway-wireguard": (c["g1"].pods[1].netns, c["g2"].pods[1].netns, c["g2"].pods[1].ip),
-            "gateway-vxlan": (c["v1"].pods[1].netns, c["v2"].pods[1].netns, c["v2"].pods[1].ip),
-        }
-        for src, _dst_ns, dst_ip in paths.values():  # every path carries traffic (handshakes)
-            subprocess.run(["ip", "netns", "exec", src, "ping", "-c", "3", "-i", "0.2",
-                            dst_ip or ""], capture_output=True)  # fmt: skip
-        runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
-        for _ in range(RUNS):
-            for name, (src, dst_ns, dst_ip) in paths.items():
-                time.sleep(1.0)  # let the previous path's backlog (softirq, goroutines) drain
-                runs[name].append(iperf(src, dst_ns, dst_ip or ""))
-        med = {k: statistics.median(r[0] for r in v) for k, v in runs.items()}
-        for k, v in runs.items():
-            gbits = sum(r[0] for r in v) * SECONDS
-            cpu = sum(r[1] for r in v)
-            busy = statistics.median(r[2] for r in v)
-            print(f"{k:<29} median {med[k]:5.2f} Gbit/s  runs {[round(r[0], 2) for r in v]}  "
-                  f"wireguard-go {cpu / max(gbits, 1e-9):5.2f} CPU s/Gbit  host busy {busy:4.0%}")  # fmt: skip
-        ratio = med["p2p-wireguard"] / med["hand-built-wireguard"]
-        print(f"p2p-wireguard / hand-built-wireguard {ratio:.2f} (goal >= 0.90); "
-              f"p2p-wireguard / p2p-vxlan {med['p2p-wireguard'] / med['p2p-vxlan']:.2f}; "
-              f"vxlan-in-wireguard / hand-built-wireguard "
-              f"{med['hand-built-vxlan-in-wireguard'] / med['hand-built-wireguard']:.2f}; "
-              f"gateway-wireguard / gateway-vxlan "
-              f"{med['gateway-wireguard'] / med['gateway-vxlan']:.2f}")  # fmt: skip
-        return 0 if ratio >= 0.90 else 1
+            OURS: BenchPath(c["e1"].pods[0].netns, c["e2"].pods[1].netns, c["e2"].pods[1].ip or "",
+                        ours),
+            HAND: BenchPath(hw_src, hw_dst_ns, hw_dst, hand),
+            "hand-built-vxlan-in-wireguard": BenchPath(hv_src, hv_dst_ns, hv_dst, hand),
+            "p2p-vxlan": BenchPath(c["u1"].pods[0].netns, c["u2"].pods[1].netns,
+                               c["u2"].pods[1].ip or ""),
+            "gateway-wireguard": BenchPath(c["g1"].pods[1].netns, c["g2"].pods[1].netns,
+                                       c["g2"].pods[1].ip or "", gw),
+            "gateway-vxlan": BenchPath(c["v1"].pods[1].netns, c["v2"].pods[1].netns,
+                                   c["v2"].pods[1].ip or ""),
+        }  # fmt: skip
+        for path in paths.values():  # every path carries traffic (handshakes)
+            subprocess.run(["ip", "netns", "exec", path.src, "ping", "-c", "3", "-i", "0.2",
+                            path.dst_ip], capture_output=True)  # fmt: skip
+        return measure(paths)
     finally:
         lab_down(plan.name, quiet=True)
         subprocess.run(

@@ -23,7 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -384,49 +384,80 @@ def _delete_link(netns_name: str | None, name: str) -> None:
                 raise KernelError(f"{name}: cannot delete: {os.strerror(exc.code)}") from None
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_kernel_dump(messages: Iterable[Any]) -> DeviceState:
+    """A WG_CMD_GET_DEVICE dump (pyroute2 `wgmsg`s) as one DeviceState.
+
+    The kernel answers a dump of a device with many peers in several messages: the device's
+    own attributes (listen port, keys) in the first, then each message a slice of the peers;
+    a peer whose allowed IPs do not fit continues in the next message under its public key
+    again, with only the rest of its allowed IPs. Merged by public key, as wg(8) does - read
+    one message alone, a large device would look different every pass and be rebuilt."""
+    listen, public = 0, ""
+    endpoints: dict[str, str] = {}
+    allowed: dict[str, set[str]] = {}
+    keepalives: dict[str, int] = {}
+    for msg in messages:
+        port_ = msg.get_attr("WGDEVICE_A_LISTEN_PORT")
+        if port_ is not None:
+            listen = int(port_)
+        pub = msg.get_attr("WGDEVICE_A_PUBLIC_KEY")
+        if pub:
+            public = _text(pub)
+        for peer in msg.get_attr("WGDEVICE_A_PEERS") or []:
+            key = _text(peer.get_attr("WGPEER_A_PUBLIC_KEY"))
+            allowed.setdefault(key, set())
+            ep = peer.get_attr("WGPEER_A_ENDPOINT")
+            if ep is not None and ep.get("addr"):
+                endpoints[key] = _endpoint_text(f"[{ep['addr']}]:{ep['port']}")
+            keepalive = peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL")
+            if keepalive is not None:
+                keepalives[key] = int(keepalive)
+            for ip in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
+                allowed[key].add(str(ipaddress.ip_network(ip["addr"], strict=False)))
+    peers = {
+        key: PeerState(endpoints.get(key, ""), frozenset(ips), keepalives.get(key, 0))
+        for key, ips in allowed.items()
+    }
+    return DeviceState(listen, public, peers)
+
+
 class KernelWireGuard:
-    """The kernel module (`ip link add ... type wireguard`), over generic netlink."""
+    """The kernel module (`ip link add ... type wireguard`), over generic netlink.
+
+    `open_socket` makes the generic netlink socket (pyroute2's `WireGuard`, or one over a
+    given socket: the unit tests' fake kernel); by default one bound to `netns_name`."""
 
     implementation = KERNEL
 
-    def __init__(self, netns_name: str | None) -> None:
+    def __init__(
+        self, netns_name: str | None, open_socket: Callable[[], Any] | None = None
+    ) -> None:
         self.netns = netns_name
+        self._open = open_socket or self._open_in_netns
 
-    def _wg(self) -> Any:
+    def _open_in_netns(self) -> Any:
         from pyroute2 import WireGuard as GenlWireGuard
 
         with netns.entered(self.netns):  # the socket stays bound to the namespace it was made in
             return GenlWireGuard()
 
+    def _wg(self) -> Any:
+        return self._open()
+
     def observe(self, name: str) -> DeviceState | None:
         try:
             wg = self._wg()
             try:
-                (msg,) = wg.info(name)
+                messages = list(wg.info(name))
             finally:
                 wg.close()
         except (NetlinkError, ValueError, OSError):
             return None
-        peers: dict[str, PeerState] = {}
-        for peer in msg.get("WGDEVICE_A_PEERS") or []:
-            key = peer.get("WGPEER_A_PUBLIC_KEY")
-            key = key.decode() if isinstance(key, bytes) else str(key)
-            ep = peer.get("WGPEER_A_ENDPOINT") or {}
-            endpoint = ""
-            if ep.get("addr"):
-                endpoint = _endpoint_text(f"[{ep['addr']}]:{ep['port']}")
-            allowed = frozenset(
-                f"{a['addr']}/{a['cidr']}" if "cidr" in a else str(a.get("addr"))
-                for a in peer.get("WGPEER_A_ALLOWEDIPS") or []
-            )
-            keepalive = int(peer.get("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or 0)
-            peers[key] = PeerState(endpoint, allowed, keepalive)
-        pub = msg.get("WGDEVICE_A_PUBLIC_KEY") or b""
-        return DeviceState(
-            int(msg.get("WGDEVICE_A_LISTEN_PORT") or 0),
-            pub.decode() if isinstance(pub, bytes) else str(pub),
-            peers,
-        )
+        return parse_kernel_dump(messages) if messages else None
 
     def create(self, device: WireGuardDevice) -> None:
         with _ipr(self.netns) as ipr:
