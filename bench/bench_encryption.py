@@ -24,7 +24,12 @@ works in softirq, which no process is charged for). iperf3's retransmits are pri
 Goal: p2p-wireguard >= 0.90x hand-built-wireguard.
 
 Environment: `ENCRYPTION_LAB` the lab's name (default `benchwg`; its namespaces are
-`cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4).
+`cl-<lab>-...`), `ENCRYPTION_RUNS` rounds (default 5), `ENCRYPTION_SECONDS` per run (4);
+`ENCRYPTION_DIAG=1` prints both paths' settings first; `ENCRYPTION_STOP_LAB=1` stops the lab's
+control plane (SIGSTOP: agents, their probers, electors, network-manager) during the rounds,
+the datapath left as built - to tell its cost from the datapath's; with it,
+`ENCRYPTION_CROSS=1` adds hand-built pods routed over our wg-bridge, and `ENCRYPTION_TUNE=
+keepalive=0,peers=1` changes our tunnel before the rounds (see `tune_our_tunnel`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,9 +45,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clusterlink import constants as C
 from clusterlink.agent.wgkeys import generate, public_of
+from clusterlink.agent.wireguard import WireGuardGo
+from clusterlink.api.nodeconfig import WireGuardPeer
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab.lifecycle import lab_down, lab_up
@@ -79,6 +88,8 @@ TOPOLOGY = {
 }
 HW = [f"cl-{LAB}-hw-pa", f"cl-{LAB}-hw-pb"]
 HV = [f"cl-{LAB}-hv-pa", f"cl-{LAB}-hv-pb"]
+CX = [f"cl-{LAB}-hx-pa", f"cl-{LAB}-hx-pb"]
+CROSS = "hand-built-pods-over-our-wg"
 
 
 def sh(cmd: str) -> None:
@@ -189,6 +200,44 @@ class Run:
     cpu: float  # CPU seconds of the path's wireguard-go processes
     busy: float  # the host's busy CPU share
     retransmits: int
+    rtt_ms: float  # the sender's mean smoothed RTT
+    switches: int  # context switches of the path's wireguard-go threads
+    tun: tuple[int, int, int, int] = (
+        0,
+        0,
+        0,
+        0,
+    )  # sender node's tunnel: tx pkts/bytes, rx pkts/bytes
+
+
+def tun_counters(tunnel: tuple[tuple[str, str], ...]) -> tuple[int, int, int, int]:
+    """The sending node's tunnel device counters (data out, ACKs in)."""
+    if not tunnel:
+        return (0, 0, 0, 0)
+    ns, dev = tunnel[0]
+    out = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    stats = json.loads(out)[0]["stats64"]
+    tx, rx = stats["tx"], stats["rx"]
+    return (tx["packets"], tx["bytes"], rx["packets"], rx["bytes"])
+
+
+def switches_of(pids: list[int]) -> int:
+    """Voluntary + involuntary context switches of every thread of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines()
+                         if "ctxt_switches:" in line)  # fmt: skip
+    return total
 
 
 def iperf(path: BenchPath) -> Run:
@@ -199,7 +248,8 @@ def iperf(path: BenchPath) -> Run:
         ["ip", "netns", "exec", path.dst_ns, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.3)
-    cpu0, (busy0, all0) = cpu_of(pids), host_busy()
+    cpu0, (busy0, all0), sw0 = cpu_of(pids), host_busy(), switches_of(pids)
+    tun0 = tun_counters(path.tunnel)
     try:
         out = subprocess.run(
             ["ip", "netns", "exec", path.src, "iperf3", "-c", path.dst_ip, "-t", str(SECONDS),
@@ -211,23 +261,140 @@ def iperf(path: BenchPath) -> Run:
         end = json.loads(out.stdout)["end"]
         gbit = float(end["sum_received"]["bits_per_second"]) / 1e9
         retransmits = int(end["sum_sent"].get("retransmits", 0))
+        rtt = float(end["streams"][0]["sender"].get("mean_rtt", 0)) / 1000
     finally:
         server.kill()
         server.wait()
     busy1, all1 = host_busy()
-    return Run(gbit, cpu_of(pids) - cpu0, (busy1 - busy0) / max(1, all1 - all0), retransmits)
+    busy = (busy1 - busy0) / max(1, all1 - all0)
+    tun = tuple(b - a for a, b in zip(tun0, tun_counters(path.tunnel), strict=True))
+    return Run(gbit, cpu_of(pids) - cpu0, busy, retransmits, rtt, switches_of(pids) - sw0,
+               tun)  # type: ignore[arg-type]  # fmt: skip
+
+
+def gbits(runs: list[Run]) -> float:
+    """Gbit sent over these runs."""
+    return sum(r.gbit for r in runs) * SECONDS
+
+
+def tun_shape(runs: list[Run]) -> str:
+    """Mean size of the packets the sender's tunnel carried out, and ACKs in per data out."""
+    tx_p, tx_b, rx_p = (sum(r.tun[i] for r in runs) for i in (0, 1, 2))
+    if not tx_p:
+        return ""
+    return f"tun out {tx_b / tx_p:.0f} B/pkt, in/out pkts {rx_p / tx_p:.2f}  "
 
 
 def cpu_per_gbit(runs: list[Run]) -> float:
-    gbits = sum(r.gbit for r in runs) * SECONDS
-    return sum(r.cpu for r in runs) / max(gbits, 1e-9)
+    return sum(r.cpu for r in runs) / max(gbits(runs), 1e-9)
+
+
+def _uapi_dir(node: str) -> str:
+    """The node's wireguard-go UAPI socket directory (the lab's `--wireguard-socket-dir`)."""
+    lab_dir = os.environ["CLUSTERLINK_LAB_DIR"]
+    found = [str(x.parent) for x in Path(lab_dir).glob(f"**/{node}/run/{C.WG_BRIDGE}.sock")]
+    if len(found) != 1:
+        raise RuntimeError(f"UAPI socket of {node}: {found}")
+    return found[0]
+
+
+def tune_our_tunnel(a: Any, b: Any, change: str) -> None:
+    """Change our wg-bridge on both nodes over UAPI (control plane stopped): `keepalive=0`
+    turns the peers' persistent keepalive off; `peers=1` removes every peer but the other
+    node of the measured path."""
+    for node, peer in ((a, b), (b, a)):
+        port = WireGuardGo(None, _uapi_dir(node.netns.removeprefix(f"cl-{LAB}-")))
+        state = port.observe(C.WG_BRIDGE)
+        assert state is not None
+        if change == "keepalive=0":
+            text = "set=1\n" + "".join(f"public_key={base64.b64decode(k).hex()}\n"
+                                        "persistent_keepalive_interval=0\n"
+                                        for k in state.peers) + "\n"  # fmt: skip
+            port._uapi(C.WG_BRIDGE, text)
+        elif change == "peers=1":
+            others = [k for k, v in state.peers.items() if not v.endpoint.startswith(f"{peer.ip}:")]
+            port.configure(C.WG_BRIDGE, None, None, [], others)
+        else:
+            raise ValueError(f"ENCRYPTION_TUNE: {change!r}")
+        after = port.observe(C.WG_BRIDGE)
+        assert after is not None
+        print(f"tuned {node.netns} {change}: peers "
+              f"{[(v.endpoint, v.keepalive) for v in after.peers.values()]}")  # fmt: skip
+
+
+def hand_pods_over_our_tunnel(a: Any, b: Any, tunnel: tuple[tuple[str, str], ...]) -> BenchPath:
+    """Pods 10.251.1.2 / 10.251.2.2 built like the hand-built ones but routed over our
+    wg-bridge (their subnets added to the two nodes' peers' allowed IPs over UAPI; only with
+    the control plane stopped, else the agents repair it): tells our tunnel from our pods."""
+    for i, (node, peer, pod) in enumerate(((a, b, CX[0]), (b, a, CX[1])), 1):
+        port = WireGuardGo(None, _uapi_dir(node.netns.removeprefix(f"cl-{LAB}-")))
+        state = port.observe(C.WG_BRIDGE)
+        assert state is not None
+        key, have = next((k, v) for k, v in state.peers.items()
+                         if v.endpoint.startswith(f"{peer.ip}:"))  # fmt: skip
+        allowed = (*sorted(have.allowed_ips), f"10.251.{3 - i}.0/24")
+        port.configure(C.WG_BRIDGE, None, None,
+                       [WireGuardPeer(public_key=key, endpoint=have.endpoint,
+                                      allowed_ips=allowed)], [])  # fmt: skip
+        sh(f"ip -n {node.netns} route add 10.251.{3 - i}.0/24 dev {C.WG_BRIDGE}")
+        sh(f"ip netns add {pod} && ip -n {pod} link set lo up")
+        sh(f"ip -n {node.netns} link add hx{i} type veth peer name eth0 netns {pod}")
+        sh(f"ip -n {node.netns} link set hx{i} up && "
+           f"ip -n {node.netns} addr add 10.251.{i}.1/24 dev hx{i}")  # fmt: skip
+        sh(f"ip -n {pod} link set eth0 up && ip -n {pod} addr add 10.251.{i}.2/24 dev eth0")
+        sh(f"ip -n {pod} route add default via 10.251.{i}.1")
+    ping = subprocess.run(["ip", "netns", "exec", CX[0], "ping", "-c", "3", "-i", "0.2",
+                           "10.251.2.2"], capture_output=True, text=True)  # fmt: skip
+    print(f"{CROSS}: ping {'ok' if ping.returncode == 0 else 'FAILED'}")
+    return BenchPath(CX[0], CX[1], "10.251.2.2", tunnel)
+
+
+def lab_processes(lab_dir: str) -> list[int]:
+    """The lab's own processes (agents with their probers, electors, network-manager,
+    controllers: their command lines name the lab directory), not wireguard-go."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if lab_dir.encode() in argv and b"wireguard-go" not in argv:
+            out.append(int(pid))
+    return out
+
+
+def diagnose(paths: dict[str, BenchPath]) -> None:
+    """What differs between ours and the hand-built path, before the rounds: the pods' and
+    tunnels' link settings, the route each node takes, the node's netfilter rules."""
+    for name in (OURS, HAND):
+        path = paths[name]
+        print(f"-- {name}")
+        cmds = [f"ip -n {path.src} -d link show eth0", f"ip -n {path.src} route",
+                f"ip -n {path.dst_ns} -d link show eth0"]  # fmt: skip
+        for ns, dev in path.tunnel:
+            cmds += [f"ip -n {ns} -d link show dev {dev}", f"ip -n {ns} route get {path.dst_ip}",
+                     f"ip -n {ns} rule", f"ip -n {ns} -s link show dev {dev}"]  # fmt: skip
+        for cmd in cmds:
+            out = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+            print(f"$ {cmd}\n{out.stdout.strip()}{out.stderr.strip()}")
+    ns = paths[OURS].tunnel[0][0]
+    out = subprocess.run(["ip", "netns", "exec", ns, "iptables-save", "-c"], capture_output=True,
+                         text=True)  # fmt: skip
+    print(f"$ iptables-save -c ({ns})\n{out.stdout.strip()}")
+    out = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "net.netfilter.nf_conntrack_count"],
+                         capture_output=True, text=True)  # fmt: skip
+    print(out.stdout.strip(), out.stderr.strip())
 
 
 def measure(paths: dict[str, BenchPath]) -> int:
     """RUNS rounds of every path, ours and the hand-built tunnel side by side; the figure is
     the median of the rounds' ratios."""
     runs: dict[str, list[Run]] = {k: [] for k in paths}
-    others = [k for k in paths if k not in (OURS, HAND)]
+    others = [k for k in paths if k not in (OURS, HAND, CROSS)]
+    if CROSS in paths:
+        others.insert(0, CROSS)
     for r in range(RUNS):
         pair = [OURS, HAND] if r % 2 == 0 else [HAND, OURS]
         for name in pair + others:
@@ -242,6 +409,9 @@ def measure(paths: dict[str, BenchPath]) -> int:
         print(f"{k:<29} median {statistics.median(r.gbit for r in v):6.3f} Gbit/s  "
               f"runs {[round(r.gbit, 3) for r in v]}  wireguard-go {cpu}  "
               f"retransmits {statistics.median(r.retransmits for r in v):.0f}  "
+              f"rtt {statistics.median(r.rtt_ms for r in v):.1f} ms  "
+              f"switches/Gbit {sum(r.switches for r in v) / max(gbits(v), 1e-9):.0f}  "
+              f"{tun_shape(v)}"
               f"host busy {statistics.median(r.busy for r in v):4.0%}")  # fmt: skip
     ratios = [o.gbit / max(h.gbit, 1e-9) for o, h in zip(runs[OURS], runs[HAND], strict=True)]
     figure = statistics.median(ratios)
@@ -290,12 +460,28 @@ def main() -> int:
         for path in paths.values():  # every path carries traffic (handshakes)
             subprocess.run(["ip", "netns", "exec", path.src, "ping", "-c", "3", "-i", "0.2",
                             path.dst_ip], capture_output=True)  # fmt: skip
-        return measure(paths)
+        if os.environ.get("ENCRYPTION_DIAG"):
+            diagnose(paths)
+        if not os.environ.get("ENCRYPTION_STOP_LAB"):
+            return measure(paths)
+        stopped = lab_processes(os.environ["CLUSTERLINK_LAB_DIR"])
+        print(f"control plane stopped during the rounds: {len(stopped)} processes")
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for change in filter(None, os.environ.get("ENCRYPTION_TUNE", "").split(",")):
+                tune_our_tunnel(a, b, change)
+            if os.environ.get("ENCRYPTION_CROSS"):
+                paths[CROSS] = hand_pods_over_our_tunnel(a, b, paths[OURS].tunnel)
+            return measure(paths)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
     finally:
         lab_down(plan.name, quiet=True)
         subprocess.run(
             ["ip", "-force", "-batch", "-"],
-            input="".join(f"netns del {n}\n" for n in HW + HV),
+            input="".join(f"netns del {n}\n" for n in HW + HV + CX),
             text=True,
             capture_output=True,
         )

@@ -6,7 +6,9 @@ network-manager writes NodeConfigs themselves.
 
 Running, it plans from a watch-fed cache of Clusters and ClusterNodes (`Informer`): it lists
 them once, then only when something changed does it plan again - an idle federation costs
-the store no LIST but the NodeConfigs of the full comparison every `resync`."""
+the store no LIST but the NodeConfigs of the full comparison every `resync`. Planning again is
+incremental (`planner.incremental.Planner`): a change to one ClusterNode patches the last plan
+and writes only the NodeConfigs it changed."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from clusterlink.controllers.clock import Clock
 from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.controllers.metrics import NetworkManagerMetrics
 from clusterlink.controllers.watch import Informer
-from clusterlink.planner import Plan, plan
+from clusterlink.planner import Plan
+from clusterlink.planner.incremental import Planner
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
 
 log = logging.getLogger("clusterlink.network-manager")
@@ -47,7 +50,9 @@ class NetworkManager:
         self.identity = identity
         self.coalesce = coalesce
         self.resync = resync
-        self.previous: Plan | None = None
+        self.planner = Planner()
+        # The planner moves on before the writes: after a failed write, compare with the store.
+        self.unsure = False
         self.writes = 0
         self.metrics = metrics
         self.cache: Informer | None = None  # set by `run`; without it `sync` lists the store
@@ -55,17 +60,23 @@ class NetworkManager:
 
     def sync(self, full: bool) -> tuple[int, int]:
         """Plan and write. `full`: compare with the stored NodeConfigs (start, resync);
-        otherwise trust the previous plan's fingerprints. Returns (written, deleted)."""
+        otherwise write what the planner says changed. Returns (written, deleted)."""
         if self.cache is not None:
             clusters, nodes = self.cache.list(Cluster), self.cache.list(ClusterNode)
         else:
             clusters, nodes = self.store.list(Cluster), self.store.list(ClusterNode)
         started = time.monotonic()
-        current = plan(clusters, nodes)
+        first = self.planner.plan is None
+        diff = self.planner.update(clusters, nodes)
+        current = diff.plan
+        assert current is not None
         planned = time.monotonic() - started
+        if self.planner.last_reason is not None:
+            log.debug("planned in full: %s", self.planner.last_reason)
         self.cluster_of = {cn.name: cn.spec.cluster_name for cn in nodes}
         written = deleted = 0
-        if full or self.previous is None:
+        was_unsure, self.unsure = self.unsure, True
+        if full or first or was_unsure:
             stored = {nc.name: nc for nc in self.store.list(NodeConfig)}
             for name in current.names:
                 spec = current.spec(name)
@@ -78,12 +89,11 @@ class NetworkManager:
             for name in sorted(set(stored) - set(current.names)):
                 deleted += self._delete(name)
         else:
-            diff = current.changed_since(self.previous)
             for name in diff.changed:
                 written += self._write(name, current)
             for name in diff.removed:
                 deleted += self._delete(name)
-        self.previous = current
+        self.unsure = False
         if self.metrics is not None:
             self.metrics.planned(planned, written, deleted, len(current.findings))
         if written or deleted:

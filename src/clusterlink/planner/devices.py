@@ -71,10 +71,8 @@ def plan_devices(
     ordered = sorted(topo.nodes.values(), key=lambda n: (n.cluster, n.name))
     for node in ordered:
         for dev, family, pool in wanted_devices(topo, node, keeps_vxlan):
-            bridge = dev in BRIDGE_DEV.values() or dev in WG_DEV.values()
-            mesh = (BRIDGE_DEV[family] if bridge else dev, "" if bridge else node.cluster)
-            addr = derive_address(pool, node.ips[family])
-            meshes[mesh][int(addr.ip)].append((node, dev, pool))
+            mesh, value = derived(node, dev, family, pool)
+            meshes[mesh][value].append((node, dev, pool))
 
     addresses: dict[tuple[str, str], str] = {}  # (node, device) -> "addr/prefix"
     for mesh in sorted(meshes):
@@ -103,30 +101,54 @@ def plan_devices(
 
     devices: DeviceMap = {}
     for node in ordered:
-        mine: dict[str, AnyDevice] = {}
-        for dev, family, _pool in wanted_devices(topo, node, keeps_vxlan):
-            if dev in WG_DEV.values():
-                mine[dev] = WireGuardDevice.trusted(
-                    name=dev,
-                    addr=addresses[(node.name, dev)],
-                    listen_port=C.WG_PORT[dev],
-                    bind_dev=node.interface,
-                    mtu=device_mtu(node.mtu, family),  # the effective MTU: - 60 / - 80
-                    peers=(),
-                )
-                continue
-            mine[dev] = Device.trusted(
-                type="vxlan",
-                name=dev,
-                addr=addresses[(node.name, dev)],
-                mac=device_mac(node.cluster, node.node, dev),
-                bind_dev=node.interface,
-                id=C.VNI[dev],
-                port=C.PORT[dev],
-                mtu=device_mtu(node.mtu, family),
-            )
-        devices[node.name] = dict(sorted(mine.items()))
+        wanted = wanted_devices(topo, node, keeps_vxlan)
+        devices[node.name] = node_devices(
+            node, [(d, f, addresses[(node.name, d)]) for d, f, _ in wanted]
+        )
     return devices, findings
+
+
+MeshKey = tuple[str, str]  # (vx-bridge(-6), "") federation-wide; (vx-local(-6), cluster)
+
+
+def derived(node: NodeView, dev: str, family: int, pool: str) -> tuple[MeshKey, int]:
+    """The address mesh a device belongs to (addresses are unique within it) and the address
+    it derives there, before collisions are resolved."""
+    bridge = dev in BRIDGE_DEV.values() or dev in WG_DEV.values()
+    mesh = (BRIDGE_DEV[family] if bridge else dev, "" if bridge else node.cluster)
+    return mesh, int(derive_address(pool, node.ips[family]).ip)
+
+
+def derived_text(pool: str, value: int) -> str:
+    """A derived address as a device carries it ("addr/prefix")."""
+    return f"{address_text(value)}/{pool_prefixlen(pool)}"
+
+
+def node_devices(node: NodeView, wanted: list[tuple[str, int, str]]) -> dict[str, AnyDevice]:
+    """The devices of a node from (device name, family, "addr/prefix") of each it owns."""
+    mine: dict[str, AnyDevice] = {}
+    for dev, family, addr in wanted:
+        if dev in WG_DEV.values():
+            mine[dev] = WireGuardDevice.trusted(
+                name=dev,
+                addr=addr,
+                listen_port=C.WG_PORT[dev],
+                bind_dev=node.interface,
+                mtu=device_mtu(node.mtu, family),  # the effective MTU: - 60 / - 80
+                peers=(),
+            )
+            continue
+        mine[dev] = Device.trusted(
+            type="vxlan",
+            name=dev,
+            addr=addr,
+            mac=device_mac(node.cluster, node.node, dev),
+            bind_dev=node.interface,
+            id=C.VNI[dev],
+            port=C.PORT[dev],
+            mtu=device_mtu(node.mtu, family),
+        )
+    return dict(sorted(mine.items()))
 
 
 def device_ip(device: AnyDevice) -> str:

@@ -77,6 +77,30 @@ def to_global(global_map: dict[str, str], cidr: str) -> str:
     return cidr
 
 
+def make_export(
+    cluster: ClusterView, real: str, target: str, devices: DeviceMap
+) -> Export | Finding:
+    """The export of one advertised CIDR, or why it is not advertised."""
+    family = cidr_family(real)
+    dev, wg = BRIDGE_DEV[family], WG_DEV[family]
+    device, wg_device = devices[target].get(dev), devices[target].get(wg)
+    if device is None and wg_device is None:
+        return Finding(
+            "warning",
+            f"ClusterNode/{target}",
+            f"{real} is IPv{family} but the node has no {dev}: not advertised",
+        )
+    cidr = to_global(cluster.global_map, real)
+    wg_route = None
+    if wg_device is not None:
+        wg_route = Route.trusted(cidr=cidr, gw=device_ip(wg_device), dev=wg, mtu=0)
+    route = wg_route
+    if device is not None:
+        route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
+    assert route is not None
+    return Export(cidr, cluster.name, target, route, wg_route)
+
+
 def build_exports(
     topo: FederationView, devices: DeviceMap, refused: dict[str, set[str]] | None = None
 ) -> tuple[ExportTable, list[Finding]]:
@@ -94,27 +118,11 @@ def build_exports(
                 )
             )
         for real, target in advertised(topo, cluster):
-            family = cidr_family(real)
-            dev, wg = BRIDGE_DEV[family], WG_DEV[family]
-            device, wg_device = devices[target].get(dev), devices[target].get(wg)
-            if device is None and wg_device is None:
-                findings.append(
-                    Finding(
-                        "warning",
-                        f"ClusterNode/{target}",
-                        f"{real} is IPv{family} but the node has no {dev}: not advertised",
-                    )
-                )
-                continue
-            cidr = to_global(cluster.global_map, real)
-            wg_route = None
-            if wg_device is not None:
-                wg_route = Route.trusted(cidr=cidr, gw=device_ip(wg_device), dev=wg, mtu=0)
-            route = wg_route
-            if device is not None:
-                route = Route.trusted(cidr=cidr, gw=device_ip(device), dev=dev, mtu=0)
-            assert route is not None
-            raw[family].append(Export(cidr, cluster.name, target, route, wg_route))
+            made = make_export(cluster, real, target, devices)
+            if isinstance(made, Finding):
+                findings.append(made)
+            else:
+                raw[cidr_family(real)].append(made)
 
     by_family: dict[int, list[Export]] = {}
     for family, exports in raw.items():

@@ -43,6 +43,7 @@ from clusterlink.planner.devices import (
     BRIDGE_DEV,
     LOCAL_DEV,
     WG_DEV,
+    AnyDevice,
     DeviceMap,
     bridge_devices,
     device_ip,
@@ -62,10 +63,32 @@ from clusterlink.planner.nat import (
     service_address_maps,
     service_masquerade,
 )
-from clusterlink.planner.topology import FederationView, build_topology
+from clusterlink.planner.topology import FederationView, NodeView, build_topology
 
 _MASK = (1 << 64) - 1
 T = TypeVar("T")
+
+# Per family: (owner cluster, entry) of every vx-bridge, in NodeConfig order (`sort_mesh`).
+SortedMesh = tuple[dict[int, list[tuple[str, Fdb]]], dict[int, list[tuple[str, Arp]]]]
+
+
+def fdb_order(entry: tuple[str, Fdb]) -> tuple[tuple[int, int], str]:
+    return ip_sort_key(entry[1].ip), entry[1].mac
+
+
+def arp_order(entry: tuple[str, Arp]) -> tuple[int, int]:
+    return ip_sort_key(entry[1].ip)
+
+
+def sort_mesh(mesh: dict[int, list[tuple[str, Fdb, Arp]]]) -> SortedMesh:
+    """The bridge mesh's FDB entries by (underlay IP, MAC) and ARP entries by IP, per family
+    (stable: ties keep the mesh's order)."""
+    fdbs: dict[int, list[tuple[str, Fdb]]] = {}
+    arps: dict[int, list[tuple[str, Arp]]] = {}
+    for family, entries in mesh.items():
+        fdbs[family] = sorted(((o, f) for o, f, _ in entries), key=fdb_order)
+        arps[family] = sorted(((o, a) for o, _, a in entries), key=arp_order)
+    return fdbs, arps
 
 
 def _h_route(r: Route) -> int:
@@ -165,6 +188,14 @@ def _h_capped(e: Export, mtu: int) -> tuple[int, int, int]:
 class PlanDiff:
     changed: list[str]  # NodeConfigs to create or rewrite
     removed: list[str]  # NodeConfigs that no longer exist
+    # Filled by `incremental.Planner.update`: every finding, and the plan to materialise from.
+    findings: list[Finding] = field(default_factory=list)
+    plan: Plan | None = None
+
+    def spec(self, name: str) -> NodeConfigSpec:
+        """The NodeConfig of a changed node (a diff from `Planner.update` only)."""
+        assert self.plan is not None
+        return self.plan.spec(name)
 
 
 @contextmanager
@@ -213,7 +244,11 @@ class Plan:
         mesh: dict[int, list[tuple[str, Fdb, Arp]]],
         findings: list[Finding],
         direct: dict[str, dict[int, DirectSet]] | None = None,
+        *,
+        sorted_mesh: SortedMesh | None = None,
     ) -> None:
+        """`mesh`: per family (owner cluster, FDB, ARP) of every vx-bridge; or, already in
+        the order NodeConfigs list them (`sort_mesh`), `sorted_mesh` (`mesh` unused)."""
         self.topology = topology
         # node -> family -> the exports it reaches by plain routing (planner/direct.py)
         self.direct = direct or {}
@@ -221,41 +256,44 @@ class Plan:
         self.recipes = recipes
         self.exports = exports
         self.findings = findings
-        self._mesh_fdbs: dict[int, list[tuple[str, Fdb]]] = {}
-        self._mesh_arps: dict[int, list[tuple[str, Arp]]] = {}
+        self._sums_ready = False
         self._route_sums: dict[int, _Sums] = {}
         self._cidr_sums: dict[int, _Sums] = {}
         self._l2_sums: dict[int, _Sums] = {}
         self._skip_route: dict[tuple[str, int], int] = {}
         self._skip_cidr: dict[tuple[str, int], int] = {}
         self._init_mtus()
-        for family, entries in mesh.items():
-            fdbs = sorted(
-                ((o, f) for o, f, _ in entries), key=lambda x: (ip_sort_key(x[1].ip), x[1].mac)
-            )
-            arps = sorted(((o, a) for o, _, a in entries), key=lambda x: ip_sort_key(x[1].ip))
-            self._mesh_fdbs[family], self._mesh_arps[family] = fdbs, arps
-            sums = _Sums()
-            for owner, entry in fdbs:
-                sums.add(owner, _h_l2(entry))
-            for owner, arp in arps:
-                sums.add(owner, _h_l2(arp))
-            self._l2_sums[family] = sums
-        for family, table in exports.by_family.items():
-            routes, cidrs = _Sums(), _Sums()
-            for e in table:
-                routes.add(e.owner, _h_route(e.route))
-                cidrs.add(e.owner, hash(e.cidr))
-            self._route_sums[family], self._cidr_sums[family] = routes, cidrs
-        for (cluster, family), skipped in exports.skipped.items():
-            table = exports.by_family[family]
-            self._skip_route[(cluster, family)] = sum(_h_route(table[i].route) for i in skipped)
-            self._skip_cidr[(cluster, family)] = sum(hash(table[i].cidr) for i in skipped)
+        self._mesh_fdbs, self._mesh_arps = (
+            sorted_mesh if sorted_mesh is not None else sort_mesh(mesh)
+        )
         self._cache = _LRU(64)
         # With encryption, a route's device depends on the pair of clusters, which the running
         # sums do not know: fingerprints hash the materialised NodeConfig instead (O(size)).
         self._encrypted = any(c.encrypted for c in topology.clusters.values())
         self._aggregators: dict[int, Aggregator | None] = {}
+
+    def _ensure_sums(self) -> None:
+        """The running hash sums behind `fingerprint` (O(exports + mesh)), on first use."""
+        if self._sums_ready:
+            return
+        self._sums_ready = True
+        for family, fdbs in self._mesh_fdbs.items():
+            sums = _Sums()
+            for owner, entry in fdbs:
+                sums.add(owner, _h_l2(entry))
+            for owner, arp in self._mesh_arps[family]:
+                sums.add(owner, _h_l2(arp))
+            self._l2_sums[family] = sums
+        for family, table in self.exports.by_family.items():
+            routes, cidrs = _Sums(), _Sums()
+            for e in table:
+                routes.add(e.owner, _h_route(e.route))
+                cidrs.add(e.owner, hash(e.cidr))
+            self._route_sums[family], self._cidr_sums[family] = routes, cidrs
+        for (cluster, family), skipped in self.exports.skipped.items():
+            table = self.exports.by_family[family]
+            self._skip_route[(cluster, family)] = sum(_h_route(table[i].route) for i in skipped)
+            self._skip_cidr[(cluster, family)] = sum(hash(table[i].cidr) for i in skipped)
 
     def _init_mtus(self) -> None:
         """Path MTUs: a route toward a CIDR advertised by a node of a smaller underlay MTU than
@@ -323,6 +361,11 @@ class Plan:
             self._capped[key] = route
         return route
 
+    def share_aggregators(self, other: Plan) -> None:
+        """Start from `other`'s route aggregators: they depend on the export CIDRs alone,
+        which the caller (an incremental re-plan) vouches are the same."""
+        self._aggregators = dict(other._aggregators)
+
     # -- what exists --------------------------------------------------------------------------
 
     @property
@@ -337,9 +380,13 @@ class Plan:
 
     # -- fingerprints -------------------------------------------------------------------------
 
+    def _json_fingerprint(self, name: str) -> int:
+        return hash(self.spec(name).model_dump_json(by_alias=True))
+
     def fingerprint(self, name: str) -> int:
         if self._encrypted:
-            return hash(self.spec(name).model_dump_json(by_alias=True))
+            return self._json_fingerprint(name)
+        self._ensure_sums()
         r = self.recipes[name]
         c = r.cluster
         direct = self.direct.get(name, {})
@@ -377,11 +424,10 @@ class Plan:
     def changed_since(self, old: Plan | None) -> PlanDiff:
         if old is None:
             return PlanDiff(self.names, [])
-        changed = [
-            n
-            for n in self.recipes
-            if n not in old.recipes or old.fingerprint(n) != self.fingerprint(n)
-        ]
+        mine, theirs = self.fingerprint, old.fingerprint
+        if self._encrypted != old._encrypted:  # fingerprints of two kinds: compare the JSON
+            mine, theirs = self._json_fingerprint, old._json_fingerprint
+        changed = [n for n in self.recipes if n not in old.recipes or theirs(n) != mine(n)]
         removed = [n for n in old.recipes if n not in self.recipes]
         return PlanDiff(changed, removed)
 
@@ -547,7 +593,43 @@ def plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> P
         return _plan(clusters, cluster_nodes)
 
 
+@dataclass(slots=True)
+class Parts:
+    """A full plan's intermediate results: what `Plan` is made of, and what
+    `incremental.Planner` keeps to patch the next plan instead of making it again."""
+
+    topo: FederationView
+    devices: DeviceMap
+    exports: ExportTable
+    mesh: dict[int, list[tuple[str, Fdb, Arp]]]
+    recipes: dict[str, Recipe]
+    direct: dict[str, dict[int, DirectSet]]
+    # Everything but the topology's own findings (those: `topo.findings`).
+    link_findings: list[Finding]
+    device_findings: list[Finding]
+    export_findings: list[Finding]
+    wg_findings: list[Finding]
+    direct_findings: list[Finding]
+
+    def findings(self) -> list[Finding]:
+        return sorted_findings(
+            self.topo.findings
+            + self.link_findings
+            + self.device_findings
+            + self.export_findings
+            + self.wg_findings
+            + self.direct_findings
+        )
+
+    def plan(self) -> Plan:
+        return Plan(self.topo, self.recipes, self.exports, self.mesh, self.findings(), self.direct)
+
+
 def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> Plan:
+    return build_parts(clusters, cluster_nodes).plan()
+
+
+def build_parts(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> Parts:
     topo = build_topology(clusters, cluster_nodes)
     refused, link_findings = refused_pairs(topo)
     devices, device_findings = plan_devices(topo, plaintext_peers(topo))
@@ -558,85 +640,111 @@ def _plan(clusters: Iterable[Cluster], cluster_nodes: Iterable[ClusterNode]) -> 
 
     mesh: dict[int, list[tuple[str, Fdb, Arp]]] = {4: [], 6: []}
     for node in topo.nodes.values():
-        for family, dev in BRIDGE_DEV.items():
-            device = devices[node.name].get(dev)
-            if isinstance(device, Device):
-                mesh[family].append((node.cluster, *bridge_peer(node.ips[family], device, dev)))
+        for family, fdb, arp in mesh_entries(node, devices[node.name]):
+            mesh[family].append((node.cluster, fdb, arp))
 
-    recipes: dict[str, Recipe] = {}
-    for node in topo.nodes.values():
-        cluster = topo.clusters[node.cluster]
-        mine = devices[node.name]
-        gateway = topo.gateway.get(node.cluster)
-        bridge_families = tuple(f for f in (4, 6) if bridge_devices(f, mine))
-        mesh_families = tuple(f for f, dev in BRIDGE_DEV.items() if dev in mine)
-        via: list[tuple[int, str, int]] = []
-        local_fdbs: list[Fdb] = []
-        local_arps: list[Arp] = []
-        iptables: list[Iptables] = []
-        if cluster.mode == "gateway" and gateway is not None:
-            if gateway == node.name:
-                peers = [topo.nodes[n] for n in topo.members[node.cluster] if n != node.name]
-                iptables += gateway_masquerade(cluster, mine)
-            else:
-                peers = [topo.nodes[gateway]]
-            for family, dev in LOCAL_DEV.items():
-                if dev not in mine:
-                    continue
-                for peer in peers:
-                    peer_dev = devices[peer.name].get(dev)
-                    if not isinstance(peer_dev, Device):
-                        continue
-                    fz, fr, arp = local_peer(peer.ips[family], peer_dev, dev)
-                    local_fdbs += (fz, fr)
-                    local_arps.append(arp)
-                if gateway != node.name:
-                    gw_dev = devices[gateway].get(dev)
-                    if gw_dev is not None and bridge_devices(family, devices[gateway]):
-                        limit = min(node.mtu, topo.nodes[gateway].mtu)
-                        via.append((family, device_ip(gw_dev), limit))
-        address_maps: list[AddressMap] = []
-        if bridge_families:
-            iptables += global_map(cluster, mine)
-            address_maps += service_address_maps(cluster, mine)
-        if cluster.mode == "p2p" and topo.service_node.get(node.cluster) == node.name:
-            iptables += service_masquerade(cluster, node, mine)
-        iptables += cni_exemptions(
-            cluster, node, mine, gateway=cluster.mode == "gateway" and gateway == node.name
-        )
-        iptables += direct_exemptions(cluster, node, list(direct.get(node.name, {}).values()))
-        iptables += mss_clamp(mine)
-        local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
-        local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
-        iptables.sort(key=lambda r: (r.table, r.chain, r.rule))
-        wireguard = tuple(
-            wg.model_copy(update={"peers": tuple(wg_peers.get((node.cluster, f), ()))})
-            for f, name in WG_DEV.items()
-            if isinstance(wg := mine.get(name), WireGuardDevice)
-        )
-        recipes[node.name] = Recipe(
-            name=node.name,
-            cluster=node.cluster,
-            mtu=node.mtu,
-            devices=tuple(d for d in mine.values() if isinstance(d, Device)),
-            mesh_families=mesh_families,
-            wireguard=wireguard,
-            bridge_families=bridge_families,
-            via_gateway=tuple(via),
-            local_fdbs=tuple(local_fdbs),
-            local_arps=tuple(local_arps),
-            iptables=tuple(iptables),
-            address_maps=tuple(address_maps),
-        )
-    findings = sorted_findings(
-        topo.findings
-        + link_findings
-        + device_findings
-        + export_findings
-        + wg_findings
-        + direct_findings(topo)
+    recipes = {
+        node.name: node_recipe(topo, node, devices, direct, wg_peers)
+        for node in topo.nodes.values()
+    }
+    return Parts(
+        topo,
+        devices,
+        exports,
+        mesh,
+        dict(sorted(recipes.items())),
+        direct,
+        link_findings,
+        device_findings,
+        export_findings,
+        wg_findings,
+        direct_findings(topo),
     )
-    return Plan(topo, dict(sorted(recipes.items())), exports, mesh, findings, direct)
+
+
+def mesh_entries(node: NodeView, mine: dict[str, AnyDevice]) -> list[tuple[int, Fdb, Arp]]:
+    """(family, FDB, ARP) every bridge-set node of another cluster installs toward this
+    node's vx-bridge devices."""
+    out = []
+    for family, dev in BRIDGE_DEV.items():
+        device = mine.get(dev)
+        if isinstance(device, Device):
+            out.append((family, *bridge_peer(node.ips[family], device, dev)))
+    return out
+
+
+def node_recipe(
+    topo: FederationView,
+    node: NodeView,
+    devices: DeviceMap,
+    direct: dict[str, dict[int, DirectSet]],
+    wg_peers: dict[tuple[str, int], list[WireGuardPeer]],
+) -> Recipe:
+    """What is particular to one node: from its own devices, its cluster, and - in a gateway
+    cluster - its gateway's (internal node) or its cluster's nodes' (gateway) vx-local."""
+    cluster = topo.clusters[node.cluster]
+    mine = devices[node.name]
+    gateway = topo.gateway.get(node.cluster)
+    bridge_families = tuple(f for f in (4, 6) if bridge_devices(f, mine))
+    mesh_families = tuple(f for f, dev in BRIDGE_DEV.items() if dev in mine)
+    via: list[tuple[int, str, int]] = []
+    local_fdbs: list[Fdb] = []
+    local_arps: list[Arp] = []
+    iptables: list[Iptables] = []
+    if cluster.mode == "gateway" and gateway is not None:
+        if gateway == node.name:
+            peers = [topo.nodes[n] for n in topo.members[node.cluster] if n != node.name]
+            iptables += gateway_masquerade(cluster, mine)
+        else:
+            peers = [topo.nodes[gateway]]
+        for family, dev in LOCAL_DEV.items():
+            if dev not in mine:
+                continue
+            for peer in peers:
+                peer_dev = devices[peer.name].get(dev)
+                if not isinstance(peer_dev, Device):
+                    continue
+                fz, fr, arp = local_peer(peer.ips[family], peer_dev, dev)
+                local_fdbs += (fz, fr)
+                local_arps.append(arp)
+            if gateway != node.name:
+                gw_dev = devices[gateway].get(dev)
+                if gw_dev is not None and bridge_devices(family, devices[gateway]):
+                    limit = min(node.mtu, topo.nodes[gateway].mtu)
+                    via.append((family, device_ip(gw_dev), limit))
+    address_maps: list[AddressMap] = []
+    if bridge_families:
+        iptables += global_map(cluster, mine)
+        address_maps += service_address_maps(cluster, mine)
+    if cluster.mode == "p2p" and topo.service_node.get(node.cluster) == node.name:
+        iptables += service_masquerade(cluster, node, mine)
+    iptables += cni_exemptions(
+        cluster, node, mine, gateway=cluster.mode == "gateway" and gateway == node.name
+    )
+    iptables += direct_exemptions(cluster, node, list(direct.get(node.name, {}).values()))
+    iptables += mss_clamp(mine)
+    local_fdbs.sort(key=lambda e: (e.dev, ip_sort_key(e.ip), e.mac))
+    local_arps.sort(key=lambda e: (e.dev, ip_sort_key(e.ip)))
+    iptables.sort(key=lambda r: (r.table, r.chain, r.rule))
+    wireguard = tuple(
+        wg.model_copy(update={"peers": tuple(wg_peers.get((node.cluster, f), ()))})
+        for f, name in WG_DEV.items()
+        if isinstance(wg := mine.get(name), WireGuardDevice)
+    )
+    return Recipe(
+        name=node.name,
+        cluster=node.cluster,
+        mtu=node.mtu,
+        devices=tuple(d for d in mine.values() if isinstance(d, Device)),
+        mesh_families=mesh_families,
+        wireguard=wireguard,
+        bridge_families=bridge_families,
+        via_gateway=tuple(via),
+        local_fdbs=tuple(local_fdbs),
+        local_arps=tuple(local_arps),
+        iptables=tuple(iptables),
+        address_maps=tuple(address_maps),
+    )
 
 
 def _wireguard_peers(

@@ -63,7 +63,7 @@ class FederationView:
         return cluster.mode == "p2p" or self.gateway.get(node.cluster) == node.name
 
 
-def _cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
+def cluster_view(cluster: Cluster, nodes: list[ClusterNode]) -> ClusterView:
     link = cluster.link
     assert link is not None
     status = cluster.status.cluster_link_status
@@ -113,64 +113,80 @@ def build_topology(
         elif not cluster.link.enable:
             findings.append(Finding("info", obj, "clusterLinkOptions.enable is false: not linked"))
         else:
-            views[cluster.name] = _cluster_view(cluster, by_cluster.get(cluster.name, []))
+            views[cluster.name] = cluster_view(cluster, by_cluster.get(cluster.name, []))
 
     nodes: dict[str, NodeView] = {}
     gateway_candidates: dict[str, list[str]] = {}
     for cluster_name, members in sorted(by_cluster.items()):
         for cn in members:
-            node = _node_view(cn, views.get(cluster_name), findings)
+            node = node_view(cn, views.get(cluster_name), findings)
             if node is None:
                 continue
             nodes[node.name] = node
             if cn.spec.is_gateway:
                 gateway_candidates.setdefault(cluster_name, []).append(node.name)
 
-    gateway: dict[str, str] = {}
-    for name, candidates in sorted(gateway_candidates.items()):
-        gateway[name] = candidates[0]
-        if len(candidates) > 1:
-            findings.append(
-                Finding(
-                    "warning",
-                    f"Cluster/{name}",
-                    f"{len(candidates)} nodes have role gateway ({', '.join(candidates)}); "
-                    f"using {candidates[0]}",
-                )
-            )
     members_of: dict[str, list[str]] = {name: [] for name in views}
     for node in nodes.values():
         members_of[node.cluster].append(node.name)
+    gateway: dict[str, str] = {}
+    others: dict[str, str] = {}  # service nodes of P2P clusters without a gateway
     for name, view in views.items():
-        if name in gateway:
-            continue
-        if view.mode == "gateway" and members_of[name]:
-            findings.append(
-                Finding(
-                    "warning",
-                    f"Cluster/{name}",
-                    "gateway mode but no node has role gateway: the cluster is not connected",
-                )
-            )
-    service_node = dict(gateway)
-    for name, view in views.items():
-        if name not in gateway and view.mode == "p2p" and members_of[name]:
-            service_node[name] = members_of[name][0]
-            if view.service_cidrs:
-                findings.append(
-                    Finding(
-                        "info",
-                        f"Cluster/{name}",
-                        f"no node has role gateway: remote Service traffic goes to "
-                        f"{members_of[name][0]} (the first node by name)",
-                    )
-                )
+        gw, service, more = cluster_roles(view, members_of[name], gateway_candidates.get(name, []))
+        findings += more
+        if gw is not None:
+            gateway[name] = gw
+        elif service is not None:
+            others[name] = service
+    service_node = gateway | others
     return FederationView(views, nodes, gateway, service_node, members_of, findings)
 
 
-def _node_view(
+def cluster_roles(
+    view: ClusterView, members: list[str], candidates: list[str]
+) -> tuple[str | None, str | None, list[Finding]]:
+    """(gateway, service node, findings) of a cluster from its usable nodes (`members`,
+    sorted) and those of them with role gateway (`candidates`, sorted)."""
+    findings: list[Finding] = []
+    obj = f"Cluster/{view.name}"
+    gateway = candidates[0] if candidates else None
+    if len(candidates) > 1:
+        findings.append(
+            Finding(
+                "warning",
+                obj,
+                f"{len(candidates)} nodes have role gateway ({', '.join(candidates)}); "
+                f"using {candidates[0]}",
+            )
+        )
+    if gateway is not None:
+        return gateway, gateway, findings
+    if view.mode == "gateway" and members:
+        findings.append(
+            Finding(
+                "warning",
+                obj,
+                "gateway mode but no node has role gateway: the cluster is not connected",
+            )
+        )
+    if view.mode == "p2p" and members:
+        if view.service_cidrs:
+            findings.append(
+                Finding(
+                    "info",
+                    obj,
+                    f"no node has role gateway: remote Service traffic goes to "
+                    f"{members[0]} (the first node by name)",
+                )
+            )
+        return None, members[0], findings
+    return None, None, findings
+
+
+def node_view(
     cn: ClusterNode, cluster: ClusterView | None, findings: list[Finding]
 ) -> NodeView | None:
+    """The planner's view of one ClusterNode (None: left out, `findings` gets why)."""
     obj = f"ClusterNode/{cn.name}"
     spec = cn.spec
     if not spec.cluster_name:

@@ -16,6 +16,7 @@ from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.controllers.member import FactsError, sync_member
 from clusterlink.controllers.network_manager import NetworkManager
 from clusterlink.lab.facts import lab_facts
+from clusterlink.store.base import StoreError
 from clusterlink.store.counting import CountingStore
 from clusterlink.store.sqlite import SqliteStore
 from tests.unit.controllers.sim import SimClock, World
@@ -54,6 +55,63 @@ def test_network_manager_writes_only_what_changed(store: SqliteStore) -> None:
     store.delete(ClusterNode, "b-i")
     assert nm.sync(full=False) == (1, 1)  # b-g loses its vx-local peer; b-i's NodeConfig goes
     assert sorted(nc.name for nc in store.list(NodeConfig)) == ["a-n1", "b-g"]
+
+
+def test_network_manager_writes_only_the_nodeconfigs_one_node_change_affects(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """4 P2P clusters x 4 nodes: a node's new underlay IP is patched into the last plan
+    (no full re-plan) and written to itself and the 12 nodes of other clusters - no more."""
+    for c in range(4):
+        created = store.create(cluster(f"c{c}", pods=(f"10.{c}.0.0/16",)))
+        store.update_status(created.model_copy(update={"status": cluster(f"c{c}").status}))
+        for n in range(4):
+            store.create(node(f"c{c}", f"n{n}", f"172.16.{c}.{n + 1}", pods=(f"10.{c}.{n}.0/24",)))
+    counted = CountingStore(store, tmp_path / "counts")
+    nm = NetworkManager(counted, "me")
+    assert nm.sync(full=True) == (16, 0)
+    before = {nc.name: nc.spec for nc in store.list(NodeConfig)}
+    moved = store.get(ClusterNode, "c1-n2")
+    moved.spec.ip = "172.17.1.3"
+    store.update(moved)
+    counted.counts.clear()
+    assert nm.sync(full=False) == (13, 0)
+    assert nm.planner.last_reason is None and nm.planner.full_plans == 1
+    assert counted.counts["update NodeConfig"] == 13 and counted.counts["create NodeConfig"] == 0
+    assert counted.counts["get NodeConfig"] == 13  # read only what it writes
+    after = {nc.name: nc.spec for nc in store.list(NodeConfig)}
+    rewritten = sorted(n for n in after if after[n] != before[n])
+    others = [f"c{c}-n{n}" for c in (0, 2, 3) for n in range(4)]
+    assert rewritten == sorted(["c1-n2", *others])
+
+
+class FailingOnce(SqliteStore):
+    """A store whose next NodeConfig update fails (once armed)."""
+
+    armed = False
+
+    def update(self, obj, **kwargs):  # type: ignore[no-untyped-def]
+        if self.armed and obj.KIND == "NodeConfig":
+            self.armed = False
+            raise StoreError("injected")
+        return super().update(obj, **kwargs)
+
+
+def test_network_manager_compares_with_the_store_after_a_failed_write(tmp_path: Path) -> None:
+    """The planner has moved on when a write fails: the next sync compares with the store,
+    so the NodeConfig that was not written is not forgotten."""
+    store = FailingOnce(tmp_path / "s.db")
+    seed(store)
+    nm = NetworkManager(store, "me")
+    nm.sync(full=True)
+    moved = store.get(ClusterNode, "a-n1")
+    moved.spec.ip = "192.168.1.9"
+    store.update(moved)
+    store.armed = True
+    with pytest.raises(StoreError):
+        nm.sync(full=False)
+    assert nm.sync(full=False) == (2, 0)  # what the failed sync did not write, written now
+    assert nm.sync(full=True) == (0, 0)
 
 
 def test_network_manager_repairs_an_edited_nodeconfig_on_full_sync(store: SqliteStore) -> None:
