@@ -134,17 +134,21 @@ DROP_ECHO = """table inet cl_test_drop {
 
 
 def _floater_probing(dr_pid: int, netns: str) -> int | None:
-    """The pid of our dr's floater in `netns` once it holds an ICMP raw socket (it is in the
-    middle of its batch), else None."""
+    """The pid of our dr's floater in `netns` (a child of dr named cl-floater: dr forks its
+    floaters, so their command line is dr's; whose network namespace is `netns`) once it
+    holds an ICMP raw socket (it is in the middle of its batch), else None."""
+    want = os.stat(f"/run/netns/{netns}")
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            comm = (proc / "comm").read_text().strip()
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            net = os.stat(proc / "ns" / "net")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == dr_pid and b"clusterlink.doctor" in argv and netns.encode() in argv:
+        mine = (net.st_dev, net.st_ino) == (want.st_dev, want.st_ino)
+        if ppid == dr_pid and comm == "cl-floater" and mine:
             raw = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hwap"],
                                  capture_output=True, text=True).stdout  # fmt: skip
             return int(proc.name) if f"pid={proc.name}," in raw else None

@@ -1,15 +1,13 @@
 """`python -m clusterlink.doctor --port P [--netns NS] [--unix PATH]`: the floater with a light
-start (no CLI framework, no netlink library): `kosmosctl dr` starts one per node or pod."""
+start (no CLI framework, no netlink library), for a floater on its own; `kosmosctl dr` in the
+lab forks its floaters instead (`doctor.lab`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 
-from clusterlink.agent import netns
-from clusterlink.doctor.floater import serve
+from clusterlink.doctor.floater import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,16 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error("--port: 1-65535")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        with netns.entered(args.netns):
-            asyncio.run(serve(args.port, args.unix))
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        print(f"floater: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run(args.port, args.netns, args.unix)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@ import contextlib
 import errno
 import ipaddress
 import json
+import signal
+import sys
 import time
 from typing import Any
 
+from clusterlink.agent import netns
 from clusterlink.doctor.icmp import Pinger
 from clusterlink.inputs import InputError, decode, load_json
 
@@ -153,3 +156,19 @@ async def serve(port: int, unix_path: str | None = None) -> None:
     if unix_path:
         servers.append(await asyncio.start_unix_server(_handle, path=unix_path))
     await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+def run(port: int, netns_name: str | None = None, unix_path: str | None = None) -> int:
+    """Serve in namespace `netns_name` until SIGTERM (0); 2 when the namespace or a port
+    cannot be had. What `python -m clusterlink.doctor` runs, and what a floater forked by
+    `kosmosctl dr` in the lab runs (`doctor.lab`)."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with netns.entered(netns_name):
+            asyncio.run(serve(port, unix_path))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"floater: {exc}", file=sys.stderr)
+        return 2
+    return 0

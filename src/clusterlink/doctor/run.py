@@ -73,16 +73,19 @@ def dr(request: DrRequest, progress: Progress, bar: ProbeBar = no_bar) -> DrOutc
     if request.protocol not in PROTOCOLS:
         raise BadInput(f"--protocol {request.protocol!r}: icmp, tcp or all")
     destinations = request.destinations or request.sources
-    on_lab = {is_lab_handle(h) for h in [*request.sources, *destinations]}
+    on_lab = {is_lab_handle(h) for h in dict.fromkeys([*request.sources, *destinations])}
     if len(on_lab) > 1:
         raise BadInput("--src/--dst-kubeconfig: all lab handles or all kubeconfigs, not a mix")
     resume_path = request.resume or default_resume_path(request.sources, on_lab == {True})
     wanted = resume_of(request.resume) if request.resume is not None else None
     started = time.monotonic()
     run = _lab if on_lab == {True} else _kube
-    results, missing = run(request, destinations, progress, bar, wanted)
+    results, missing, placing = run(request, destinations, progress, bar, wanted)
     seconds = time.monotonic() - started
-    summary = probe.summary(results, seconds) | {"nodesWithoutFloater": sorted(set(missing))}
+    summary = probe.summary(results, seconds) | {
+        "nodesWithoutFloater": sorted(set(missing)),
+        "floaterSeconds": round(placing, 3),  # of `seconds`: until the floaters were up
+    }
     outcome = DrOutcome(results, summary, resume_path)
     try:
         probe.save_resume(resume_path, results)  # every run: `--resume` means the last one
@@ -93,7 +96,8 @@ def dr(request: DrRequest, progress: Progress, bar: ProbeBar = no_bar) -> DrOutc
     return outcome
 
 
-Run = tuple[list[probe.Result], list[str]]
+# The results, the nodes without a floater, the seconds it took to place the floaters.
+Run = tuple[list[probe.Result], list[str], float]
 Wanted = set[probe.PairKey] | None  # the pairs to re-test (--resume), None: every pair
 
 RESUME_FILE = "dr-resume.json"
@@ -129,18 +133,24 @@ def _lab(
 ) -> Run:
     try:
         srcs, missing = lab_doctor.lab_places(request.sources, request.host_network)
-        dsts, dst_missing = lab_doctor.lab_places(destinations, request.host_network)
+        dsts, dst_missing = (
+            (srcs, [])
+            if destinations == request.sources
+            else lab_doctor.lab_places(destinations, request.host_network)
+        )
     except (LabError, KeyError) as exc:
         raise BadInput(str(exc)) from None
     places = {p.label: p for p in srcs + dsts}
     with lab_doctor.floaters(request.port) as fl:
+        placing = time.monotonic()
         for place in places.values():
             fl.start(place)
         up = fl.ready(timeout=15 + 0.2 * len(places))  # many starting at once share the CPU
+        placing = time.monotonic() - placing
         for label in sorted(set(places) - up):
             progress(f"warning: floater on {label} did not come up; its pairs are reported as such")
         pairs = _pairs(srcs, dsts, request, progress, wanted)
-        return _probe(fl, pairs, up, request, bar), missing + dst_missing
+        return _probe(fl, pairs, up, request, bar), missing + dst_missing, placing
 
 
 def _kube(
@@ -162,15 +172,17 @@ def _kube(
     kf = KubeFloaters(list(clusters.values()), request.host_network, image, request.port)
     try:
         progress(f"placing floater DaemonSets ({image}) ...")
+        placing = time.monotonic()
         kf.deploy()
         found, absent = kf.places(request.floater_wait, progress)
+        placing = time.monotonic() - placing
         names = {clusters[k].name for k in request.sources}
         dst_names = {clusters[k].name for k in destinations}
         srcs = [p for p in found if p.cluster in names]
         dsts = [p for p in found if p.cluster in dst_names]
         missing = [a for a in absent if a.split("/")[0] in names | dst_names]
         pairs = _pairs(srcs, dsts, request, progress, wanted)
-        return _probe(kf, pairs, {p.label for p in found}, request, bar), missing
+        return _probe(kf, pairs, {p.label for p in found}, request, bar), missing, placing
     finally:
         for problem in kf.cleanup():
             progress(f"warning: floaters not removed: {problem}")

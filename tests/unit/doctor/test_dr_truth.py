@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,11 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from clusterlink.agent import netns
 from clusterlink.doctor import run
-from clusterlink.doctor.lab import Floaters
+from clusterlink.doctor.lab import FLOATER_NAME, Floaters, Forked
 from clusterlink.doctor.probe import Pair, Result, load_resume, probe_all, save_resume
 from clusterlink.errors import BadInput
 from clusterlink.inputs import InputError
+from clusterlink.lab.state import handle_path, save_plan
+from clusterlink.lab.topology import Topology, plan_lab
+from tests.conftest import KOSMOSCTL
 
 # A stand-in floater: answers `GET /`, and on a POST either dies (SIGKILL, holding the
 # connection) or answers bytes that are no HTTP answer and lives on.
@@ -94,6 +100,69 @@ def test_a_floater_dead_before_its_batch_is_reported_dead(tmp_path: Path) -> Non
         fl.stop()
     mine = [r for r in results if r.pair.src == "c1/n2"]
     assert [r.reason for r in mine] == ["floater on c1/n2 died: killed by SIGKILL"] * 2
+
+
+def _detached() -> int:
+    """In a forked floater: 0 when it is a session of its own, named, on /dev/null."""
+    alone = os.getsid(0) == os.getpid()
+    named = Path("/proc/self/comm").read_bytes().strip() == FLOATER_NAME
+    quiet = all(os.readlink(f"/proc/self/fd/{fd}") == os.devnull for fd in (0, 1, 2))
+    print("a floater writes nowhere")  # not into the test's output
+    return 0 if alone and named and quiet else 1
+
+
+def test_a_forked_floater_is_a_process_of_its_own() -> None:
+    """What the lab's floaters are forked as: their own session (a Ctrl-C in kosmosctl's
+    terminal is not theirs), /dev/null for stdin/out/err (no pipe of the caller stays open),
+    the name cl-floater; an exit code or a signal is reported as Popen reports it."""
+    assert Forked(_detached).wait(10) == 0
+    assert Forked(lambda: 3).wait(10) == 3
+    sleeper = Forked(lambda: time.sleep(60) or 0)
+    assert sleeper.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        sleeper.wait(0.05)
+    sleeper.kill()
+    assert sleeper.wait(10) == -signal.SIGKILL and sleeper.poll() == -signal.SIGKILL
+    raising = Forked(lambda: 1 // 0)  # an exception ends the child, never runs on in the test
+    assert raising.wait(10) == 70
+
+
+def test_a_forked_floater_killed_is_reported_killed(tmp_path: Path) -> None:
+    fl = Floaters(tmp_path, 8889)
+    try:
+        fl.procs["c1/n1"] = proc = Forked(lambda: time.sleep(60) or 0)
+        assert fl.death("c1/n1", grace=0.05) is None  # it runs
+        os.kill(proc.pid, signal.SIGKILL)
+        assert fl.death("c1/n1") == "killed by SIGKILL"
+    finally:
+        fl.stop()
+
+
+def test_dr_json_says_how_long_placing_the_floaters_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summary.floaterSeconds`: part of `seconds`. A lab planned but never built: its
+    floaters are forked and fail to enter their (missing) namespaces, so every pair fails
+    with `floater missing`, and the time is still measured."""
+    monkeypatch.setenv("CLUSTERLINK_LAB_DIR", str(tmp_path / "labs"))
+    plan = plan_lab(Topology.model_validate(
+        {"name": "drunit", "clusters": [{"name": "c1", "nodes": 3, "podsPerNode": 1}]}
+    ))  # fmt: skip
+    save_plan(plan)
+    assert not any(netns.exists(p.netns) for p in plan.cluster("c1").pods), "a lab drunit is up"
+    out = subprocess.run(
+        [KOSMOSCTL, "dr", "--src-kubeconfig", str(handle_path("drunit", "c1")), "-o", "json",
+         "--timeout", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert len(out.stdout.splitlines()) == 9 + 5  # one line per pair
+    assert {r["reason"] for r in data["results"]} == {"floater missing (source)"}
+    summary = data["summary"]
+    assert summary["total"] == 9 and isinstance(summary["floaterSeconds"], float)
+    assert 0 < summary["floaterSeconds"] < summary["seconds"]
+    assert out.stderr.count("did not come up") == 3
 
 
 def results_of(failed: int, passed: int) -> list[Result]:
