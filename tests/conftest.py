@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.netns)
             if os.geteuid() != 0:
                 item.add_marker(pytest.mark.skip(reason="needs root (network namespaces)"))
+
+
+def pids_by_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
+    """Processes whose command line (argv as bytes) `match` accepts, in pid order."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if match(argv):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def sh(cmd: str, check: bool = True) -> str:

@@ -7,24 +7,17 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from clusterlink.lab import cni
 from clusterlink.lab.topology import ClusterPlan, LabPlan
+from tests.conftest import pids_by_argv
 from tests.e2e.conftest import lab_name
 
 
 def _felix_pid(lab: str) -> int:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"clusterlink.lab.cni" in argv and lab.encode() in argv:
-            return int(entry.name)
-    raise AssertionError(f"no felix stand-in runs for lab {lab}")
+    found = pids_by_argv(lambda argv: b"clusterlink.lab.cni" in argv and lab.encode() in argv)
+    assert found, f"no felix stand-in runs for lab {lab}"
+    return found[0]
 
 
 def _settle(cluster: ClusterPlan, pools: list[dict[str, object]], timeout: float) -> str:

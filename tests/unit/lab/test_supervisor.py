@@ -18,6 +18,7 @@ import pytest
 
 from clusterlink.lab import lifecycle, supervisor
 from clusterlink.lab.state import ENV_LAB_DIR
+from tests.conftest import pids_by_argv
 
 LAB = "lssup"
 T = TypeVar("T")
@@ -34,17 +35,8 @@ def wait_for(check: Callable[[], T | None], timeout: float = 20.0) -> T:
 def sleepers(marker: str) -> list[int]:
     """Processes whose command line is `sleep <marker>`: what runs, counted without the
     supervisor's own bookkeeping."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", marker.encode()] and supervisor.alive(int(entry.name)):
-            found.append(int(entry.name))
-    return sorted(found)
+    mine = pids_by_argv(lambda argv: argv[:2] == [b"sleep", marker.encode()])
+    return [pid for pid in mine if supervisor.alive(pid)]
 
 
 @pytest.fixture
