@@ -106,8 +106,16 @@ class Matrix:
             assert ip is not None
             return self._global(c, ip)
         if self.modes[c.name] == "gateway" and s.node.name != self.gateway[c.name]:
-            return self.vx[(c.name, self.gateway[c.name])][family]  # gateway hides vx-local
-        return self.vx[(c.name, s.node.name)][family]
+            return self._bridge(c.name, self.gateway[c.name], family)  # gateway hides vx-local
+        return self._bridge(c.name, s.node.name, family)
+
+    def _bridge(self, cluster: str, node: str, family: int) -> str:
+        found = self.vx[(cluster, node)]
+        assert family in found, (
+            f"{cluster}/{node} has no IPv{family} bridge address (wg-bridge/vx-bridge) although "
+            f"the lab is connected: the device is missing or unaddressed (found {found})"
+        )
+        return found[family]
 
     def _isolated_out(self, c: ClusterPlan, node: NodePlan) -> bool:
         return c.isolated and not node.gateway_candidate
