@@ -68,7 +68,10 @@ class WireGuard(Protocol):
     implementation: str  # KERNEL or USERSPACE
 
     def observe(self, name: str) -> DeviceState | None:
-        """The device's configuration, or None when it is not there (or not answering)."""
+        """The device's configuration, or None when it is not there or its process is gone
+        (the reconciler then replaces it). Raises KernelError when it is there but did not
+        answer this time (a slow or busy process: the next pass asks again; replacing the
+        device for that would cut its traffic)."""
         ...
 
     def create(self, device: WireGuardDevice) -> None:
@@ -281,22 +284,33 @@ def uapi_set_text(
     return "\n".join(lines) + "\n\n"
 
 
+class DeviceGone(KernelError):
+    """A wireguard-go device's UAPI socket is missing or nobody listens on it."""
+
+
 class WireGuardGo:
     """wireguard-go devices inside network namespace `netns_name`, sockets in `socket_dir`."""
 
     implementation = USERSPACE
 
-    def __init__(self, netns_name: str | None, socket_dir: str = C.WG_SOCKET_DIR) -> None:
+    def __init__(
+        self, netns_name: str | None, socket_dir: str = C.WG_SOCKET_DIR, timeout: float = 5.0
+    ) -> None:
         self.netns = netns_name
         self.socket_dir = socket_dir
+        self.timeout = timeout  # seconds for one UAPI request
         self.binary = shutil.which("wireguard-go") or "wireguard-go"
 
     def _uapi(self, name: str, request: str) -> str:
         path = os.path.join(self.socket_dir, f"{name}.sock")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(5.0)
-                sock.connect(path)
+                sock.settimeout(self.timeout)
+                try:
+                    sock.connect(path)
+                except (FileNotFoundError, ConnectionRefusedError) as exc:
+                    # No socket, or nobody listening on it: the process is gone.
+                    raise DeviceGone(f"{name}: UAPI {path}: {exc.strerror or exc}") from None
                 sock.sendall(request.encode())
                 chunks: list[bytes] = []
                 while not b"".join(chunks).endswith(b"\n\n"):
@@ -315,8 +329,8 @@ class WireGuardGo:
     def observe(self, name: str) -> DeviceState | None:
         try:
             return parse_uapi_get(self._uapi(name, "get=1\n\n"))
-        except KernelError:
-            return None
+        except DeviceGone:
+            return None  # a slow or refused answer raises: the device stays
 
     def _argv(self, name: str) -> list[str]:
         argv = [self.binary, name]

@@ -3,17 +3,21 @@ every other device; the UAPI text both ways; the key file."""
 
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
 
 from clusterlink.agent import wgkeys
 from clusterlink.agent.fake import FakeFirewall, FakeKernel, FakeWireGuard
+from clusterlink.agent.kernel import Link
 from clusterlink.agent.reconcile import Reconciler
 from clusterlink.agent.wireguard import (
     DeviceState,
     PeerState,
+    WireGuardGo,
     WireGuardNode,
     parse_uapi_get,
+    sync_wireguard,
     uapi_set_text,
 )
 from clusterlink.api import NodeConfigSpec, Route
@@ -242,3 +246,37 @@ def test_the_agent_keys_only_encrypted_clusters_publishes_the_key_and_rotates_on
     assert second not in ("", first)
     agent.sync()
     assert published() == second  # the same request is carried out once
+
+
+class _StalledWireGuardGo(WireGuardGo):
+    """wireguard-go whose process answers nothing in time; creating or deleting is a bug."""
+
+    def create(self, device: WireGuardDevice) -> None:
+        raise AssertionError(f"{device.name} was created again")
+
+    def delete(self, name: str) -> None:
+        raise AssertionError(f"{name} was deleted although its process is alive")
+
+
+def test_a_slow_uapi_answer_keeps_the_device_and_a_gone_process_replaces_it(
+    tmp_path: Path,
+) -> None:
+    sock_dir = tmp_path / "run"
+    sock_dir.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_dir / "wg-bridge.sock"))
+    listener.listen(4)  # accepts (the kernel's backlog) and never answers: a busy process
+    port = _StalledWireGuardGo(None, str(sock_dir), timeout=0.2)
+    device = spec(PEER_B).wireguard[0]
+    link = Link(device.name, 7, "", device.mtu or 1420, True, "", (device.addr,))
+    keys = wgkeys.KeyPair()
+    try:
+        out = sync_wireguard(port, keys, spec(PEER_B), {device.name: link})
+        assert out.deleted == [] and out.created == []
+        assert len(out.errors) == 1 and "wg-bridge: UAPI" in out.errors[0], out.errors
+    finally:
+        listener.close()
+    # The process is gone (its socket file stays, nobody listens): observe says so.
+    assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
+    (sock_dir / "wg-bridge.sock").unlink()
+    assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
