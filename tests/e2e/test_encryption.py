@@ -30,7 +30,7 @@ from clusterlink.lab.state import state_dir, store_url
 from tests.conftest import CLUSTERLINK, KOSMOSCTL
 from tests.e2e.conftest import lab_name
 from tests.e2e.connect import Lab, joined_lab, ping, wait_for
-from tests.e2e.matrix import Matrix, probe, serve_everywhere, sources
+from tests.e2e.matrix import Matrix, probe, serve_everywhere, sources, wait_for_bridges
 from tests.e2e.test_connect import PingLog, gateway_of
 from tests.e2e.test_matrix import cluster
 
@@ -109,6 +109,7 @@ def elected(lab: Lab) -> dict[str, str]:
 
 def test_matrix_over_wireguard(encrypted: Lab) -> None:
     modes = {"wp": "p2p", "wg": "gateway"}
+    wait_for_bridges(encrypted.plan, modes, elected(encrypted))
     cells = Matrix(encrypted.plan, modes, elected(encrypted)).cells(sources(encrypted.plan))
     servers = serve_everywhere(encrypted.plan)
     try:
