@@ -258,16 +258,15 @@ def pools_pending(lab: str, store: Store) -> str:
         remote, local = discovery.federation_cidrs(clusters, name)
         if not all(remote.values()):
             return f"{name}: the other clusters' CIDRs"
-        apply, stale = discovery.remote_calico_pools(
-            remote, local, read_pools(pools_path(lab, lc.name))
-        )
+        pools = read_pools(pools_path(lab, lc.name))
+        apply, stale = discovery.remote_calico_pools(remote, local, pools)
         if apply or stale:
             return (
                 f"{name}: its Calico IPPools for the other clusters ({len(apply + stale)} to write)"
             )
         # The pools in the datastore are not enough: until felix has written them into every
         # node's natOutgoing chain, pod traffic to the other clusters is still masqueraded.
-        node = calico_pending(lc, read_pools(pools_path(lab, lc.name)))
+        node = calico_pending(lc, pools)
         if node:
             return f"{name}: felix's natOutgoing rules on {node}"
     return ""
