@@ -284,6 +284,20 @@ def uapi_set_text(
     return "\n".join(lines) + "\n\n"
 
 
+def start_daemon(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a program that forks itself to the background (wireguard-go) in a session of its
+    own, and wait for its foreground part to exit.
+
+    wireguard-go's background copy does not call setsid: started plainly it would stay in the
+    agent's session and process group. Two consequences, both avoided here: with autogroup
+    scheduling (CONFIG_SCHED_AUTOGROUP, on by default on desktop and many server kernels,
+    and on this lab host) the kernel shares CPU between sessions first, so the tunnel would
+    share one session's CPU share with the agent (its passes, its prober) instead of having
+    its own - the scheduling shape every other daemon has; and a signal to the agent's process
+    group (Ctrl-C on an agent run in a terminal) would stop the tunnel too."""
+    return subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
+
+
 class DeviceGone(KernelError):
     """A wireguard-go device's UAPI socket is missing or nobody listens on it."""
 
@@ -348,7 +362,7 @@ class WireGuardGo:
         Path(C.WG_SOCKET_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
         # wireguard-go makes the TUN and the UAPI socket, then forks to the background and
         # exits: when it returns, both are there.
-        proc = subprocess.run(self._argv(device.name), capture_output=True, text=True)
+        proc = start_daemon(self._argv(device.name))
         if proc.returncode != 0:
             why = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             raise KernelError(f"{device.name}: wireguard-go failed: {why[0]}")

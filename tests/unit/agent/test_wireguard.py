@@ -3,8 +3,10 @@ every other device; the UAPI text both ways; the key file."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import time
 from pathlib import Path
 
 from clusterlink.agent import wgkeys
@@ -17,6 +19,7 @@ from clusterlink.agent.wireguard import (
     WireGuardGo,
     WireGuardNode,
     parse_uapi_get,
+    start_daemon,
     sync_wireguard,
     uapi_set_text,
 )
@@ -280,3 +283,23 @@ def test_a_slow_uapi_answer_keeps_the_device_and_a_gone_process_replaces_it(
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
     (sock_dir / "wg-bridge.sock").unlink()
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
+
+
+def test_the_daemon_gets_a_session_of_its_own(tmp_path: Path) -> None:
+    """wireguard-go forks to the background without setsid; started in the agent's session it
+    would share the agent's autogroup CPU share and its process group's signals. The
+    background copy of a program started by `start_daemon` is in another session."""
+    out = tmp_path / "sid"
+    # The background part outlives the foreground one, as wireguard-go's does, and reports
+    # its session (field 6 of /proc/self/stat: awk's own, inherited from the subshell).
+    script = (
+        f"(sleep 0.2; awk '{{print $6}}' /proc/self/stat > {out}.tmp; mv {out}.tmp {out}) "
+        ">/dev/null 2>&1 &"
+    )
+    proc = start_daemon(["sh", "-c", script])
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 5
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon_sid = int(out.read_text())
+    assert daemon_sid not in (os.getsid(0), 0)
