@@ -451,9 +451,10 @@ def measure(paths: dict[str, BenchPath]) -> int:
     ratios = [o.gbit / max(h.gbit, 1e-9) for o, h in zip(runs[OURS], runs[HAND], strict=True)]
     figure = statistics.median(ratios)
     med = {k: statistics.median(r.gbit for r in v) for k, v in runs.items()}
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
     print(f"{OURS} / {HAND}: round ratios {[round(x, 2) for x in ratios]}, "
-          f"median {figure:.2f} (goal >= {GOAL:.2f}); ratio of the medians "
-          f"{med[OURS] / med[HAND]:.2f}")  # fmt: skip
+          f"median {figure:.2f} (goal >= {GOAL:.2f}; quartiles {q1:.2f}-{q3:.2f}); "
+          f"ratio of the medians {med[OURS] / med[HAND]:.2f}")  # fmt: skip
     print(f"{OURS} / p2p-vxlan {med[OURS] / med['p2p-vxlan']:.3f}; "
           f"vxlan-in-wireguard / {HAND} {med['hand-built-vxlan-in-wireguard'] / med[HAND]:.2f}; "
           f"gateway-wireguard / gateway-vxlan "
