@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -317,3 +319,38 @@ def test_a_slow_uapi_answer_keeps_the_device_and_a_gone_process_replaces_it(
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
     (sock_dir / "wg-bridge.sock").unlink()
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
+
+
+def test_create_sets_the_link_only_after_the_daemon_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wireguard-go's daemonized child resets the TUN's MTU as it starts, after the command
+    returned, and answers UAPI only after that: the link is set once it has answered."""
+    sock_dir = tmp_path / "run"
+    sock_dir.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_dir / "wg-bridge.sock"))
+    listener.listen(1)
+    events: list[str] = []
+
+    def daemon() -> None:  # the child: answers one request, late
+        conn, _ = listener.accept()
+        with conn:
+            request = conn.recv(1024).decode()
+            time.sleep(0.2)
+            events.append(f"answered {request.splitlines()[0]}")
+            conn.sendall(b"errno=0\n\n")
+
+    thread = threading.Thread(target=daemon, daemon=True)
+    thread.start()
+    port = WireGuardGo(None, str(sock_dir), timeout=2)
+    monkeypatch.setattr(port, "_argv", lambda name: ["true"])  # the parent: made it, exited
+    monkeypatch.setattr(
+        "clusterlink.agent.wireguard._set_link", lambda ns, dev: events.append("link set")
+    )
+    try:
+        port.create(spec(PEER_B).wireguard[0])
+    finally:
+        listener.close()
+        thread.join(2)
+    assert events == ["answered get=1", "link set"]
