@@ -143,7 +143,7 @@ class MetricsServer(ThreadingHTTPServer):
                 for key, _ in sel.select():  # no timeout: nothing to do until one of these
                     if key.fileobj is self._stop_r:
                         return
-                    self._handle_request_noblock()  # accept, then a thread per request
+                    self.handle_request()  # ready: accepts at once, a thread per request
 
     def stop(self) -> None:
         self._stop_w.send(b"x")
