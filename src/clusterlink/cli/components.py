@@ -310,14 +310,14 @@ def elector(
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     from clusterlink.agent import netns
-    from clusterlink.agent.netlink import Reader  # a plain netlink socket: no pyroute2
+    from clusterlink.agent.netlink import LinkWatch  # plain netlink sockets: no pyroute2
 
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
         st = open_store(store)
         if netns_name is not None and not netns.exists(netns_name):
             fail(f"network namespace {netns_name!r} does not exist")
-        links = Reader(netns_name)
+        links = LinkWatch(netns_name)
         underlay_up = UnderlayCheck(
             st, cluster_node_name(cluster, node), links.link_state, interface
         )
