@@ -53,7 +53,7 @@ def test_pools_are_pending_until_felix_writes_them_on_every_node(
     try:
         cni.change_pools(path, [extra], [])
         after = cni.read_pools(path)
-        time.sleep(0.6)  # more than felix's poll: had it run, it would have written them
+        time.sleep(0.6)  # felix acts on the ring at once: had it run, it would have written them
         pending = cni.calico_pending(cluster, after)
         assert pending == cluster.nodes[0].netns, (
             f"felix is stopped, yet the chain on {cluster.nodes[0].netns} already holds the new "

@@ -106,6 +106,13 @@ def agent(
         float,
         typer.Option(help="Seconds between health probes of the tunnels' remote peers; 0: off."),
     ] = 1.0,
+    probe_idle_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between probes of a peer that is up and answered its last one.",
+            min=0.01,
+        ),
+    ] = 5.0,
     state_dir: Annotated[
         Path, typer.Option("--state-dir", help="Where the node's WireGuard private key lives.")
     ] = Path(C.DEFAULT_STATE_DIR),
@@ -149,7 +156,7 @@ def agent(
         signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
         if probe_interval > 0:
-            _start_prober(worker, probe_interval, metrics, stop)
+            _start_prober(worker, probe_interval, probe_idle_interval, metrics, stop)
         worker.run(stop)
         linux_kernel.close()
         if feed is not None:
@@ -183,7 +190,7 @@ def _once(worker: Agent, output: OutputFormat) -> NoReturn:
 
 
 def _start_prober(
-    worker: Agent, interval: float, metrics: AgentMetrics, stop: threading.Event
+    worker: Agent, interval: float, idle: float, metrics: AgentMetrics, stop: threading.Event
 ) -> None:
     """Probe the remote peers of the tunnels this node's NodeConfig gives it, in a thread."""
     from clusterlink.agent.health import HealthMetrics, IcmpPinger, Prober, tunnel_peers
@@ -198,7 +205,8 @@ def _start_prober(
         return tunnel_peers(nc.spec if nc else None)
 
     prober = Prober(worker.store, worker.node, peers, pinger, interval=interval,
-                    timeout=min(0.5, interval / 2), metrics=HealthMetrics(metrics.registry))  # fmt: skip
+                    idle_interval=max(idle, interval), timeout=min(0.5, interval / 2),
+                    metrics=HealthMetrics(metrics.registry))  # fmt: skip
     threading.Thread(target=prober.run, args=(stop,), name="health", daemon=True).start()
 
 
@@ -302,14 +310,14 @@ def elector(
 ) -> None:
     """Elect this cluster's gateway among the candidates that run an elector."""
     from clusterlink.agent import netns
-    from clusterlink.agent.netlink import Reader  # a plain netlink socket: no pyroute2
+    from clusterlink.agent.netlink import LinkWatch  # plain netlink sockets: no pyroute2
 
     with user_errors():
         timing = lease_timing(lease_duration, renew_deadline, retry_period)
         st = open_store(store)
         if netns_name is not None and not netns.exists(netns_name):
             fail(f"network namespace {netns_name!r} does not exist")
-        links = Reader(netns_name)
+        links = LinkWatch(netns_name)
         underlay_up = UnderlayCheck(
             st, cluster_node_name(cluster, node), links.link_state, interface
         )

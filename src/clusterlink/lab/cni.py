@@ -6,8 +6,9 @@ behind the node's address unless something says otherwise.
   clusterlink exempt remote CIDRs (disabled, non-NAT `clusterlink-*` IPPools). The pools live
   in the lab cluster's own datastore, `<stateDir>/calico/<cluster>.json` (an IPPoolList), and
   one felix stand-in per lab (`python -m clusterlink.lab.cni`, supervised as `calico@lab`)
-  rewrites chain `CLAB-CALICO-POSTROUTING` on every node of a cluster within a poll period of
-  a change to its pools.
+  rewrites chain `CLAB-CALICO-POSTROUTING` on every node of a cluster as soon as a change to
+  its pools rings felix's doorbell (a FIFO beside the pool files), and looks at every pool
+  file every `SAFETY_NET` seconds anyway (a file changed without a ring).
 - `flannel` (`--ip-masq`): flanneld's own rules, verbatim in shape, in `CLAB-FLANNEL-POSTRTG`
   (static: flannel's rules depend only on the cluster CIDR and the node's subnet). Exceptions
   must come from clusterlink's agent, in its chain ahead of them.
@@ -21,6 +22,8 @@ import fcntl
 import ipaddress
 import json
 import logging
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,7 +45,8 @@ CALICO_CHAIN = "CLAB-CALICO-POSTROUTING"
 FLANNEL_CHAIN = "CLAB-FLANNEL-POSTRTG"
 KUBE_PROXY_MARK = "0x4000/0x4000"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-POLL = 0.25  # seconds between looks at the pool file (a read of a small JSON file)
+DOORBELL = ".felix"  # a FIFO in <stateDir>/calico: pool writers ring it, felix waits on it
+SAFETY_NET = 5.0  # seconds between felix's looks at the pool files when nobody rang
 
 
 COMPONENT = "calico@lab"  # '@' cannot be in a Cluster name: unjoining one never matches it
@@ -115,6 +119,52 @@ def _write_pools(path: Path, pools: list[dict[str, Any]]) -> None:
     body = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPoolList", "items": pools}
     tmp.write_text(json.dumps(body, indent=1))
     tmp.replace(path)
+    ring(path.parent)
+
+
+def ring(directory: Path) -> None:
+    """Tell the lab's felix that a pool file in `directory` changed (a felix that is not
+    running, or has not made its doorbell yet, finds out when it starts)."""
+    try:
+        fd = os.open(directory / DOORBELL, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENOENT: no doorbell; ENXIO: nobody reads it
+        return
+    try:
+        os.write(fd, b"\0")
+    except OSError:
+        pass  # EAGAIN: the FIFO is full of rings felix has yet to read; it will wake anyway
+    finally:
+        os.close(fd)
+
+
+class Doorbell:
+    """Felix's end of the doorbell: a FIFO it holds open for reading and writing (so it sees
+    no EOF between writers, and `ring` can wake it too)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / DOORBELL
+        with contextlib.suppress(FileExistsError):  # left by an earlier felix of this lab
+            os.mkfifo(path, 0o600)
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until rung or `timeout` passes; True when rung (every ring is consumed)."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        rung = False
+        while ready:
+            try:
+                rung |= bool(os.read(self.fd, 4096))
+            except BlockingIOError:
+                break
+        return rung
+
+    def ring(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.fd, b"\0")
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def save_default_pools(lab: str, cluster: ClusterPlan) -> None:
@@ -273,13 +323,15 @@ def pools_pending(lab: str, store: Store) -> str:
 
 
 class Felix:
-    """Watches the pool files of a lab's Calico clusters and keeps each cluster's nodes'
-    natOutgoing chain in step (one process for the whole lab: one small read per cluster a poll)."""
+    """Keeps each Calico cluster's nodes' natOutgoing chain in step with its pool file (one
+    process for the whole lab). Sleeps until a pool writer rings its doorbell; every
+    `safety_net` seconds it reads the pool files anyway."""
 
-    def __init__(self, lab: str, poll: float = POLL) -> None:
+    def __init__(self, lab: str, safety_net: float = SAFETY_NET) -> None:
         self.clusters = [c for c in load_plan(lab).clusters if c.cni == "calico"]
-        self.lab, self.poll = lab, poll
+        self.lab, self.safety_net = lab, safety_net
         self._seen: dict[str, list[dict[str, Any]]] = {}
+        self.bell = Doorbell(state_dir(lab) / "calico")  # before the first read: no ring lost
 
     def step(self) -> int:
         """Rewrite the chains of each cluster whose pools differ from what it last wrote: by
@@ -300,10 +352,18 @@ class Felix:
             log.info("%s: natOutgoing rules written on %d nodes", c.name, len(c.nodes))
         return written
 
+    def stop(self, stop: threading.Event) -> None:
+        """Ask `run` to return (signal-handler safe)."""
+        stop.set()
+        self.bell.ring()
+
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.step()
-            stop.wait(self.poll)
+        try:
+            while not stop.is_set():
+                self.step()
+                self.bell.wait(self.safety_net)
+        finally:
+            self.bell.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,11 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     try:
-        Felix(args.lab).run(stop)
-    except (LabError, KeyError) as exc:
+        felix = Felix(args.lab)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: felix.stop(stop))
+        felix.run(stop)
+    except (LabError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

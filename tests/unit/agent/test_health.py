@@ -1,5 +1,6 @@
-"""The prober with a scripted pinger and a real (sqlite) store: hysteresis, and LinkHealth
-written on state changes and every refresh only."""
+"""The prober with a scripted pinger and a real (sqlite) store: hysteresis, LinkHealth
+written on state changes and every refresh only, and the idle schedule (steady peers probed
+every idle interval, in one batch; any other every round)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Script:
 
 
 def run(outcomes: list[bool], tmp_path: Path, refresh: float = 30.0) -> tuple[Prober, list[str]]:
+    """One probe a round (the idle interval equal to the interval)."""
     now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
     store = SqliteStore(tmp_path / "s.db")
     prober = Prober(
@@ -39,6 +41,7 @@ def run(outcomes: list[bool], tmp_path: Path, refresh: float = 30.0) -> tuple[Pr
         "a-n",
         lambda: {PEER: "vx-bridge"},
         Script(list(outcomes)),
+        idle_interval=1.0,
         refresh=refresh,
         clock=lambda: now[0],
     )
@@ -64,6 +67,70 @@ def test_writes_on_changes_and_every_refresh_only(tmp_path: Path) -> None:
     (peer,) = health.spec.peers
     assert (peer.peer, peer.status, peer.loss) == (PEER, "down", 0.2)  # as at t=61
     assert peer.rtt_seconds == 0.002
+
+
+class Alive:
+    """Answers the peers in `alive` (a 1 ms reply); records which peers each round probed."""
+
+    def __init__(self, alive: set[str]) -> None:
+        self.alive = alive
+        self.rounds: list[list[str]] = []
+
+    def probe(self, peers: Iterable[str], timeout: float) -> dict[str, float | None]:
+        asked = sorted(peers)
+        self.rounds.append(asked)
+        return {p: 0.001 if p in self.alive else None for p in asked}
+
+
+def idle_prober(tmp_path: Path, peers: dict[str, str], pinger: Alive) -> Prober:
+    """1 s rounds, 5 s idle interval (the defaults)."""
+    return Prober(SqliteStore(tmp_path / "s.db"), "a-n", lambda: dict(peers), pinger)
+
+
+def test_steady_peers_are_probed_every_idle_interval_in_one_batch(tmp_path: Path) -> None:
+    peers = {f"220.2.0.{i}": "vx-bridge" for i in range(1, 51)}
+    pinger = Alive(set(peers))
+    prober = idle_prober(tmp_path, peers, pinger)
+    for _ in range(62):
+        prober.step()
+    # Rounds 1 and 2 bring every peer up; then one batch of all 50 every 5th round.
+    assert [len(r) for r in pinger.rounds[:8]] == [50, 50, 0, 0, 0, 0, 50, 0]
+    assert all(len(r) in (0, 50) for r in pinger.rounds)
+    assert prober.probes == 50 * 14  # rounds 1, 2, 7, 12, ..., 62: 62 s of 1 s probes was 3,100
+
+
+def test_a_dead_peer_is_down_within_an_idle_interval_and_two_rounds(tmp_path: Path) -> None:
+    dead, other = "220.2.0.1", "220.2.0.2"
+    pinger = Alive({dead, other})
+    prober = idle_prober(tmp_path, {dead: "vx-bridge", other: "vx-bridge"}, pinger)
+    for _ in range(7):
+        prober.step()  # up at round 2, last probed (replied) at round 7
+    pinger.alive.discard(dead)
+    rounds = 0
+    while prober.states[dead].status != "down":
+        prober.step()
+        rounds += 1
+    assert rounds == 6  # a miss at round 12 (its idle probe), re-probed at 13: down
+    assert pinger.rounds[-2:] == [[dead, other], [dead]]  # the miss alone is re-probed
+    # A down peer is probed every round, so it is up two rounds after it answers again.
+    pinger.alive.add(dead)
+    prober.step()
+    prober.step()
+    assert prober.states[dead].status == "up"
+
+
+def test_a_peer_that_becomes_steady_later_joins_the_batch(tmp_path: Path) -> None:
+    early, late = "220.2.0.1", "220.2.0.2"
+    peers = {early: "vx-bridge"}
+    pinger = Alive({early, late})
+    prober = idle_prober(tmp_path, peers, pinger)
+    for _ in range(3):
+        prober.step()
+    peers[late] = "vx-bridge"  # a new node joined: probed at once, every round until up
+    for _ in range(20):
+        prober.step()
+    batches = [r for r in pinger.rounds[10:] if r]
+    assert batches and all(r == [early, late] for r in batches), pinger.rounds
 
 
 def test_peers_are_the_tunnel_neighbours() -> None:
