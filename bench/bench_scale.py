@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab import supervisor
@@ -167,6 +168,11 @@ def main() -> int:
             + ", ".join(f"{r} {c:.1f}" for r, c in sorted(join_cpu.items()))
             + " s",
             flush=True,
+        )
+        generations = [nc.metadata.generation for nc in store.list(NodeConfig)]
+        print(
+            f"NodeConfig generations written until synced (each one an apply by its agent): "
+            f"mean {sum(generations) / max(1, len(generations)):.1f}, max {max(generations, default=0)}"
         )
         print(
             f"phases (s after the first install call): {CLUSTERS} joins registered {t_registered:.1f}; "

@@ -70,11 +70,12 @@ def wait_until(
 
 
 def connected(store: Store, names: list[str]) -> tuple[bool, str]:
-    """Every node of these clusters is planned, applied and Synced at its current spec."""
+    """Every node of these clusters is planned, applied and Synced at its current spec.
+    The federation is planned (what the network-manager must have written) only once every
+    cheaper condition holds: a poll while joins are under way costs no planning."""
     clusters = {c.name: c for c in store.list(Cluster)}
     nodes = store.list(ClusterNode)
     configs = {nc.name: nc for nc in store.list(NodeConfig)}
-    expected = plan(list(clusters.values()), nodes)  # what the network-manager must have written
     for name in names:
         c = clusters.get(name)
         if c is None:
@@ -94,13 +95,17 @@ def connected(store: Store, names: list[str]) -> tuple[bool, str]:
             nc = configs.get(n.name)
             if nc is None:
                 return False, f"{n.name}: its NodeConfig"
-            if n.name in expected and expected.spec(n.name) != nc.spec:
-                return False, f"{n.name}: the network-manager to plan the latest facts"
             if (
                 nc.status.phase != "Synced"
                 or nc.status.observed_generation != nc.metadata.generation
             ):
                 return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
+    expected = plan(list(clusters.values()), nodes)
+    for name in names:
+        for n in nodes:
+            if n.spec.cluster_name == name and n.name in expected:
+                if expected.spec(n.name) != configs[n.name].spec:
+                    return False, f"{n.name}: the network-manager to plan the latest facts"
     return True, ""
 
 
