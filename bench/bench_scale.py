@@ -84,16 +84,17 @@ def component_pids(state: Path) -> dict[int, str]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], own: bool = True, reaped: bool = True) -> float:
+    """utime + stime (`own`), and cutime + cstime (`reaped`): the children it ran and reaped
+    (iptables-save, ip, nft) are its CPU too."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-            # utime + stime, and cutime + cstime: the children it ran and reaped (iptables-save,
-            # ip, nft) are its CPU too.
-            total += sum(int(f) for f in fields[11:15])
+            total += sum(int(f) for f in fields[11:13]) if own else 0
+            total += sum(int(f) for f in fields[13:15]) if reaped else 0
         except FileNotFoundError:
             pass
     return total / ticks
@@ -162,11 +163,13 @@ def main() -> int:
             join_cpu["supervisor"] = cpu_seconds([sup])  # its share since lab up
         for pid, r in roles.items():  # all started during the join: their CPU is the join's
             join_cpu[r] = join_cpu.get(r, 0.0) + cpu_seconds([pid])
+        agents = [pid for pid, r in roles.items() if r == "agent"]
+        tools = cpu_seconds(agents, own=False)
         print(
             f"CPU during the join: host {host_join:.1f} s of {ncpu * t_join:.0f} ({ncpu} cores), this "
             f"process {own_join:.1f} s, components "
             + ", ".join(f"{r} {c:.1f}" for r, c in sorted(join_cpu.items()))
-            + " s",
+            + f" s (agents: {tools:.1f} s of it in the tools they ran)",
             flush=True,
         )
         generations = [nc.metadata.generation for nc in store.list(NodeConfig)]

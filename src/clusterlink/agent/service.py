@@ -205,9 +205,16 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         wake = self.wake
+        # The watches start from before the first pass: an object created after that pass
+        # read the store is an event (read in each thread, a thread that started late began
+        # after such a creation and missed it: that node waited for the resync, 30 s).
+        since = self.store.revision()
         watchers = [
             threading.Thread(
-                target=self._watch, args=(kind, stop, wake), daemon=True, name=f"watch-{kind.KIND}"
+                target=self._watch,
+                args=(kind, stop, wake, since),
+                daemon=True,
+                name=f"watch-{kind.KIND}",
             )
             # Cluster option changes are picked up by the resync; the ClusterNode's creation
             # starts NIC detection at once.
@@ -278,8 +285,9 @@ class Agent:
             return event.type == "ADDED" or self._rotation_asked(obj)
         return isinstance(obj, Cluster)
 
-    def _watch(self, kind: type[Resource], stop: threading.Event, wake: threading.Event) -> None:
-        since = self.store.revision()
+    def _watch(
+        self, kind: type[Resource], stop: threading.Event, wake: threading.Event, since: int
+    ) -> None:
         while not stop.is_set():
             try:
                 # Our own NodeConfig and ClusterNode only; every Cluster (options matter).

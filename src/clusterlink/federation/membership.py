@@ -101,11 +101,10 @@ def connected(store: Store, names: list[str]) -> tuple[bool, str]:
             ):
                 return False, f"{n.name}: its agent to apply generation {nc.metadata.generation}"
     expected = plan(list(clusters.values()), nodes)
-    for name in names:
-        for n in nodes:
-            if n.spec.cluster_name == name and n.name in expected:
-                if expected.spec(n.name) != configs[n.name].spec:
-                    return False, f"{n.name}: the network-manager to plan the latest facts"
+    mine = [n for n in nodes if n.spec.cluster_name in set(names) and n.name in expected]
+    for n in mine:  # each has its NodeConfig (checked above)
+        if expected.spec(n.name) != configs[n.name].spec:
+            return False, f"{n.name}: the network-manager to plan the latest facts"
     return True, ""
 
 
