@@ -18,7 +18,6 @@ from clusterlink.errors import BadInput, Failed
 from clusterlink.planner import plan
 from clusterlink.store.base import NotFound, Store
 
-
 CHECK_SHARE = 3.0  # wait_connected sleeps at least this many times as long as a check took
 
 
