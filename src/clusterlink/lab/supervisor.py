@@ -58,6 +58,18 @@ def _write_components(state_dir: Path, components: dict[str, dict[str, Any]]) ->
     tmp.replace(state_dir / "components.json")
 
 
+@dataclass(frozen=True)
+class Spec:
+    """A component: its namespace (None: the supervisor's), its command line, its env."""
+
+    netns: str | None
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"netns": self.netns, "argv": self.argv, **({"env": self.env} if self.env else {})}
+
+
 def register(
     state_dir: Path,
     name: str,
@@ -65,9 +77,14 @@ def register(
     argv: list[str],
     env: dict[str, str] | None = None,
 ) -> None:
+    register_all(state_dir, {name: Spec(netns_name, argv, env or {})})
+
+
+def register_all(state_dir: Path, specs: dict[str, Spec]) -> None:
+    """Add or replace these components, in one write."""
     with _locked(state_dir):
         components = read_components(state_dir)
-        components[name] = {"netns": netns_name, "argv": argv, **({"env": env} if env else {})}
+        components.update({name: spec.to_dict() for name, spec in specs.items()})
         _write_components(state_dir, components)
 
 
