@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab.cni import pools_pending
 from clusterlink.lab.lifecycle import lab_down, lab_up
-from clusterlink.lab.state import handle_path, store_url
+from clusterlink.lab.state import handle_path, state_dir, store_url
 from clusterlink.lab.topology import LabPlan, Topology, plan_lab
 from clusterlink.store.base import Store
 from clusterlink.store.url import open_store
@@ -110,6 +111,11 @@ def joined_lab(
     finally:
         if lab is not None:
             lab.close()
+        keep = os.environ.get("CLUSTERLINK_E2E_KEEP_LOGS")  # a dir: the components' logs land there
+        if keep:
+            shutil.copytree(
+                state_dir(plan.name) / "logs", Path(keep) / plan.name, dirs_exist_ok=True
+            )
         lab_down(plan.name, quiet=True)
         if old is None:
             os.environ.pop("CLUSTERLINK_LAB_DIR", None)

@@ -43,6 +43,11 @@ class FakeKernel:
     def links(self) -> dict[str, Link]:
         return dict(self._links)
 
+    def retune_link(self, name: str, mtu: int, addrs: tuple[str, ...], up: bool = True) -> None:
+        """A link's MTU, addresses and state set in place (its routes stay), or by hand."""
+        link = self._links[name]
+        self._links[name] = replace(link, mtu=mtu, addrs=addrs, up=up)
+
     def create_vxlan(self, spec: VxlanSpec) -> None:
         self.calls.append(f"create {spec.name}")
         if spec.name in self._links:
@@ -190,6 +195,10 @@ class FakeWireGuard:
         self.calls.append(f"delete {name}")
         self.kernel.delete_link(name)
         self.state.pop(name, None)
+
+    def tune(self, device: WireGuardDevice, link: Link) -> None:
+        self.calls.append(f"tune {device.name}")
+        self.kernel.retune_link(device.name, device.mtu or link.mtu, (device.addr,))
 
     def configure(
         self,

@@ -24,6 +24,7 @@ from clusterlink.api.nodeconfig import NodeConfigSpec
 class Report:
     devices_deleted: list[str] = field(default_factory=list)
     devices_created: list[str] = field(default_factory=list)
+    devices_tuned: list[str] = field(default_factory=list)  # wg links retuned in place
     entries_removed: int = 0
     entries_added: int = 0
     rules_changed: int = 0
@@ -38,6 +39,7 @@ class Report:
         return (
             len(self.devices_deleted)
             + len(self.devices_created)
+            + len(self.devices_tuned)
             + self.entries_removed
             + self.entries_added
             + self.rules_changed
@@ -52,6 +54,7 @@ class Report:
             "changes": self.changes,
             "devicesDeleted": self.devices_deleted,
             "devicesCreated": self.devices_created,
+            "devicesTuned": self.devices_tuned,
             "entriesRemoved": self.entries_removed,
             "entriesAdded": self.entries_added,
             "rulesChanged": self.rules_changed,
@@ -186,9 +189,10 @@ def _wireguard(
     changes = wireguard.sync(spec, links)
     report.devices_created += changes.created
     report.devices_deleted += changes.deleted
+    report.devices_tuned += changes.tuned
     report.peers_changed += changes.peers
     report.errors += changes.errors
-    return kernel.links() if changes.created or changes.deleted else links
+    return kernel.links() if changes.created or changes.deleted or changes.tuned else links
 
 
 def _try(report: Report, action: object) -> bool:

@@ -10,15 +10,24 @@ Two adapters and a fake, one protocol:
   WireGuard generic netlink.
 - `FakeWireGuard` (agent/fake.py): dicts, refuses what a device would refuse.
 
-`sync_wireguard` is the diff: devices that differ (address, MTU, down) are replaced, missing
-ones created, peers added, updated (`replace_allowed_ips`) or removed - a pass with nothing
-to do changes nothing. Link level (address, MTU, up) is read from the Kernel port's links.
+`sync_wireguard` is the diff: a device whose link differs (address, MTU, down) is retuned in
+place (`tune`: its key and peers stay, so no handshake is lost), a missing one created, one
+whose process is gone replaced; peers added, updated (`replace_allowed_ips`) or removed - a
+pass with nothing to do changes nothing. Link level (address, MTU, up) is read from the
+Kernel port's links.
+
+wireguard-go daemonizes: its parent makes the TUN and exits, and the child it leaves sets the
+TUN's MTU to 1420 once more as it starts - after the parent has returned. An MTU set before
+that is lost (seen: 2 of 20 tries here; the agent then found its IPv4 device, 1440, at 1420,
+and rebuilt it). `WireGuardGo.create` therefore waits for the child's UAPI answer, which it
+gives only after that, before it sets the link up.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 import os
 import shutil
 import socket
@@ -43,6 +52,8 @@ from clusterlink.agent.wgkeys import (
     rotate,
 )
 from clusterlink.api.nodeconfig import NodeConfigSpec, WireGuardDevice, WireGuardPeer
+
+log = logging.getLogger("clusterlink.agent")
 
 KERNEL = "kernel"
 USERSPACE = "wireguard-go"
@@ -80,6 +91,10 @@ class WireGuard(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def tune(self, device: WireGuardDevice, link: Link) -> None:
+        """Make the device's link (MTU, address, up) match `device`, in place."""
+        ...
+
     def configure(
         self,
         name: str,
@@ -97,15 +112,23 @@ def peer_state(peer: WireGuardPeer) -> PeerState:
     return PeerState(peer.endpoint, frozenset(peer.allowed_ips))
 
 
-def _link_matches(device: WireGuardDevice, link: Link) -> bool:
-    mtu = device.mtu or link.mtu
-    return link.up and link.mtu == mtu and device.addr in link.addrs
+def link_drift(device: WireGuardDevice, link: Link) -> list[str]:
+    """How a wg device's link differs from what it should be ([] when it matches)."""
+    out = []
+    if device.mtu and link.mtu != device.mtu:
+        out.append(f"MTU {link.mtu}, want {device.mtu}")
+    if device.addr not in link.addrs:
+        out.append(f"addresses {list(link.addrs)}, want {device.addr}")
+    if not link.up:
+        out.append("down")
+    return out
 
 
 @dataclass(slots=True)
 class WireGuardChanges:
     created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    tuned: list[str] = field(default_factory=list)  # link retuned in place (MTU, address, up)
     peers: int = 0  # peers added, updated or removed, and key/port writes
     errors: list[str] = field(default_factory=list)
 
@@ -120,15 +143,21 @@ def sync_wireguard(
         link = links.get(name)
         device = wanted.get(name)
         try:
-            if link is not None and (device is None or not _link_matches(device, link)):
+            if link is not None and device is None:
                 port.delete(name)
                 out.deleted.append(name)
-                link = None
+                continue
             if device is None:
                 continue
             state = port.observe(name) if link is not None else None
+            drift = link_drift(device, link) if state is not None and link is not None else []
+            if drift and link is not None:
+                log.info("%s: retuning in place: %s", name, "; ".join(drift))
+                port.tune(device, link)
+                out.tuned.append(name)
             if state is None:
                 if link is not None:  # there but not answering (its process died): replace
+                    log.info("%s: its process is gone: replacing it", name)
                     port.delete(name)
                     out.deleted.append(name)
                 port.create(device)
@@ -284,6 +313,20 @@ def uapi_set_text(
     return "\n".join(lines) + "\n\n"
 
 
+def start_daemon(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a program that forks itself to the background (wireguard-go) in a session of its
+    own, and wait for its foreground part to exit.
+
+    wireguard-go's background copy does not call setsid: started plainly it would stay in the
+    agent's session and process group. Two consequences, both avoided here: with autogroup
+    scheduling (CONFIG_SCHED_AUTOGROUP, on by default on desktop and many server kernels,
+    and on this lab host) the kernel shares CPU between sessions first, so the tunnel would
+    share one session's CPU share with the agent (its passes, its prober) instead of having
+    its own - the scheduling shape every other daemon has; and a signal to the agent's process
+    group (Ctrl-C on an agent run in a terminal) would stop the tunnel too."""
+    return subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
+
+
 class DeviceGone(KernelError):
     """A wireguard-go device's UAPI socket is missing or nobody listens on it."""
 
@@ -348,14 +391,20 @@ class WireGuardGo:
         Path(C.WG_SOCKET_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
         # wireguard-go makes the TUN and the UAPI socket, then forks to the background and
         # exits: when it returns, both are there.
-        proc = subprocess.run(self._argv(device.name), capture_output=True, text=True)
+        proc = start_daemon(self._argv(device.name))
         if proc.returncode != 0:
             why = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             raise KernelError(f"{device.name}: wireguard-go failed: {why[0]}")
+        # The child answers UAPI only after it has set the TUN's MTU (to 1420) as it starts:
+        # ours must come after that (see the module's docstring).
+        self._uapi(device.name, "get=1\n\n")
         _set_link(self.netns, device)
 
     def delete(self, name: str) -> None:
         _delete_link(self.netns, name)  # wireguard-go exits when its TUN goes
+
+    def tune(self, device: WireGuardDevice, link: Link) -> None:
+        _tune_link(self.netns, device, link)
 
     def configure(
         self,
@@ -387,6 +436,26 @@ def _set_link(netns_name: str | None, device: WireGuardDevice) -> None:
         except (NetlinkError, IndexError) as exc:
             why = os.strerror(exc.code) if isinstance(exc, NetlinkError) else "not found"
             raise KernelError(f"{device.name}: cannot set up: {why}") from None
+
+
+def _tune_link(netns_name: str | None, device: WireGuardDevice, link: Link) -> None:
+    """Retune a device's link in place: its MTU, its one address (others removed), up."""
+    with _ipr(netns_name) as ipr:
+        try:
+            if device.mtu and link.mtu != device.mtu:
+                ipr.link("set", index=link.index, mtu=device.mtu)
+            for addr in link.addrs:
+                if addr != device.addr:
+                    ip, prefix = addr.split("/")
+                    ipr.addr("del", index=link.index, address=ip, prefixlen=int(prefix))
+            if device.addr not in link.addrs:
+                ip, prefix = device.addr.split("/")
+                flags = IFA_F_NODAD if ":" in ip else 0
+                ipr.addr("add", index=link.index, address=ip, prefixlen=int(prefix), flags=flags)
+            if not link.up:
+                ipr.link("set", index=link.index, state="up")
+        except NetlinkError as exc:
+            raise KernelError(f"{device.name}: cannot retune: {os.strerror(exc.code)}") from None
 
 
 def _delete_link(netns_name: str | None, name: str) -> None:
@@ -485,6 +554,9 @@ class KernelWireGuard:
 
     def delete(self, name: str) -> None:
         _delete_link(self.netns, name)
+
+    def tune(self, device: WireGuardDevice, link: Link) -> None:
+        _tune_link(self.netns, device, link)
 
     def configure(
         self,

@@ -3,9 +3,14 @@ every other device; the UAPI text both ways; the key file."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from clusterlink.agent import wgkeys
 from clusterlink.agent.fake import FakeFirewall, FakeKernel, FakeWireGuard
@@ -17,6 +22,7 @@ from clusterlink.agent.wireguard import (
     WireGuardGo,
     WireGuardNode,
     parse_uapi_get,
+    start_daemon,
     sync_wireguard,
     uapi_set_text,
 )
@@ -105,12 +111,47 @@ def test_a_changed_peer_is_updated_in_place_and_a_gone_one_removed() -> None:
     }
 
 
-def test_an_mtu_change_replaces_the_device() -> None:
-    kernel, _wg, reconcile, _ = node()
+def test_an_mtu_change_is_made_in_place_keeping_the_key_and_peers() -> None:
+    kernel, wg, reconcile, _ = node()
+    reconcile(spec(PEER_B, PEER_C))
+    before = kernel.links()["wg-bridge"].index
+    report = reconcile(spec(PEER_B, PEER_C, mtu=1400))
+    assert report.devices_deleted == [] and report.devices_created == []
+    assert report.devices_tuned == ["wg-bridge"] and report.errors == []
+    link = kernel.links()["wg-bridge"]
+    assert link.mtu == 1400 and link.index == before
+    assert set(wg.state["wg-bridge"].peers) == {KEY_B, KEY_C}
+    assert reconcile(spec(PEER_B, PEER_C, mtu=1400)).changes == 0
+
+
+@pytest.mark.parametrize(
+    ("what", "mtu", "addrs", "up"),
+    [
+        ("MTU reset to wireguard-go's default", 1420, None, True),
+        ("address removed by hand", None, (), True),
+        ("address replaced by hand", None, ("10.99.0.9/24",), True),
+        ("downed by hand", None, None, False),
+    ],
+)
+def test_link_drift_is_retuned_in_place(
+    what: str, mtu: int | None, addrs: tuple[str, ...] | None, up: bool
+) -> None:
+    kernel, wg, reconcile, _ = node()
     reconcile(spec(PEER_B))
-    report = reconcile(spec(PEER_B, mtu=1400))
-    assert report.devices_deleted == ["wg-bridge"] and report.devices_created == ["wg-bridge"]
-    assert kernel.links()["wg-bridge"].mtu == 1400
+    link = kernel.links()["wg-bridge"]
+    kernel.retune_link("wg-bridge", mtu or link.mtu, link.addrs if addrs is None else addrs, up=up)
+    report = reconcile(spec(PEER_B))
+    assert report.devices_tuned == ["wg-bridge"], what
+    assert report.devices_created == [] and report.devices_deleted == [], what
+    after = kernel.links()["wg-bridge"]
+    assert (after.mtu, after.addrs, after.up, after.index) == (
+        1440,
+        link.addrs,
+        True,
+        link.index,
+    ), what
+    assert set(wg.state["wg-bridge"].peers) == {KEY_B}, what
+    assert reconcile(spec(PEER_B)).changes == 0, what
 
 
 def test_a_new_key_is_written_to_the_device_alone() -> None:
@@ -280,3 +321,58 @@ def test_a_slow_uapi_answer_keeps_the_device_and_a_gone_process_replaces_it(
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
     (sock_dir / "wg-bridge.sock").unlink()
     assert WireGuardGo(None, str(sock_dir), timeout=0.2).observe(device.name) is None
+
+
+def test_create_sets_the_link_only_after_the_daemon_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wireguard-go's daemonized child resets the TUN's MTU as it starts, after the command
+    returned, and answers UAPI only after that: the link is set once it has answered."""
+    sock_dir = tmp_path / "run"
+    sock_dir.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_dir / "wg-bridge.sock"))
+    listener.listen(1)
+    events: list[str] = []
+
+    def daemon() -> None:  # the child: answers one request, late
+        conn, _ = listener.accept()
+        with conn:
+            request = conn.recv(1024).decode()
+            time.sleep(0.2)
+            events.append(f"answered {request.splitlines()[0]}")
+            conn.sendall(b"errno=0\n\n")
+
+    thread = threading.Thread(target=daemon, daemon=True)
+    thread.start()
+    port = WireGuardGo(None, str(sock_dir), timeout=2)
+    monkeypatch.setattr(port, "_argv", lambda name: ["true"])  # the parent: made it, exited
+    monkeypatch.setattr(
+        "clusterlink.agent.wireguard._set_link", lambda ns, dev: events.append("link set")
+    )
+    try:
+        port.create(spec(PEER_B).wireguard[0])
+    finally:
+        listener.close()
+        thread.join(2)
+    assert events == ["answered get=1", "link set"]
+
+
+def test_the_daemon_gets_a_session_of_its_own(tmp_path: Path) -> None:
+    """wireguard-go forks to the background without setsid; started in the agent's session it
+    would share the agent's autogroup CPU share and its process group's signals. The
+    background copy of a program started by `start_daemon` is in another session."""
+    out = tmp_path / "sid"
+    # The background part outlives the foreground one, as wireguard-go's does, and reports
+    # its session (field 6 of /proc/self/stat: awk's own, inherited from the subshell).
+    script = (
+        f"(sleep 0.2; awk '{{print $6}}' /proc/self/stat > {out}.tmp; mv {out}.tmp {out}) "
+        ">/dev/null 2>&1 &"
+    )
+    proc = start_daemon(["sh", "-c", script])
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 5
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon_sid = int(out.read_text())
+    assert daemon_sid not in (os.getsid(0), 0)
