@@ -295,10 +295,12 @@ class Supervisor:
         tmp.replace(self.state_dir / "supervisor.json")
 
     def run(self, stop: threading.Event) -> None:
+        # Imports first: a supervisor whose pid is recorded starts components at once (`lab
+        # up` returns when it is recorded, and callers expect felix and the others to follow).
+        spawn.preload(self.preload)
         pid_file = self.state_dir / "supervisor.pid"
         pid_file.write_text(str(os.getpid()))
         try:
-            spawn.preload(self.preload)
             self.adopt()
             while not stop.is_set():
                 self.step()
