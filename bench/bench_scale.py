@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from clusterlink.api.nodeconfig import NodeConfig
 from clusterlink.federation import lab as deploy
 from clusterlink.federation.membership import wait_connected
 from clusterlink.lab import supervisor
@@ -83,19 +84,27 @@ def component_pids(state: Path) -> dict[int, str]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], own: bool = True, reaped: bool = True) -> float:
+    """utime + stime (`own`), and cutime + cstime (`reaped`): the children it ran and reaped
+    (iptables-save, ip, nft) are its CPU too."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-            # utime + stime, and cutime + cstime: the children it ran and reaped (iptables-save,
-            # ip, nft) are its CPU too.
-            total += sum(int(f) for f in fields[11:15])
+            total += sum(int(f) for f in fields[11:13]) if own else 0
+            total += sum(int(f) for f in fields[13:15]) if reaped else 0
         except FileNotFoundError:
             pass
     return total / ticks
+
+
+def host_cpu_seconds() -> float:
+    """CPU time the whole host spent (every process, not idle or iowait) since boot."""
+    with open("/proc/stat") as fh:
+        fields = [int(f) for f in fh.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -123,7 +132,7 @@ def main() -> int:
         url = store_url(plan.name)
         store = open_store(url)
         names = [c.name for c in plan.clusters]
-        t0 = time.monotonic()
+        t0, host0, own0 = time.monotonic(), host_cpu_seconds(), time.process_time()
         for i, c in enumerate(plan.clusters):
             mode = "p2p" if i % 2 == 0 else "gateway"
             fn = deploy.install if i == 0 else deploy.join
@@ -135,9 +144,47 @@ def main() -> int:
                 deploy.LinkOptions(mode, "ipv4"),
                 lambda _: None,
             )  # type: ignore[arg-type]
-        wait_connected(store, names, 600)
+        t_registered = time.monotonic() - t0
+        waited: dict[str, tuple[float, float]] = {}  # what was waited for: (first, last) seen
+
+        def seen(message: str) -> None:
+            what = message.removeprefix("waiting for ").split(": ", 1)[-1]
+            what = what.split(" generation")[0]  # "its agent to apply generation N"
+            now = time.monotonic() - t0
+            waited[what] = (waited.get(what, (now, now))[0], now)
+
+        wait_connected(store, names, 600, progress=seen)
         t_join = time.monotonic() - t0
+        host_join, own_join = host_cpu_seconds() - host0, time.process_time() - own0
         roles = component_pids(state_dir(plan.name))
+        join_cpu: dict[str, float] = {}
+        ncpu = os.cpu_count() or 1
+        if (sup := supervisor.supervisor_pid(state_dir(plan.name))) is not None:
+            join_cpu["supervisor"] = cpu_seconds([sup])  # its share since lab up
+        for pid, r in roles.items():  # all started during the join: their CPU is the join's
+            join_cpu[r] = join_cpu.get(r, 0.0) + cpu_seconds([pid])
+        agents = [pid for pid, r in roles.items() if r == "agent"]
+        tools = cpu_seconds(agents, own=False)
+        print(
+            f"CPU during the join: host {host_join:.1f} s of {ncpu * t_join:.0f} ({ncpu} cores), this "
+            f"process {own_join:.1f} s, components "
+            + ", ".join(f"{r} {c:.1f}" for r, c in sorted(join_cpu.items()))
+            + f" s (agents: {tools:.1f} s of it in the tools they ran)",
+            flush=True,
+        )
+        generations = [nc.metadata.generation for nc in store.list(NodeConfig)]
+        print(
+            f"NodeConfig generations written until synced (each one an apply by its agent): "
+            f"mean {sum(generations) / max(1, len(generations)):.1f}, max {max(generations, default=0)}"
+        )
+        print(
+            f"phases (s after the first install call): {CLUSTERS} joins registered {t_registered:.1f}; "
+            + "; ".join(
+                f"{what} {first:.1f}-{last:.1f}"
+                for what, (first, last) in sorted(waited.items(), key=lambda kv: kv[1])
+            ),
+            flush=True,
+        )
         pids = sorted(roles)
         print(f"connected; idle CPU over the next {IDLE_WINDOW + 5:.0f} s", flush=True)
         time.sleep(5)
@@ -151,6 +198,9 @@ def main() -> int:
             by_role[roles[pid]] = by_role.get(roles[pid], 0.0) + used
         idle_cpu = sum(by_role.values())
         mem, pss = rss_mib(pids), pss_mib(pids)
+        pss_by_role: dict[str, float] = {}
+        for pid in pids:
+            pss_by_role[roles[pid]] = pss_by_role.get(roles[pid], 0.0) + pss_mib([pid])
         print(
             f"{CLUSTERS} clusters x {NODES} nodes: lab up {t_up:.1f} s; install + {CLUSTERS} "
             f"joins until all {CLUSTERS * NODES} nodes synced {t_join:.1f} s "
@@ -163,7 +213,8 @@ def main() -> int:
         )
         print(
             f"component memory: {pss:.0f} MiB PSS (goal <= {GOAL_MEM_MIB} MiB at 20 x 5); "
-            f"{mem:.0f} MiB RSS ({mem / max(1, len(pids)):.0f} MiB each)",
+            f"{mem:.0f} MiB RSS ({mem / max(1, len(pids)):.0f} MiB each); PSS by role: "
+            + ", ".join(f"{r} {m:.0f}" for r, m in sorted(pss_by_role.items())),
             flush=True,
         )
         rng = random.Random(1)

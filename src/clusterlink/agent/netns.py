@@ -37,6 +37,19 @@ def _setns(fd: int) -> None:
         raise NetnsError(err, f"setns: {os.strerror(err)}")
 
 
+def enter(name: str) -> None:
+    """Move this thread into namespace `name` for good (a process about to run inside it:
+    threads it starts later inherit it, as do the processes they run)."""
+    try:
+        target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsError(2, f"network namespace {name!r} does not exist") from None
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
 @contextmanager
 def entered(name: str | None) -> Iterator[None]:
     """Run the body with this thread in namespace `name` (None: stay where we are)."""

@@ -9,7 +9,6 @@ restart does not disturb traffic; only a deleted NodeConfig tears our state down
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -147,11 +146,29 @@ class Agent:
             log.warning("%s: cannot write status: %s", self.node, exc)
 
     def update_cluster_node(self) -> None:
-        try:
-            cn = self.store.get(ClusterNode, self.node)
-            cluster = self.store.get(Cluster, cn.spec.cluster_name)
-        except NotFound:
-            return
+        """Detect the NIC and publish the WireGuard key into our ClusterNode. A write that
+        conflicts (the elector or the controller wrote it meanwhile: on a gateway candidate,
+        at the same moment) is done again on the fresh object now, not at the next pass,
+        which may be the resync, 30 s away."""
+        for _ in range(5):
+            try:
+                cn = self.store.get(ClusterNode, self.node)
+                cluster = self.store.get(Cluster, cn.spec.cluster_name)
+            except NotFound:
+                return
+            spec = self._cluster_node_spec(cn, cluster)
+            if spec == cn.spec:
+                return
+            try:
+                self.store.update(cn.model_copy(update={"spec": spec}))
+                return
+            except NotFound:
+                return
+            except Conflict:
+                continue
+        log.warning("%s: ClusterNode kept conflicting; retried on the next pass", self.node)
+
+    def _cluster_node_spec(self, cn: ClusterNode, cluster: Cluster) -> ClusterNodeSpec:
         spec = cn.spec
         if self.detect_nic:
             found, why = detect(
@@ -173,9 +190,7 @@ class Agent:
         encrypted = cluster.link is not None and cluster.link.encryption == "wireguard"
         if self.wireguard is not None and (encrypted or spec.wireguard_public_key):
             spec = self._publish_key(cn, spec)
-        if spec != cn.spec:
-            with contextlib.suppress(Conflict, NotFound):  # retried on the next pass
-                self.store.update(cn.model_copy(update={"spec": spec}))
+        return spec
 
     def _rotation_asked(self, cn: ClusterNode) -> bool:
         """A new rotate-keys request on our ClusterNode: act now, not at the next resync."""
@@ -205,9 +220,16 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         wake = self.wake
+        # The watches start from before the first pass: an object created after that pass
+        # read the store is an event (read in each thread, a thread that started late began
+        # after such a creation and missed it: that node waited for the resync, 30 s).
+        since = self.store.revision()
         watchers = [
             threading.Thread(
-                target=self._watch, args=(kind, stop, wake), daemon=True, name=f"watch-{kind.KIND}"
+                target=self._watch,
+                args=(kind, stop, wake, since),
+                daemon=True,
+                name=f"watch-{kind.KIND}",
             )
             # Cluster option changes are picked up by the resync; the ClusterNode's creation
             # starts NIC detection at once.
@@ -278,8 +300,9 @@ class Agent:
             return event.type == "ADDED" or self._rotation_asked(obj)
         return isinstance(obj, Cluster)
 
-    def _watch(self, kind: type[Resource], stop: threading.Event, wake: threading.Event) -> None:
-        since = self.store.revision()
+    def _watch(
+        self, kind: type[Resource], stop: threading.Event, wake: threading.Event, since: int
+    ) -> None:
         while not stop.is_set():
             try:
                 # Our own NodeConfig and ClusterNode only; every Cluster (options matter).

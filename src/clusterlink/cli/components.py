@@ -39,7 +39,25 @@ if TYPE_CHECKING:
     from clusterlink.agent.wireguard import WireGuardNode
 
 # Each role imports what it needs inside its command (pyroute2, WireGuard, the planner: 0.3-0.5 s
-# of CPU per process, and a lab starts one process per role and node).
+# of CPU per process started alone). The lab supervisor imports all of it once, then forks
+# each component (docs/lab.md): these are the modules the lab's components import.
+LAB_COMPONENT_MODULES = [
+    "clusterlink.agent.events",
+    "clusterlink.agent.health",
+    "clusterlink.agent.iptables",
+    "clusterlink.agent.kernel",
+    "clusterlink.agent.linux",
+    "clusterlink.agent.metrics",
+    "clusterlink.agent.netlink",
+    "clusterlink.agent.netns",
+    "clusterlink.agent.prefixmaps",
+    "clusterlink.agent.service",
+    "clusterlink.agent.wireguard",
+    "clusterlink.controllers.network_manager",
+    "clusterlink.lab.cni",
+    "clusterlink.lab.facts",
+    "clusterlink.lab.state",
+]
 
 app = typer.Typer(
     name="clusterlink",
@@ -404,21 +422,26 @@ def floater(
         fail(f"floater: {exc}")
 
 
-@app.command("lab-supervisor")
+@app.command("lab-supervisor", context_settings={"allow_extra_args": True})
 def lab_supervisor(
+    ctx: typer.Context,
     lab: Annotated[str, typer.Option("--lab", help="The lab whose components to keep running.")],
 ) -> None:
     """Keep a lab's components running (started by `kosmosctl lab up`; stopped by `lab down`)."""
+    from clusterlink.lab import spawn
     from clusterlink.lab.state import state_dir
     from clusterlink.lab.supervisor import Supervisor
 
+    if any(ctx.args):  # empty ones are the room for its components' command lines
+        fail(f"unexpected arguments: {' '.join(a for a in ctx.args if a)}")
     d = state_dir(lab)
     if not (d / "lab.json").exists():
         fail(f"no lab {lab!r} in {d}")
+    spawn.make_title_room()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    Supervisor(d).run(stop)
+    Supervisor(d, preload=LAB_COMPONENT_MODULES).run(stop)
 
 
 def main() -> None:

@@ -77,13 +77,25 @@ def lab_cluster(handle: str | Path) -> tuple[str, ClusterPlan]:
         raise LabError(f"{handle}: lab {lab} has no cluster {data.get('cluster')!r}") from None
 
 
-def _run(lab: str, name: str, node: NodePlan, *args: str) -> None:
-    """Have the lab supervisor keep `clusterlink ARGS` running on `node` (in its namespace,
-    with its clock skew)."""
-    env = component_env(lab)
-    if node.clock_skew:
-        env[ENV_CLOCK_SKEW] = str(node.clock_skew)
-    supervisor.register(state_dir(lab), name, node.netns, [*COMPONENT, *args], env)
+class _Components:
+    """The components one install or join starts, registered with the lab supervisor at
+    once (one write of components.json, one read of the lab plan: a join of 20 clusters ran
+    on a host busy with the components of the others, where each write and read is slow)."""
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+        self.env = component_env(lab)
+        self.specs: dict[str, supervisor.Spec] = {}
+
+    def run(self, name: str, node: NodePlan, *args: str) -> None:
+        """Keep `clusterlink ARGS` running on `node` (in its namespace, with its clock skew)."""
+        env = dict(self.env)
+        if node.clock_skew:
+            env[ENV_CLOCK_SKEW] = str(node.clock_skew)
+        self.specs[name] = supervisor.Spec(node.netns, [*COMPONENT, *args], env)
+
+    def register(self) -> None:
+        supervisor.register_all(state_dir(self.lab), self.specs)
 
 
 def install(
@@ -92,7 +104,9 @@ def install(
     lab, cluster = lab_cluster(handle)
     first = cluster.nodes[0]
     lease = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5")
-    _run(lab, "network-manager", first, "network-manager", "--store", store_url, *lease)
+    components = _Components(lab)
+    components.run("network-manager", first, "network-manager", "--store", store_url, *lease)
+    components.register()
     progress(f"network-manager started on {cluster.name}/{first.name}")
     join(store, store_url, handle, name, options, progress)
 
@@ -130,18 +144,20 @@ def join(
     progress(f"Cluster {name} created ({options.network_type}, {options.ip_family})")
     store_args = ("--store", store_url)
     first = cluster.nodes[0]
-    _run(lab, f"{name}.controller", first, "controller", "--cluster", name, "--kubeconfig", handle,
+    components = _Components(lab)
+    components.run(f"{name}.controller", first, "controller", "--cluster", name, "--kubeconfig", handle,
          *store_args, "--period", "5")  # fmt: skip
     for node in cluster.nodes:
         if node.gateway_candidate:
-            _run(lab, f"{name}.elector.{node.name}", node, "elector", "--cluster", name,
+            components.run(f"{name}.elector.{node.name}", node, "elector", "--cluster", name,
                  "--node", node.name, *store_args)  # fmt: skip
         # Each node's own state dir (its WireGuard key) and UAPI socket dir: every node's wg
         # device is named alike, and wireguard-go's socket path is fixed (docs/encryption.md).
         node_dir = state_dir(lab) / "agents" / cluster_node_name(name, node.name)
-        _run(lab, f"{name}.agent.{node.name}", node, "agent",
+        components.run(f"{name}.agent.{node.name}", node, "agent",
              "--node", cluster_node_name(name, node.name), *store_args,
              "--state-dir", str(node_dir), "--wireguard-socket-dir", str(node_dir / "run"))  # fmt: skip
+    components.register()
     electors = sum(n.gateway_candidate for n in cluster.nodes)
     progress(f"{name}: controller, {electors} electors, {len(cluster.nodes)} agents started")
 

@@ -76,7 +76,7 @@ def start_supervisor(lab: str) -> None:
             start_new_session=True,
             env={**os.environ},
         )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # it imports its components' code first (a busy host)
     while supervisor.supervisor_pid(d) is None:
         if time.monotonic() > deadline:
             raise LabError(

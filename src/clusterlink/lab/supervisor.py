@@ -7,10 +7,14 @@ The supervisor (one process per lab, `clusterlink lab-supervisor --lab NAME`, st
 what exited with exponential backoff (0.5 s doubling to 30 s; reset after 30 s of health), logs
 each component to `<stateDir>/logs/<name>.log`, and reports in `<stateDir>/supervisor.json`.
 
-Components outlive a supervisor that was killed (each runs in its own session). Every
-component carries `CLUSTERLINK_LAB_COMPONENT=<stateDir>:<name>` in its environment, so a new
-supervisor finds the ones still running and adopts them instead of starting them twice (and
-ends extra copies and components no longer wanted).
+It starts every component by fork (`lab.spawn`): having imported the components' code once
+(`preload`), a `python -m clusterlink...` component runs in the forked child without a new
+interpreter, sharing the imported pages with its siblings; other commands are exec'd.
+
+Components outlive a supervisor that was killed (each runs in its own session). Each records
+itself in `<stateDir>/procs/` (`lab.records`: pid and start time), so a new supervisor finds
+the ones still running and adopts them instead of starting them twice (and ends extra copies
+and components no longer wanted).
 """
 
 from __future__ import annotations
@@ -28,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterlink.agent import netns
+from clusterlink.lab import records, spawn
 
 BACKOFF_MIN, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 30.0
-ENV_COMPONENT = "CLUSTERLINK_LAB_COMPONENT"  # <stateDir>:<name>, in every component's environment
 
 
 @contextlib.contextmanager
@@ -55,6 +58,18 @@ def _write_components(state_dir: Path, components: dict[str, dict[str, Any]]) ->
     tmp.replace(state_dir / "components.json")
 
 
+@dataclass(frozen=True)
+class Spec:
+    """A component: its namespace (None: the supervisor's), its command line, its env."""
+
+    netns: str | None
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"netns": self.netns, "argv": self.argv, **({"env": self.env} if self.env else {})}
+
+
 def register(
     state_dir: Path,
     name: str,
@@ -62,9 +77,14 @@ def register(
     argv: list[str],
     env: dict[str, str] | None = None,
 ) -> None:
+    register_all(state_dir, {name: Spec(netns_name, argv, env or {})})
+
+
+def register_all(state_dir: Path, specs: dict[str, Spec]) -> None:
+    """Add or replace these components, in one write."""
     with _locked(state_dir):
         components = read_components(state_dir)
-        components[name] = {"netns": netns_name, "argv": argv, **({"env": env} if env else {})}
+        components.update({name: spec.to_dict() for name, spec in specs.items()})
         _write_components(state_dir, components)
 
 
@@ -84,41 +104,10 @@ def read_status(state_dir: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def component_tag(state_dir: Path, name: str) -> str:
-    return f"{state_dir.resolve()}:{name}"
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def running_components(state_dir: Path) -> dict[str, list[int]]:
-    """The lab's component processes that run now, by component name (found by their
-    environment tag; a component's own children inherit it and are left out)."""
-    prefix = f"{state_dir.resolve()}:"
-    tagged: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and alive(int(entry.name)):
-            tag = _environ(int(entry.name)).get(ENV_COMPONENT, "")
-            if tag.startswith(prefix):
-                tagged[int(entry.name)] = tag.removeprefix(prefix)
-    found: dict[str, list[int]] = {}
-    for pid, name in sorted(tagged.items()):
-        if tagged.get(_parent(pid)) != name:
-            found.setdefault(name, []).append(pid)
-    return found
+    """The lab's component processes that run now, by component name, the oldest first (from
+    their records; a component's own children have none and are left out)."""
+    return records.running(state_dir)
 
 
 class _Adopted:
@@ -152,7 +141,7 @@ class _Adopted:
 @dataclass
 class _Child:
     spec: dict[str, Any]
-    proc: subprocess.Popen[bytes] | _Adopted | None = None
+    proc: spawn.Forked | _Adopted | None = None
     restarts: int = 0
     started: float = 0.0
     next_start: float = 0.0
@@ -163,30 +152,39 @@ class _Child:
 
 
 class Supervisor:
-    def __init__(self, state_dir: Path, poll: float = 0.2) -> None:
+    """`preload`: modules to import before forking any component (what they will run)."""
+
+    def __init__(
+        self, state_dir: Path, poll: float = 0.2, preload: list[str] | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.poll = poll
+        self.preload = preload or []
         self.children: dict[str, _Child] = {}
         self._mtime = -1.0
 
     def _start(self, name: str, child: _Child) -> None:
         if child.log is None:
             child.log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-        argv = netns.command(child.spec.get("netns"), list(child.spec["argv"]))
+        argv = list(child.spec["argv"])
+        ns = child.spec.get("netns")
+        where = f" (netns {ns})" if ns else ""
         child.log.write(
-            f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(argv)}\n".encode()
+            f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start{where}: {' '.join(argv)}\n".encode()
         )
         child.log.flush()
+
+        def in_child(pid: int) -> None:
+            for other in self.children.values():  # the other components' logs are not its own
+                if other is not child and other.log is not None:
+                    other.log.close()
+            records.write(self.state_dir, pid, name)
+
         try:
-            env = {
-                **os.environ,
-                **child.spec.get("env", {}),
-                ENV_COMPONENT: component_tag(self.state_dir, name),
-            }
-            child.proc = subprocess.Popen(
-                argv, stdout=child.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            child.proc = spawn.spawn(
+                argv, ns, dict(child.spec.get("env", {})), child.log.fileno(), in_child
             )
-        except OSError as exc:
+        except OSError as exc:  # fork refused (out of memory, pids)
             child.log.write(f"cannot start: {exc}\n".encode())
             child.proc = None
             self._backoff(child)
@@ -217,6 +215,7 @@ class Supervisor:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 _Adopted(pid).wait(5.0)
             _Adopted(pid).kill()
+        records.prune(self.state_dir)
         return adopted, ended
 
     def _backoff(self, child: _Child) -> None:
@@ -226,16 +225,28 @@ class Supervisor:
         )
 
     def _stop(self, child: _Child, grace: float = 5.0) -> None:
-        if child.proc is not None and child.proc.poll() is None:
+        self._stop_all([child], grace)
+
+    def _stop_all(self, children: list[_Child], grace: float = 5.0) -> None:
+        """SIGTERM to all, then wait for each (SIGKILL after `grace`): they exit together."""
+        live = [c for c in children if c.proc is not None and c.proc.poll() is None]
+        for child in live:
+            assert child.proc is not None
             child.proc.terminate()
+        deadline = time.monotonic() + grace
+        for child in live:
+            assert child.proc is not None
             try:
-                child.proc.wait(grace)
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait()
-        if child.log is not None:
-            child.log.close()
-            child.log = None
+        for child in children:
+            if child.proc is not None:
+                records.remove(self.state_dir, child.proc.pid)
+            if child.log is not None:
+                child.log.close()
+                child.log = None
 
     def step(self) -> None:
         path = self.state_dir / "components.json"
@@ -243,10 +254,10 @@ class Supervisor:
         if mtime != self._mtime:
             self._mtime = mtime
             wanted = read_components(self.state_dir)
-            for name in [
+            gone = [
                 n for n in self.children if n not in wanted or self.children[n].spec != wanted[n]
-            ]:
-                self._stop(self.children.pop(name))
+            ]
+            self._stop_all([self.children.pop(name) for name in gone])
             for name, spec in wanted.items():
                 if name not in self.children:
                     self.children[name] = _Child(spec)
@@ -254,6 +265,7 @@ class Supervisor:
         for name, child in self.children.items():
             if child.proc is not None and child.proc.poll() is not None:
                 child.last_exit = child.proc.returncode
+                records.remove(self.state_dir, child.proc.pid)
                 child.proc = None
                 child.restarts += 1
                 if now - child.started >= HEALTHY_AFTER:
@@ -283,6 +295,9 @@ class Supervisor:
         tmp.replace(self.state_dir / "supervisor.json")
 
     def run(self, stop: threading.Event) -> None:
+        # Imports first: a supervisor whose pid is recorded starts components at once (`lab
+        # up` returns when it is recorded, and callers expect felix and the others to follow).
+        spawn.preload(self.preload)
         pid_file = self.state_dir / "supervisor.pid"
         pid_file.write_text(str(os.getpid()))
         try:
@@ -291,8 +306,7 @@ class Supervisor:
                 self.step()
                 stop.wait(self.poll)
         finally:
-            for child in self.children.values():
-                self._stop(child)
+            self._stop_all(list(self.children.values()))
             self.children.clear()
             self._write_status()
             with contextlib.suppress(FileNotFoundError):

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from clusterlink.lab import lifecycle, supervisor
+from clusterlink.lab import lifecycle, records, supervisor
 from clusterlink.lab.state import ENV_LAB_DIR
 from tests.conftest import pids_by_argv
 
@@ -51,6 +51,10 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
     if (left := supervisor.supervisor_pid(d)) is not None:
         os.kill(left, signal.SIGKILL)
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def start_supervisor(d: Path) -> int:
@@ -100,20 +104,56 @@ def test_a_killed_supervisor_is_reported_and_its_successor_starts_nothing_twice(
 
 def test_a_new_supervisor_ends_extra_copies_and_unwanted_components(state: Path) -> None:
     marker = f"3{os.getpid() % 1000:03d}3"
-    env = {**os.environ, supervisor.ENV_COMPONENT: supervisor.component_tag(state, "a")}
-    copies = [
-        subprocess.Popen(["sleep", marker], env=env, start_new_session=True) for _ in range(2)
-    ]
-    stray_env = {**env, supervisor.ENV_COMPONENT: supervisor.component_tag(state, "gone")}
-    stray = subprocess.Popen(["sleep", marker], env=stray_env, start_new_session=True)
+    copies = [subprocess.Popen(["sleep", marker], start_new_session=True) for _ in range(2)]
+    stray = subprocess.Popen(["sleep", marker], start_new_session=True)
+    for proc in copies:  # as a killed supervisor's children would have recorded themselves
+        records.write(state, proc.pid, "a")
+    records.write(state, stray.pid, "gone")
     try:
         supervisor.register(state, "a", None, ["sleep", marker])
         start_supervisor(state)
         wait_for(lambda: stray.poll() is not None and sum(c.poll() is None for c in copies) == 1)
         time.sleep(0.6)
         assert len(sleepers(marker)) == 1
+        assert supervisor.running_components(state)["a"] == sleepers(marker)
+        assert "gone" not in supervisor.running_components(state)
     finally:
         for proc in (*copies, stray):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_a_forked_component_runs_its_module_in_its_own_process(state: Path) -> None:
+    """`python -m clusterlink...` is forked from the supervisor, not exec'd: a process of its
+    own (its pid, its log, its environment, its exit code restarting it), whose parent is the
+    supervisor."""
+    argv = [sys.executable, "-m", "clusterlink.cli.components", "version"]
+    supervisor.register(state, "v", None, argv, {"CLUSTERLINK_TEST_MARK": "m1"})
+    sup = start_supervisor(state)
+    log = state / "logs" / "v.log"
+    wait_for(lambda: log.exists() and log.read_text().count("clusterlink ") >= 2)  # restarted
+    assert "exited with 0" in log.read_text()
+    assert supervisor.read_status(state)["v"]["restarts"] >= 1
+    supervisor.unregister(state, ["v"])
+    supervisor.register(state, "env", None, [sys.executable, "-c", "import time; time.sleep(60)"])
+    supervisor.register(
+        state,
+        "mod",
+        None,
+        [sys.executable, "-m", "tests.unit.lab.component", "60"],
+        {"CLUSTERLINK_TEST_MARK": "m2"},
+    )
+    pid = wait_for(lambda: supervisor.running_components(state).get("mod", [None])[0])
+    assert supervisor.running_components(state).get("env")  # -c is exec'd, and recorded too
+    assert parent(pid) == sup
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    assert cmdline == [a.encode() for a in supervisor.read_components(state)["mod"]["argv"]]
+    out = state / "logs" / "mod.log"
+    wait_for(lambda: out.exists() and "ready" in out.read_text())
+    said = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert said["pid"] == str(pid) and said["mark"] == "m2" and said["name"] == "__main__"
+    assert said["argv"] == "60"
+    os.kill(pid, signal.SIGTERM)  # default SIGTERM: it dies of it, and is restarted
+    wait_for(lambda: (p := supervisor.running_components(state).get("mod")) and p[0] != pid)
+    assert supervisor.read_status(state)["mod"]["lastExit"] == -signal.SIGTERM
