@@ -56,19 +56,14 @@ def entered(name: str | None) -> Iterator[None]:
     if name is None:
         yield
         return
-    try:
-        target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NetnsError(2, f"network namespace {name!r} does not exist") from None
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target)
+        enter(name)
         try:
             yield
         finally:
             _setns(home)
     finally:
-        os.close(target)
         os.close(home)
 
 

@@ -425,23 +425,20 @@ def _ipr(netns_name: str | None) -> IPRoute:
 
 
 def _set_link(netns_name: str | None, device: WireGuardDevice) -> None:
-    with _ipr(netns_name) as ipr:
-        try:
-            index = ipr.link_lookup(ifname=device.name)[0]
-            ipr.link("set", index=index, **({"mtu": device.mtu} if device.mtu else {}))
-            ip, prefix = device.addr.split("/")
-            flags = IFA_F_NODAD if ":" in ip else 0
-            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix), flags=flags)
-            ipr.link("set", index=index, state="up")
-        except (NetlinkError, IndexError) as exc:
-            why = os.strerror(exc.code) if isinstance(exc, NetlinkError) else "not found"
-            raise KernelError(f"{device.name}: cannot set up: {why}") from None
+    """Set up a new device's link: MTU, address, up."""
+    _tune_link(netns_name, device, None)
 
 
-def _tune_link(netns_name: str | None, device: WireGuardDevice, link: Link) -> None:
-    """Retune a device's link in place: its MTU, its one address (others removed), up."""
+def _tune_link(netns_name: str | None, device: WireGuardDevice, link: Link | None) -> None:
+    """Retune a device's link in place: its MTU, its one address (others removed), up.
+    `link` None: a device just made (looked up by name; no MTU set, no address, down)."""
     with _ipr(netns_name) as ipr:
         try:
+            if link is None:
+                found = ipr.link_lookup(ifname=device.name)
+                if not found:
+                    raise KernelError(f"{device.name}: cannot set up: not found")
+                link = Link(device.name, found[0], "", 0, False, "")
             if device.mtu and link.mtu != device.mtu:
                 ipr.link("set", index=link.index, mtu=device.mtu)
             for addr in link.addrs:

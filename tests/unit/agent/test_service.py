@@ -10,18 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clusterlink import constants as C
-from clusterlink.agent.fake import FakeFirewall, FakeKernel
+from clusterlink.agent.fake import FakeFirewall
 from clusterlink.agent.service import Agent
 from clusterlink.api import (
-    Cluster,
-    ClusterLinkOptions,
     ClusterNode,
-    ClusterNodeSpec,
-    ClusterSpec,
-    ObjectMeta,
 )
 from clusterlink.store.sqlite import SqliteStore
+from tests.unit.agent import seed
 
 
 class LateWatches(Agent):
@@ -47,24 +42,15 @@ def test_a_clusternode_created_before_the_watches_began_wakes_a_pass(
     tmp_path: Path,
 ) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    options = ClusterLinkOptions(network_type="p2p")
-    store.create(
-        Cluster(metadata=ObjectMeta(name="c"), spec=ClusterSpec(cluster_link_options=options))
-    )
-    kernel = FakeKernel()
-    kernel.add_nic("eth0", ("192.168.0.1/24",))
+    seed.cluster(store)
+    kernel = seed.node_kernel()
     agent = LateWatches(store, "c-n", kernel, FakeFirewall(), resync=60.0)
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
     try:
         wait_for(lambda: agent.passes == 1, 10, "the first pass")  # no ClusterNode yet
-        store.create(
-            ClusterNode(
-                metadata=ObjectMeta(name="c-n", labels={C.CLUSTER_LABEL: "c"}),
-                spec=ClusterNodeSpec(cluster_name="c", node_name="n", ip="192.168.0.1"),
-            )
-        )
+        seed.cluster_node(store, interface="")
         agent.go.set()  # the watches begin after the creation
         wait_for(lambda: agent.passes >= 2, 5, "the creation woke no pass (resync is 60 s)")
     finally:
@@ -98,20 +84,9 @@ def test_a_clusternode_write_that_conflicts_is_done_again_in_the_same_pass(
     from clusterlink.agent.wireguard import WireGuardNode
 
     store = ElectorWritesFirst(tmp_path / "s.db")
-    options = ClusterLinkOptions(network_type="p2p", encryption="wireguard")
-    store.create(
-        Cluster(metadata=ObjectMeta(name="c"), spec=ClusterSpec(cluster_link_options=options))
-    )
-    store.create(
-        ClusterNode(
-            metadata=ObjectMeta(name="c-n", labels={C.CLUSTER_LABEL: "c"}),
-            spec=ClusterNodeSpec(
-                cluster_name="c", node_name="n", ip="192.168.0.1", interface_name="eth0"
-            ),
-        )
-    )
-    kernel = FakeKernel()
-    kernel.add_nic("eth0", ("192.168.0.1/24",))
+    seed.cluster(store, encryption="wireguard")
+    seed.cluster_node(store)
+    kernel = seed.node_kernel()
     wg = WireGuardNode(FakeWireGuard(kernel), None, tmp_path / "state")
     agent = Agent(store, "c-n", kernel, FakeFirewall(), detect_nic=False, wireguard=wg)
     agent.sync()

@@ -238,31 +238,14 @@ def test_the_agent_keys_only_encrypted_clusters_publishes_the_key_and_rotates_on
 ) -> None:
     from clusterlink import constants as C
     from clusterlink.agent.service import Agent
-    from clusterlink.api import (
-        Cluster,
-        ClusterLinkOptions,
-        ClusterNode,
-        ClusterNodeSpec,
-        ClusterSpec,
-        ObjectMeta,
-    )
+    from clusterlink.api import Cluster, ClusterNode, ClusterSpec
     from clusterlink.store.sqlite import SqliteStore
+    from tests.unit.agent import seed
 
     store = SqliteStore(tmp_path / "s.db")
-    options = ClusterLinkOptions(network_type="p2p")
-    store.create(
-        Cluster(metadata=ObjectMeta(name="c"), spec=ClusterSpec(cluster_link_options=options))
-    )
-    store.create(
-        ClusterNode(
-            metadata=ObjectMeta(name="c-n", labels={C.CLUSTER_LABEL: "c"}),
-            spec=ClusterNodeSpec(
-                cluster_name="c", node_name="n", ip="192.168.0.1", interface_name="eth0"
-            ),
-        )
-    )
-    kernel = FakeKernel()
-    kernel.add_nic("eth0", ("192.168.0.1/24",))
+    seed.cluster(store)
+    seed.cluster_node(store)
+    kernel = seed.node_kernel()
     state = tmp_path / "state"
     wg = WireGuardNode(FakeWireGuard(kernel), None, state)
     agent = Agent(store, "c-n", kernel, FakeFirewall(), detect_nic=False, wireguard=wg)
@@ -273,7 +256,8 @@ def test_the_agent_keys_only_encrypted_clusters_publishes_the_key_and_rotates_on
     agent.sync()
     assert not (state / wgkeys.KEY_FILE).exists() and published() == ""  # unencrypted: no key
     cluster = store.get(Cluster, "c")
-    link = options.model_copy(update={"encryption": "wireguard"})
+    assert cluster.spec.cluster_link_options is not None
+    link = cluster.spec.cluster_link_options.model_copy(update={"encryption": "wireguard"})
     store.update(cluster.model_copy(update={"spec": ClusterSpec(cluster_link_options=link)}))
     agent.sync()
     first = published()
