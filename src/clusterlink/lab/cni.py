@@ -7,7 +7,7 @@ behind the node's address unless something says otherwise.
   in the lab cluster's own datastore, `<stateDir>/calico/<cluster>.json` (an IPPoolList), and
   one felix stand-in per lab (`python -m clusterlink.lab.cni`, supervised as `calico@lab`)
   rewrites chain `CLAB-CALICO-POSTROUTING` on every node of a cluster as soon as a change to
-  its pools rings felix's doorbell (a FIFO beside the pool files), and looks at every pool
+  its pools rings felix's doorbell (a FIFO in `felix.bells/` beside the pool files), and looks at every pool
   file every `SAFETY_NET` seconds anyway (a file changed without a ring).
 - `flannel` (`--ip-masq`): flanneld's own rules, verbatim in shape, in `CLAB-FLANNEL-POSTRTG`
   (static: flannel's rules depend only on the cluster CIDR and the node's subnet). Exceptions
@@ -22,8 +22,6 @@ import fcntl
 import ipaddress
 import json
 import logging
-import os
-import select
 import signal
 import subprocess
 import sys
@@ -38,6 +36,7 @@ from clusterlink.controllers import discovery
 from clusterlink.lab.state import LabError, joined_as, load_handle, load_plan, state_dir
 from clusterlink.lab.topology import ClusterPlan, NodePlan
 from clusterlink.store.base import Store
+from clusterlink.store.doorbell import Doorbell, ring_all
 
 log = logging.getLogger("clusterlink.lab.cni")
 
@@ -45,7 +44,7 @@ CALICO_CHAIN = "CLAB-CALICO-POSTROUTING"
 FLANNEL_CHAIN = "CLAB-FLANNEL-POSTRTG"
 KUBE_PROXY_MARK = "0x4000/0x4000"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-DOORBELL = ".felix"  # a FIFO in <stateDir>/calico: pool writers ring it, felix waits on it
+BELLS = "felix.bells"  # in <stateDir>/calico: felix's doorbell (store/doorbell.py), rung by pool writers
 SAFETY_NET = 5.0  # seconds between felix's looks at the pool files when nobody rang
 
 
@@ -119,52 +118,7 @@ def _write_pools(path: Path, pools: list[dict[str, Any]]) -> None:
     body = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPoolList", "items": pools}
     tmp.write_text(json.dumps(body, indent=1))
     tmp.replace(path)
-    ring(path.parent)
-
-
-def ring(directory: Path) -> None:
-    """Tell the lab's felix that a pool file in `directory` changed (a felix that is not
-    running, or has not made its doorbell yet, finds out when it starts)."""
-    try:
-        fd = os.open(directory / DOORBELL, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:  # ENOENT: no doorbell; ENXIO: nobody reads it
-        return
-    try:
-        os.write(fd, b"\0")
-    except OSError:
-        pass  # EAGAIN: the FIFO is full of rings felix has yet to read; it will wake anyway
-    finally:
-        os.close(fd)
-
-
-class Doorbell:
-    """Felix's end of the doorbell: a FIFO it holds open for reading and writing (so it sees
-    no EOF between writers, and `ring` can wake it too)."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / DOORBELL
-        with contextlib.suppress(FileExistsError):  # left by an earlier felix of this lab
-            os.mkfifo(path, 0o600)
-        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep until rung or `timeout` passes; True when rung (every ring is consumed)."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        rung = False
-        while ready:
-            try:
-                rung |= bool(os.read(self.fd, 4096))
-            except BlockingIOError:
-                break
-        return rung
-
-    def ring(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self.fd, b"\0")
-
-    def close(self) -> None:
-        os.close(self.fd)
+    ring_all(path.parent / BELLS)
 
 
 def save_default_pools(lab: str, cluster: ClusterPlan) -> None:
@@ -331,7 +285,8 @@ class Felix:
         self.clusters = [c for c in load_plan(lab).clusters if c.cni == "calico"]
         self.lab, self.safety_net = lab, safety_net
         self._seen: dict[str, list[dict[str, Any]]] = {}
-        self.bell = Doorbell(state_dir(lab) / "calico")  # before the first read: no ring lost
+        # Made before the first read: no ring lost. None (no FIFO here): the safety net alone.
+        self.bell = Doorbell.make(state_dir(lab) / "calico" / BELLS)
 
     def step(self) -> int:
         """Rewrite the chains of each cluster whose pools differ from what it last wrote: by
@@ -355,15 +310,20 @@ class Felix:
     def stop(self, stop: threading.Event) -> None:
         """Ask `run` to return (signal-handler safe)."""
         stop.set()
-        self.bell.ring()
+        if self.bell is not None:
+            self.bell.ring()
 
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 self.step()
-                self.bell.wait(self.safety_net)
+                if self.bell is None:
+                    stop.wait(self.safety_net)
+                else:
+                    self.bell.wait(self.safety_net)
         finally:
-            self.bell.close()
+            if self.bell is not None:
+                self.bell.close()
 
 
 def main(argv: list[str] | None = None) -> int:

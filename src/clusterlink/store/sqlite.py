@@ -22,10 +22,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-import errno
 import json
 import os
-import select
 import sqlite3
 import threading
 import time
@@ -48,6 +46,7 @@ from clusterlink.store.base import (
     WatchEvent,
     selector_matches,
 )
+from clusterlink.store.doorbell import Doorbell, ring_all
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -184,9 +183,9 @@ class SqliteStore:
         """Wake the watchers of what was just committed (a kind or key nobody watches has
         no doorbells, and costs one failed listdir)."""
         for kind in {k for k, _ in written}:
-            _ring(self._doorbell_dir(kind, None))
+            ring_all(self._doorbell_dir(kind, None))
         for kind, key in written:
-            _ring(self._doorbell_dir(kind, key))
+            ring_all(self._doorbell_dir(kind, key))
 
     def _next_revision(self, db: sqlite3.Connection) -> int:
         db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
@@ -367,7 +366,7 @@ class SqliteStore:
     ) -> Iterator[WatchEvent[R]]:
         # A connection of its own: a watcher must not hold the writer's lock while it waits.
         db = self._connect()
-        changes = _Doorbell.make(self._doorbell_dir(cls.KIND, name))  # before the first read
+        changes = Doorbell.make(self._doorbell_dir(cls.KIND, name))  # before the first read
         deadline = None if timeout is None else time.monotonic() + timeout
         last = since
         seen_version = -1
@@ -436,73 +435,6 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class _Doorbell:
-    """A watcher's FIFO: writers ring it (write a byte) after a commit of what it watches."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path, self.fd = path, fd
-
-    @classmethod
-    def make(cls, directory: Path) -> _Doorbell | None:
-        """A new doorbell in `directory` (None when none can be made: the watcher polls).
-        Opened under a hidden name first, so no writer takes it for a dead one."""
-        name = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
-        hidden, path = directory / f".{name}", directory / name
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            os.mkfifo(hidden, 0o600)
-        except OSError:
-            return None
-        try:
-            fd = os.open(hidden, os.O_RDWR | os.O_NONBLOCK)  # a reader (and writer): no EOF
-        except OSError:
-            hidden.unlink(missing_ok=True)
-            return None
-        try:
-            hidden.rename(path)
-        except OSError:
-            os.close(fd)
-            hidden.unlink(missing_ok=True)
-            return None
-        return cls(path, fd)
-
-    def wait(self, timeout: float) -> None:
-        """Until rung, or `timeout` seconds (all rings so far consumed)."""
-        if select.select([self.fd], [], [], timeout)[0]:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self.fd, 4096):
-                    pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-        self.path.unlink(missing_ok=True)
-
-
-def _ring(directory: Path) -> None:
-    """Ring every doorbell in `directory`; remove those whose watcher is gone."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith("."):
-            continue  # still being made
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # no reader: its watcher died without closing it
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            continue
-        try:
-            os.write(fd, b"\0")
-        except OSError:
-            pass  # full (EAGAIN): it has rings enough to wake for
-        finally:
-            os.close(fd)
 
 
 def _with_status(written: R, source: Resource) -> R:

@@ -7,10 +7,17 @@ import time
 from pathlib import Path
 
 from clusterlink.lab import cni
+from clusterlink.store.doorbell import Doorbell
+
+
+def felix_bell(directory: Path) -> Doorbell:
+    bell = Doorbell.make(directory / cni.BELLS)
+    assert bell is not None
+    return bell
 
 
 def test_a_pool_write_rings_felix(tmp_path: Path) -> None:
-    bell = cni.Doorbell(tmp_path)
+    bell = felix_bell(tmp_path)
     try:
         assert not bell.wait(0.05)  # nobody rang
         woke: list[float] = []
@@ -37,14 +44,14 @@ def test_a_pool_write_rings_felix(tmp_path: Path) -> None:
 def test_writes_without_felix_need_no_doorbell(tmp_path: Path) -> None:
     cni.change_pools(tmp_path / "c1.json", [{"metadata": {"name": "p"}, "spec": {}}], [])
     assert cni.read_pools(tmp_path / "c1.json")[0]["metadata"]["name"] == "p"
-    bell = cni.Doorbell(tmp_path)
+    bell = felix_bell(tmp_path)
     bell.close()  # a felix that stopped leaves its FIFO: nobody reads it, the write goes on
     cni.change_pools(tmp_path / "c1.json", [], ["p"])
     assert cni.read_pools(tmp_path / "c1.json") == []
 
 
 def test_stop_wakes_a_sleeping_felix(tmp_path: Path) -> None:
-    bell = cni.Doorbell(tmp_path)
+    bell = felix_bell(tmp_path)
     try:
         bell.ring()
         assert bell.wait(5)

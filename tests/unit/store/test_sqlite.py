@@ -16,6 +16,7 @@ from clusterlink.api import Cluster, ObjectMeta
 from clusterlink.api.lease import Lease, LeaseSpec
 from clusterlink.store import sqlite as sqlite_store
 from clusterlink.store.base import NotFound, StoreError
+from clusterlink.store.doorbell import Doorbell
 from clusterlink.store.sqlite import SqliteStore
 from clusterlink.store.url import open_store
 
@@ -99,11 +100,11 @@ def test_a_write_wakes_only_the_watchers_of_its_kind_and_key(tmp_path: Path) -> 
     """Lease renewals (most of a lab's writes) must not wake every Cluster watcher of every
     process, nor a write of one object the watchers of another."""
     watcher, writer = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
-    every = sqlite_store._Doorbell.make(watcher._doorbell_dir("Cluster", None))
-    just_c = sqlite_store._Doorbell.make(watcher._doorbell_dir("Cluster", "c"))
+    every = Doorbell.make(watcher._doorbell_dir("Cluster", None))
+    just_c = Doorbell.make(watcher._doorbell_dir("Cluster", "c"))
     assert every is not None and just_c is not None
 
-    def rung(bell: sqlite_store._Doorbell, timeout: float) -> bool:
+    def rung(bell: Doorbell, timeout: float) -> bool:
         return bool(select.select([bell.fd], [], [], timeout)[0])
 
     lease = writer.create(_lease("l", "a"))
