@@ -87,6 +87,16 @@ class Store(Protocol):
         """Create or update every object, all-or-nothing where the backend can."""
         ...
 
+    def patch_all(self, objects: Sequence[Resource]) -> builtins.list[str]:
+        """For each object: create it when missing; otherwise set its spec and merge its
+        labels into the stored ones, keeping everything else (annotations, finalizers, other
+        labels, status). Reading and writing each object is one atomic step, so a write made
+        meanwhile by someone else is never lost (sqlite: all of them in one transaction; kube:
+        a compare-and-swap per object, done again on a conflict). resourceVersions in
+        `objects` are ignored. An object already like that writes nothing. Returns the keys
+        written, in order. For a writer that owns specs (the network-manager's NodeConfigs)."""
+        ...
+
     def watch(
         self,
         cls: type[R],

@@ -90,6 +90,10 @@ class CountingStore:
         self._count("apply_all", "*")
         return self.inner.apply_all(objects)
 
+    def patch_all(self, objects: Sequence[Resource]) -> builtins.list[str]:
+        self._count("patch_all", "*")
+        return self.inner.patch_all(objects)
+
     def watch(
         self,
         cls: type[R],

@@ -317,6 +317,47 @@ class KubeStore:
             out.append(written)
         return out
 
+    def patch_all(self, objects: Sequence[Resource]) -> builtins.list[str]:
+        """No transactions here: per object, a read and a PUT carrying what was read (409:
+        read again), as the network-manager did itself."""
+        written: builtins.list[str] = []
+        for given in objects:
+            if self._patch(given):
+                written.append(given.key)
+        return written
+
+    def _patch(self, given: Resource) -> bool:
+        cls = type(given)
+        ns = self._ns(given)
+        for _ in range(_UNCONDITIONAL_TRIES):
+            try:
+                current = self.get(cls, given.name, ns)
+            except NotFound:
+                try:
+                    fresh = given.model_copy(deep=True)
+                    fresh.metadata.resource_version = None
+                    self.create(fresh)
+                    return True
+                except AlreadyExists:
+                    continue
+            labels = {**current.metadata.labels, **given.metadata.labels}
+            same_spec = getattr(current, "spec", None) == getattr(given, "spec", None)
+            if same_spec and labels == current.metadata.labels:
+                return False
+            meta = current.metadata.model_copy(update={"labels": labels})
+            update: dict[str, Any] = {"metadata": meta}
+            if "spec" in type(given).model_fields:
+                update["spec"] = getattr(given, "spec")  # noqa: B009
+            try:
+                self.update(current.model_copy(update=update))  # with current's resourceVersion
+                return True
+            except Conflict:
+                continue
+        raise Conflict(
+            f"{self._what(cls, given.name)}: stale resourceVersion {_UNCONDITIONAL_TRIES} "
+            "times in a row"
+        )
+
     def _check_versions(self, objects: Sequence[Resource]) -> None:
         """kubectl's rule, before anything is written (no transactions here): a
         resourceVersion in what is applied must be the object's current one."""

@@ -248,6 +248,18 @@ class SqliteStore:
         self._record(db, cls.KIND, obj.key, "ADDED", data)
         return cls.model_validate(data)
 
+    def _create_raw(
+        self, db: sqlite3.Connection, cls: type[Resource], key: str, data: dict[str, Any]
+    ) -> None:
+        """`_create` of an object already in its stored form (`to_dict`), not validated
+        again: a status as the API server makes it is the empty one's."""
+        if cls.HAS_STATUS:
+            data = {**data, "status": _empty_status(cls)}
+        meta = data["metadata"] = dict(data["metadata"])
+        meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=now_rfc3339())
+        meta.pop("deletionTimestamp", None)
+        self._record(db, cls.KIND, key, "ADDED", data)
+
     def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         with self._lock:
             data = self._load(self._db, cls.KIND, _key(cls, name, namespace))
@@ -352,6 +364,37 @@ class SqliteStore:
                 out.append(written)
         return out
 
+    def patch_all(self, objects: Sequence[Resource]) -> builtins.list[str]:
+        """One transaction. Stored objects are compared and rewritten as JSON, never decoded
+        into models: a network-manager writing 250 NodeConfigs of ~50 KB spent most of its
+        time validating each one twice (read, then the written object) - 11 ms of the 12 a
+        NodeConfig cost - while other writers waited for the lock."""
+        prepared = [(type(obj), obj, obj.to_dict()) for obj in objects]  # before the lock
+        written: builtins.list[str] = []
+        with self._write() as db:
+            for cls, obj, new in prepared:
+                current = self._load(db, cls.KIND, obj.key)
+                if current is None:
+                    self._create_raw(db, cls, obj.key, new)
+                    written.append(obj.key)
+                    continue
+                meta = current["metadata"]
+                labels = {**(meta.get("labels") or {}), **(new["metadata"].get("labels") or {})}
+                spec_changed = new.get("spec") != current.get("spec")
+                if not spec_changed and labels == (meta.get("labels") or {}):
+                    continue
+                if labels:
+                    meta["labels"] = labels
+                if spec_changed:
+                    meta["generation"] = int(meta.get("generation", 1)) + 1
+                    if "spec" in new:
+                        current["spec"] = new["spec"]
+                    else:
+                        current.pop("spec", None)
+                self._record(db, cls.KIND, obj.key, "MODIFIED", current)
+                written.append(obj.key)
+        return written
+
     def revision(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
@@ -435,6 +478,12 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _empty_status(cls: type[Resource]) -> dict[str, Any]:
+    """The stored form of an empty status of `cls` (what `_create` writes)."""
+    data = cls.model_validate({"metadata": {"name": "x"}, "status": {}}).to_dict()
+    return cast(dict[str, Any], data.get("status", {}))
 
 
 def _with_status(written: R, source: Resource) -> R:

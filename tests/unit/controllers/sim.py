@@ -180,6 +180,10 @@ class StalledStore:
         self._block(None)
         return self.inner.apply_all(objects)
 
+    def patch_all(self, objects: Sequence[Resource]) -> builtins.list[str]:
+        self._block(None)
+        return self.inner.patch_all(objects)
+
     def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         return self.inner.get(cls, name, namespace)
 

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from clusterlink.api import Cluster, ClusterNode, NodeConfig, ObjectMeta
+from clusterlink.controllers import network_manager
 from clusterlink.controllers.elector import Elector, set_gateway
 from clusterlink.controllers.leader import Leadership, LeaseTiming
 from clusterlink.controllers.member import FactsError, sync_member
 from clusterlink.controllers.network_manager import NetworkManager
+from clusterlink.controllers.watch import Informer
 from clusterlink.lab.facts import lab_facts
 from clusterlink.store.base import StoreError
 from clusterlink.store.counting import CountingStore
@@ -77,24 +79,69 @@ def test_network_manager_writes_only_the_nodeconfigs_one_node_change_affects(
     counted.counts.clear()
     assert nm.sync(full=False) == (13, 0)
     assert nm.planner.last_reason is None and nm.planner.full_plans == 1
-    assert counted.counts["update NodeConfig"] == 13 and counted.counts["create NodeConfig"] == 0
-    assert counted.counts["get NodeConfig"] == 13  # read only what it writes
+    assert counted.counts["patch_all *"] == 1  # the 13 in one write, read by the store itself
+    assert counted.counts["update NodeConfig"] == counted.counts["create NodeConfig"] == 0
+    assert counted.counts["get NodeConfig"] == 0
     after = {nc.name: nc.spec for nc in store.list(NodeConfig)}
     rewritten = sorted(n for n in after if after[n] != before[n])
     others = [f"c{c}-n{n}" for c in (0, 2, 3) for n in range(4)]
     assert rewritten == sorted(["c1-n2", *others])
 
 
+def test_network_manager_writes_a_plan_in_batches(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan's NodeConfigs go to the store BATCH at a time, one write each (one sqlite
+    transaction), not one write per NodeConfig."""
+    monkeypatch.setattr(network_manager, "BATCH", 2)
+    seed(store)
+    counted = CountingStore(store, tmp_path / "counts")
+    nm = NetworkManager(counted, "me")
+    assert nm.sync(full=True) == (3, 0)
+    assert counted.counts["patch_all *"] == 2  # 3 NodeConfigs: 2 + 1
+    assert counted.counts["create NodeConfig"] == counted.counts["update NodeConfig"] == 0
+    assert {nc.name: nc.metadata.labels for nc in store.list(NodeConfig)} == {
+        "a-n1": {"kosmos.io/cluster": "a"},
+        "b-g": {"kosmos.io/cluster": "b"},
+        "b-i": {"kosmos.io/cluster": "b"},
+    }
+
+
+def test_network_manager_plans_a_burst_once_it_is_quiet_or_has_waited_enough(
+    store: SqliteStore,
+) -> None:
+    """A lone change is planned after `coalesce`; a stream of changes (joins arriving) is
+    planned when it pauses, or every `settle` seconds while it does not."""
+    stop = threading.Event()
+    waker = Informer(store, (Cluster,), stop)
+    nm = NetworkManager(store, "me", coalesce=0.1, settle=0.6)
+    assert nm.wait_quiet(waker, stop) < 0.3  # nothing more came
+
+    def keep_changing(until: float) -> None:
+        while time.monotonic() < until:
+            waker.poke()
+            time.sleep(0.02)
+
+    for burst, low, high in ((0.3, 0.35, 0.55), (2.0, 0.55, 0.9)):
+        poker = threading.Thread(target=keep_changing, args=(time.monotonic() + burst,))
+        poker.start()
+        waited = nm.wait_quiet(waker, stop)
+        poker.join()
+        assert low <= waited <= high, (burst, waited)
+    stop.set()
+    assert nm.wait_quiet(waker, stop) < 0.01  # stopping: no wait
+
+
 class FailingOnce(SqliteStore):
-    """A store whose next NodeConfig update fails (once armed)."""
+    """A store whose next NodeConfig write fails (once armed)."""
 
     armed = False
 
-    def update(self, obj, **kwargs):  # type: ignore[no-untyped-def]
-        if self.armed and obj.KIND == "NodeConfig":
+    def patch_all(self, objects):  # type: ignore[no-untyped-def]
+        if self.armed and any(obj.KIND == "NodeConfig" for obj in objects):
             self.armed = False
             raise StoreError("injected")
-        return super().update(obj, **kwargs)
+        return super().patch_all(objects)
 
 
 def test_network_manager_compares_with_the_store_after_a_failed_write(tmp_path: Path) -> None:

@@ -149,6 +149,57 @@ def test_apply_all_refuses_a_stale_resource_version_and_writes_nothing(store: St
     assert written.metadata.labels == {"v": "4"}
 
 
+def nodeconfig(name: str, cidr: str, **labels: str) -> NodeConfig:
+    route = Route(cidr=cidr, gw="1.1.1.1", dev="vx-bridge")
+    return NodeConfig(
+        metadata=ObjectMeta(name=name, labels=labels), spec=NodeConfigSpec(routes=[route])
+    )
+
+
+def test_patch_all_creates_sets_specs_and_merges_labels(store: Store) -> None:
+    """The network-manager's write: specs set, labels merged, all else kept; what is
+    already so writes nothing (no revision, no generation)."""
+    kept = store.create(nodeconfig("kept", "10.1.0.0/16", c="a"))
+    store.update_status(kept.model_copy(update={"status": kept.status.model_copy(update={"phase": "Synced"})}))  # fmt: skip
+    noted = store.get(NodeConfig, "kept")
+    noted.metadata.annotations["by"] = "someone"
+    noted.metadata.labels["other"] = "x"
+    store.update(noted)
+    store.create(nodeconfig("same", "10.2.0.0/16", c="b"))
+    before = store.revision()
+    written = store.patch_all(
+        [
+            nodeconfig("kept", "10.9.0.0/16", c="a2"),
+            nodeconfig("same", "10.2.0.0/16", c="b"),
+            nodeconfig("new", "10.3.0.0/16", c="c"),
+        ]
+    )
+    assert written == ["kept", "new"]
+    got = store.get(NodeConfig, "kept")
+    assert got.spec.routes[0].cidr == "10.9.0.0/16" and got.metadata.generation == 2
+    assert got.metadata.labels == {"c": "a2", "other": "x"}
+    assert got.metadata.annotations == {"by": "someone"} and got.status.phase == "Synced"
+    same = store.get(NodeConfig, "same")
+    assert same.metadata.generation == 1 and int(same.metadata.resource_version or 0) <= before
+    new = store.get(NodeConfig, "new")
+    assert new.metadata.generation == 1 and new.metadata.uid and new.status.phase == ""
+    assert store.patch_all([nodeconfig("kept", "10.9.0.0/16", c="a2")]) == []
+    labels_only = store.patch_all([nodeconfig("kept", "10.9.0.0/16", extra="1")])
+    assert labels_only == ["kept"] and store.get(NodeConfig, "kept").metadata.generation == 2
+
+
+def test_patch_all_loses_no_write_made_since_the_caller_read(store: Store) -> None:
+    """It reads what it patches itself: an object carrying an old resourceVersion (the
+    caller's last read) neither conflicts nor undoes the status written since."""
+    old = store.create(nodeconfig("n1", "10.1.0.0/16"))
+    store.update_status(old.model_copy(update={"status": old.status.model_copy(update={"phase": "Error"})}))  # fmt: skip
+    stale = nodeconfig("n1", "10.5.0.0/16")
+    stale.metadata.resource_version = old.metadata.resource_version
+    assert store.patch_all([stale]) == ["n1"]
+    got = store.get(NodeConfig, "n1")
+    assert got.status.phase == "Error" and got.spec.routes[0].cidr == "10.5.0.0/16"
+
+
 def test_watch_replays_exactly_the_missed_events_in_order(store: Store) -> None:
     start = store.revision()
     store.create(cluster("a"))
