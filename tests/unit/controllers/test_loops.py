@@ -111,10 +111,11 @@ def test_network_manager_plans_a_burst_once_it_is_quiet_or_has_waited_enough(
     store: SqliteStore,
 ) -> None:
     """A lone change is planned after `coalesce`; a stream of changes (joins arriving) is
-    planned when it pauses, or every `settle` seconds while it does not."""
+    planned when it pauses, or every `settle` seconds while it does not - longer after a
+    sync that wrote many NodeConfigs (`settle_per_write` each)."""
     stop = threading.Event()
     waker = Informer(store, (Cluster,), stop)
-    nm = NetworkManager(store, "me", coalesce=0.1, settle=0.6)
+    nm = NetworkManager(store, "me", coalesce=0.1, settle=0.6, settle_per_write=0.02)
     assert nm.wait_quiet(waker, stop) < 0.3  # nothing more came
 
     def keep_changing(until: float) -> None:
@@ -128,6 +129,12 @@ def test_network_manager_plans_a_burst_once_it_is_quiet_or_has_waited_enough(
         waited = nm.wait_quiet(waker, stop)
         poker.join()
         assert low <= waited <= high, (burst, waited)
+    nm.last_written = 60  # the last sync wrote 60 NodeConfigs: 60 x 0.02 s = 1.2 s
+    poker = threading.Thread(target=keep_changing, args=(time.monotonic() + 2.0,))
+    poker.start()
+    waited = nm.wait_quiet(waker, stop)
+    poker.join()
+    assert 1.15 <= waited <= 1.5, waited
     stop.set()
     assert nm.wait_quiet(waker, stop) < 0.01  # stopping: no wait
 
