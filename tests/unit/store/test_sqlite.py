@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from clusterlink.api import Cluster, ObjectMeta
+from clusterlink.api import Cluster, NodeConfig, NodeConfigSpec, ObjectMeta, Route
 from clusterlink.api.lease import Lease, LeaseSpec
+from clusterlink.api.nodeconfig import NodeConfigStatus
 from clusterlink.store import sqlite as sqlite_store
 from clusterlink.store.base import NotFound, StoreError
 from clusterlink.store.doorbell import Doorbell
@@ -187,3 +188,42 @@ def test_the_safety_net_finds_a_commit_whose_wake_up_was_lost(
 
     took = _first_event_after(tmp_path, silent_write, monkeypatch, safety_net=0.5)
     assert took < 5.0
+
+
+class WrittenMeanwhile(SqliteStore):
+    """A store where, after patch_all read what it patches and before its transaction,
+    another process writes the status of NodeConfig `n1` (an agent reporting)."""
+
+    other: SqliteStore | None = None
+
+    def _patched(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.other is not None:
+            other, self.other = self.other, None
+            nc = other.get(NodeConfig, "n1")
+            other.update_status(nc.model_copy(update={"status": NodeConfigStatus(phase="Synced")}))
+        return super()._patched(*args, **kwargs)
+
+
+def test_patch_all_works_out_again_what_was_written_since_its_read(tmp_path: Path) -> None:
+    """The new forms are worked out before the transaction (the lock is held ~1 ms per
+    large object less); one written meanwhile is worked out again inside, and the write
+    made meanwhile is kept."""
+    store = WrittenMeanwhile(tmp_path / "s.db")
+    route = Route(cidr="10.1.0.0/16", gw="1.1.1.1", dev="vx-bridge")
+    store.create(NodeConfig(metadata=ObjectMeta(name="n1"), spec=NodeConfigSpec()))
+    store.create(NodeConfig(metadata=ObjectMeta(name="n2"), spec=NodeConfigSpec()))
+    store.other = SqliteStore(tmp_path / "s.db")
+    wanted = NodeConfigSpec(routes=[route])
+    assert store.patch_all(
+        [
+            NodeConfig(metadata=ObjectMeta(name=n, labels={"c": "x"}), spec=wanted)
+            for n in ("n1", "n2")
+        ]
+    ) == ["n1", "n2"]
+    assert store.other is None  # the write meanwhile happened
+    for name in ("n1", "n2"):
+        got = store.get(NodeConfig, name)
+        assert got.spec == wanted and got.metadata.labels == {"c": "x"}
+        assert got.metadata.generation == 2
+        assert int(got.metadata.resource_version or 0) == store.revision() - (name == "n1")
+    assert store.get(NodeConfig, "n1").status.phase == "Synced"
