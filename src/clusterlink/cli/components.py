@@ -156,7 +156,7 @@ def agent(
             st,
             node,
             linux_kernel,
-            iptables.IptablesFirewall(netns_name),
+            iptables.IptablesFirewall(netns_name, cache=not once),
             prefix_maps=prefixmaps.NftPrefixMaps(netns_name),
             events=feed,
             netns_name=netns_name,

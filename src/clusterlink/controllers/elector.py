@@ -170,8 +170,12 @@ class Elector:
                     gateway = self.step()
                     if self.metrics is not None:
                         self.metrics.stepped(gateway, self.leadership.reached_store)
-                    if follower is not None and not gateway and self._await(follower, began):
-                        continue
+                    if follower is not None and gateway:
+                        follower.pause()  # our own renewals are no news
+                    elif follower is not None:
+                        follower.resume()
+                        if self._await(follower, began):
+                            continue
                     if self.clock.wait(self.leadership.pause(began), stop):
                         break
         finally:

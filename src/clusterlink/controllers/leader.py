@@ -28,6 +28,7 @@ from clusterlink.api.lease import Lease
 from clusterlink.controllers.clock import Clock, SystemClock
 from clusterlink.store.base import Expired, Store, StoreError
 from clusterlink.store.lease import Observation, observe, release, try_acquire_or_renew
+from clusterlink.store.stop import Stop, woken_by
 
 log = logging.getLogger("clusterlink.leader")
 
@@ -179,7 +180,8 @@ class LeaseFollower:
     """The changes of one Lease as they land, from a store watch in a thread of its own, so
     a candidate that does not hold the lease sleeps until it expires by its observation or
     changes hands, instead of reading it every retry period. Only the latest change is kept:
-    an observation needs no other."""
+    an observation needs no other. `pause` (while we hold the lease: our own renewals are
+    no news) ends the watch; `resume` starts one again and says changes were lost."""
 
     def __init__(
         self, store: Store, name: str, stop: threading.Event, clock: Clock | None = None
@@ -189,30 +191,54 @@ class LeaseFollower:
         self._changed = threading.Condition()  # an RLock: `interrupt` is signal-handler safe
         self._latest: tuple[Lease | None, float] | None = None
         self._lost = False
+        self._active = threading.Event()
+        self._session = Stop()  # set to end the current watch (pause, stop)
         self.changes = 0  # delivered by the watch
+        self.watches = 0  # watches started
 
     def start(self) -> None:
-        since = self.store.revision()  # before the caller's first read: nothing missed
+        """Follow from now (before the caller's first read of the record: nothing missed)."""
+        self._active.set()
+        since = self.store.revision()
         threading.Thread(target=self._run, args=(since,), daemon=True, name="lease-watch").start()
+
+    def pause(self) -> None:
+        if self._active.is_set():
+            self._active.clear()
+            self._session.set()
+
+    def resume(self) -> None:
+        if not self._active.is_set():
+            with self._changed:
+                self._lost = True  # what changed while paused: the caller reads the record
+            self._active.set()
 
     def _run(self, since: int | None) -> None:
         while not self.stop.is_set():
+            if not self._active.is_set():
+                self._active.wait(1.0)
+                continue
+            session = self._session = Stop()
+            if not self._active.is_set():
+                continue  # paused between the check and the new session
             try:
                 if since is None:
                     since = self.store.revision()
-                    with self._changed:  # a gap in what we saw: the caller reads the record
-                        self._lost = True
-                        self._changed.notify_all()
-                for event in self.store.watch(Lease, since, stop=self.stop, name=self.name):
-                    since = event.resource_version
-                    record = None if event.type == "DELETED" else event.object
-                    with self._changed:
-                        self.changes += 1
-                        self._latest = (record, self.clock.monotonic())
-                        self._changed.notify_all()
-                return
+                self.watches += 1
+                with woken_by(self.stop, session.set):
+                    for event in self.store.watch(Lease, since, stop=session, name=self.name):
+                        since = event.resource_version
+                        record = None if event.type == "DELETED" else event.object
+                        with self._changed:
+                            self.changes += 1
+                            self._latest = (record, self.clock.monotonic())
+                            self._changed.notify_all()
+                since = None  # paused or stopped: the next watch starts from its own now
             except Expired:
                 since = None
+                with self._changed:
+                    self._lost = True
+                    self._changed.notify_all()
             except StoreError as exc:
                 log.warning("lease %s: watch: %s", self.name, exc)
                 self.stop.wait(1.0)
