@@ -8,6 +8,10 @@ Ours, and what tells of a change to it:
 - our iptables chains and jumps (iptables-nft) and our nft tables: nf_tables notifications
   whose message names CLUSTERLINK-* or clusterlink (chain, table, jump target, comment).
 
+Neighbour notifications come for every device (a busy underlay's ARP entries churn several
+times a second); a socket filter (classic BPF, `neighbour_filter`) lets the kernel drop those
+of devices not ours before they wake us, and is re-attached when our set of devices changes.
+
 Conservative like `netlink.ChangeFeed`: a lost notification (ENOBUFS) counts as a change.
 The agent's own writes are changes too: each pass that changed the kernel is followed by one
 more that finds nothing to do. Sysctls send no notification: the timer still repairs those.
@@ -18,12 +22,15 @@ Adapters: `NetlinkEvents` (two netlink sockets opened in the node's namespace) a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import os
 import select
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from clusterlink import constants as C
@@ -63,10 +70,57 @@ def is_owned_device(name: str) -> bool:
 class KernelEvents(Protocol):
     def wait(self, timeout: float) -> bool:
         """Block up to `timeout` seconds; True as soon as something of ours may have changed
-        (every notification pending is consumed)."""
+        (every notification pending is consumed). `interrupt` ends it early (False)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Wake a `wait` now (signal-handler safe): the agent is stopping."""
         ...
 
     def close(self) -> None: ...
+
+
+# Classic BPF (linux/filter.h): a program of (code, jt, jf, k) run on each notification.
+_BPF_LDH_ABS, _BPF_LDW_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x20, 0x15, 0x06
+_SO_ATTACH_FILTER = 26
+_ACCEPT, _DROP = 0xFFFFFFFF, 0
+_NEIGH_IFINDEX = 16 + 4  # nlmsghdr, then struct ndmsg's ndm_ifindex
+_MAX_FILTERED = 250  # jump offsets are 8 bits: with more devices, take every notification
+
+
+def _net16(value: int) -> int:
+    """A host-order u16 as BPF's absolute loads (network order) see it."""
+    return int.from_bytes(struct.pack("=H", value), "big")
+
+
+def _net32(value: int) -> int:
+    return int.from_bytes(struct.pack("=i", value), "big")
+
+
+def neighbour_filter(ours: Iterable[int]) -> list[tuple[int, int, int, int]] | None:
+    """The socket filter: every notification but neighbour ones of devices not in `ours`
+    (None: too many devices to list, take everything)."""
+    indexes = sorted(set(ours))
+    n = len(indexes)
+    if n > _MAX_FILTERED:
+        return None
+    prog = [
+        (_BPF_LDH_ABS, 0, 0, 4),  # nlmsg_type
+        (_BPF_JEQ_K, 1, 0, _net16(RTM_NEWNEIGH)),
+        (_BPF_JEQ_K, 0, n + 2, _net16(RTM_DELNEIGH)),  # not a neighbour: accept
+        (_BPF_LDW_ABS, 0, 0, _NEIGH_IFINDEX),
+    ]
+    prog += [(_BPF_JEQ_K, n - j, 0, _net32(index)) for j, index in enumerate(indexes)]
+    prog += [(_BPF_RET_K, 0, 0, _DROP), (_BPF_RET_K, 0, 0, _ACCEPT)]
+    return prog
+
+
+def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
+    """SO_ATTACH_FILTER (replaces the socket's filter; the kernel copies the program)."""
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HP", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 
 def _ifname(msg: bytes, off: int, end: int) -> str | None:
@@ -152,7 +206,28 @@ class NetlinkEvents:
         self.route.bind((0, _GROUPS))
         self.nft.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
         self.netns = netns_name
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._filtered: frozenset[int] | None = None
         self.filter = RouteFilter(owned, self._link_names())
+        self._refilter()
+
+    def _refilter(self) -> None:
+        """Let the kernel drop neighbour notifications of devices not ours (again when our
+        devices changed). A notification between a new device and its filter is read and
+        judged by `RouteFilter`, as all are."""
+        ours = frozenset(self.filter.ours)
+        if ours == self._filtered:
+            return
+        prog = neighbour_filter(ours)
+        if prog is None:
+            prog = [(_BPF_RET_K, 0, 0, _ACCEPT)]
+        try:
+            attach_filter(self.route, prog)
+        except OSError:
+            return  # an optimisation only: RouteFilter still judges every notification
+        self._filtered = ours
 
     def _link_names(self) -> dict[int, str]:
         reader = Reader(self.netns)
@@ -162,11 +237,22 @@ class NetlinkEvents:
             reader.close()
 
     def wait(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.route, self.nft], [], [], timeout)
+        socks = {self.route.fileno(): self.route, self.nft.fileno(): self.nft}
+        ready, _, _ = select.select([*socks, self._wake_r], [], [], timeout)
         hit = False
-        for sock in ready:
-            hit |= self._drain(sock)
+        for fd in ready:
+            if fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._wake_r, 64):
+                        pass
+            else:
+                hit |= self._drain(socks[fd])
+        self._refilter()  # our devices may have changed
         return hit
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
 
     def _drain(self, sock: socket.socket) -> bool:
         hit = False
@@ -187,6 +273,9 @@ class NetlinkEvents:
     def close(self) -> None:
         self.route.close()
         self.nft.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class FakeEvents:
@@ -194,18 +283,32 @@ class FakeEvents:
 
     def __init__(self) -> None:
         self._fired = threading.Event()
+        self._interrupted = False
         self.closed = False
 
     def fire(self) -> None:
         self._fired.set()
 
     def wait(self, timeout: float) -> bool:
-        hit = self._fired.wait(timeout)
+        hit = self._fired.wait(timeout) and not self._interrupted
         self._fired.clear()
+        self._interrupted = False
         return hit
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self._fired.set()
 
     def close(self) -> None:
         self.closed = True
 
 
-__all__ = ["FakeEvents", "KernelEvents", "NetlinkEvents", "RouteFilter", "nft_relevant"]
+__all__ = [
+    "FakeEvents",
+    "KernelEvents",
+    "NetlinkEvents",
+    "RouteFilter",
+    "attach_filter",
+    "neighbour_filter",
+    "nft_relevant",
+]

@@ -7,7 +7,9 @@ batch: a peer that is `up` and answered its last probe is due every `idle_interv
 any other (new, unknown, down, or it just missed one) every round. So an idle federation of
 healthy links costs one echo per peer per `idle_interval` (a 20 x 5 lab: ~3,300 echoes a
 second with 1 s probes), and a miss is re-probed at the next round. Peers that fall due within
-half an idle period are probed with the batch, so they stay in step.
+half an idle period are probed with the batch, so they stay in step. The prober sleeps through
+the rounds in which no peer is due (an idle node wakes once per idle period, not every round);
+the agent `poke`s it when a new NodeConfig may have changed the peers.
 
 Hysteresis: a peer goes `down` after `DOWN_AFTER` probes in a row without a reply, and `up`
 after `UP_AFTER` replies in a row; single losses do not flap a link. With a 1 s interval, a
@@ -51,6 +53,7 @@ from clusterlink.api.linkhealth import (
 from clusterlink.api.meta import ObjectMeta, now_rfc3339
 from clusterlink.api.nodeconfig import NodeConfigSpec
 from clusterlink.store.base import AlreadyExists, Conflict, NotFound, Store, StoreError
+from clusterlink.store.stop import woken_by
 
 log = logging.getLogger("clusterlink.health")
 
@@ -264,6 +267,7 @@ class Prober:
         self.writes = 0
         self._written_at: dt.datetime | None = None
         self._started = False  # the first round without peers removes a stale LinkHealth
+        self.wake = threading.Event()  # `poke`: a round now
 
     def step(self) -> bool:
         """One round: probe the peers that are due; returns whether it wrote LinkHealth."""
@@ -362,11 +366,31 @@ class Prober:
             self.metrics.writes.set(self.writes)
         return True
 
+    def rounds_to_next(self) -> int:
+        """Rounds from this one to the next with a peer due (so the prober sleeps through
+        the rounds of an idle period); with no peer known, an idle period (a new NodeConfig
+        `poke`s it sooner)."""
+        if not self.states:
+            return self.idle_rounds
+        return max(1, min(s.due for s in self.states.values()) - self.round)
+
+    def poke(self) -> None:
+        """Run a round now (the peers may have changed; signal-handler safe)."""
+        self.wake.set()
+
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                self.step()
-            except Exception:
-                log.exception("%s: health probe failed", self.node)
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        """A round, then sleep until the next round with a peer due (or a poke). Rounds
+        count time: those slept through still pass, so a steady peer is due when its idle
+        period is up."""
+        origin = time.monotonic()
+        with woken_by(stop, self.poke):
+            while not stop.is_set():
+                started = time.monotonic()
+                self.round = max(self.round, round((started - origin) / self.interval))
+                try:
+                    self.step()
+                except Exception:
+                    log.exception("%s: health probe failed", self.node)
+                pause = self.interval * self.rounds_to_next() - (time.monotonic() - started)
+                if self.wake.wait(max(0.0, pause)):
+                    self.wake.clear()

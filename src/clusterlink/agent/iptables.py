@@ -15,15 +15,23 @@ that is not there yet is created by us first, through nft, with a comment (`OWNE
 when it holds nothing any more (no rule, no chain but empty base chains with policy accept,
 no set), we delete it - `nft list ruleset` after a teardown is what it was before our first
 write. A table that was there before us carries no such comment and is never removed.
+
+Observing: with `cache=True` (the agent), `observe` reuses its last reading while no
+nf_tables notification came since (any at all, ours included: conservative), so a no-op
+resync runs no `iptables-save`. Only on the nf_tables backend: legacy iptables notifies
+nobody, so it is read every time.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import socket
 import subprocess
 
 from clusterlink.agent import netns
+from clusterlink.agent.events import NETLINK_NETFILTER, NFNLGRP_NFTABLES
 from clusterlink.agent.firewall import PREFIX, FamilyState, FirewallError, Rule, managed_chains
 
 OWNED_COMMENT = "clusterlink: created by its agent; deleted when empty"
@@ -69,12 +77,57 @@ def marked_ours(listing_text: str) -> bool:
     return len(lines) > 1 and lines[1].strip() == f'comment "{OWNED_COMMENT}"'
 
 
+class NftChanges:
+    """nf_tables notifications in one namespace: has any come since the last look?"""
+
+    def __init__(self, netns_name: str | None) -> None:
+        with netns.entered(netns_name):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.setblocking(False)
+        self.sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
+
+    def changed(self) -> bool:
+        """Drain what is pending; True if anything was (or was lost: ENOBUFS)."""
+        changed = False
+        while True:
+            try:
+                self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return changed
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+            changed = True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def nf_tables_backend() -> bool:
+    """Whether iptables here is iptables-nft (whose changes send notifications)."""
+    try:
+        proc = subprocess.run(["iptables-save", "-V"], capture_output=True, text=True)
+    except OSError:
+        return False
+    return "nf_tables" in proc.stdout + proc.stderr
+
+
+def _copy(state: dict[int, FamilyState]) -> dict[int, FamilyState]:
+    return {
+        f: FamilyState(set(s.rules), set(s.chains), set(s.good_jumps)) for f, s in state.items()
+    }
+
+
 class IptablesFirewall:
-    def __init__(self, netns_name: str | None = None) -> None:
+    def __init__(self, netns_name: str | None = None, cache: bool = False) -> None:
         self.netns = netns_name
         self.has_nft = (
             shutil.which("nft") is not None
         )  # without it tables stay as iptables leaves them
+        self.changes = NftChanges(netns_name) if cache and nf_tables_backend() else None
+        self._observed: dict[int, FamilyState] | None = None
+        self.saves = 0  # iptables-save runs (what the cache spares)
 
     def _run(self, argv: list[str], stdin: str | None = None) -> str:
         proc = subprocess.run(
@@ -86,12 +139,27 @@ class IptablesFirewall:
         return proc.stdout
 
     def _save(self, family: int) -> str:
+        self.saves += 1
         return self._run(["iptables-save" if family == 4 else "ip6tables-save"])
 
     def observe(self) -> dict[int, FamilyState]:
-        return {family: parse_save(self._save(family), family) for family in (4, 6)}
+        # Drain first, then read: a change after the drain is in the reading and is read
+        # again next time.
+        changed = self.changes is None or self.changes.changed()
+        if not changed and self._observed is not None:
+            return _copy(self._observed)
+        self._observed = None
+        observed = {family: parse_save(self._save(family), family) for family in (4, 6)}
+        if self.changes is not None:
+            self._observed = _copy(observed)
+        return observed
+
+    def close(self) -> None:
+        if self.changes is not None:
+            self.changes.close()
 
     def write(self, family: int, rules: set[Rule]) -> None:
+        self._observed = None
         saved = self._save(family)
         state, jumps = parse_save(saved, family), parse_jumps(saved)
         needed = {r.table for r in rules}
@@ -107,6 +175,7 @@ class IptablesFirewall:
         )
 
     def teardown(self, family: int) -> None:
+        self._observed = None
         saved = self._save(family)
         state, jumps = parse_save(saved, family), parse_jumps(saved)
         if state.chains or jumps:

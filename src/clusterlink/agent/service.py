@@ -14,6 +14,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clusterlink import constants as C
@@ -31,10 +32,12 @@ from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec
 from clusterlink.api.meta import Resource, now_rfc3339, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig, NodeConfigStatus
 from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError, WatchEvent
+from clusterlink.store.stop import woken_by
 
 log = logging.getLogger("clusterlink.agent")
 
 STATUS_REFRESH = dt.timedelta(minutes=5)  # lastSyncTime is rewritten at least this often
+EVENTS_WAIT = 60.0  # seconds the notifications thread sleeps at most (a stop interrupts it)
 
 
 def spec_hash(nc: NodeConfig) -> str:
@@ -79,6 +82,8 @@ class Agent:
         self._changed = True  # a watch event (or a start) since we last read the NodeConfig
         self._delivered: NodeConfig | None = None  # the one the watch last brought, decoded
         self._hashed: tuple[NodeConfig, str] | None = None
+        # Called after a pass that read a new NodeConfig (the prober: its peers may differ).
+        self.on_new_nodeconfig: list[Callable[[], None]] = []
 
     def nodeconfig(self) -> NodeConfig | None:
         """The NodeConfig the last pass applied (None before one, or when there is none)."""
@@ -89,9 +94,13 @@ class Agent:
     def sync(self) -> Report:
         if self.detect_nic or self.wireguard is not None:
             self.update_cluster_node()
+        previous = self._cached
         nc = self._nodeconfig()
         started = time.monotonic()
         report = self.reconciler(nc.spec if nc else None)
+        if nc is not previous:
+            for hook in self.on_new_nodeconfig:
+                hook()
         if self.metrics is not None:
             self.metrics.passed(nc, report, time.monotonic() - started)
         self.passes += 1
@@ -270,23 +279,30 @@ class Agent:
             except Exception:
                 log.exception("%s: reconcile failed", self.node)
             next_resync = time.monotonic() + self.resync
+        if self.events is not None:
+            self.events.interrupt()  # however we were stopped: done before its sockets close
+        # A store watch ends at once under a `Stop` (its doorbell rung), within
+        # the store's safety net under a plain Event: a daemon that holds only its own
+        # connection, so it is not waited for that long.
         for watcher in watchers:
-            watcher.join(timeout=2)
+            watcher.join(timeout=2 if watcher.name == "kernel-events" else 0.2)
 
     def _kernel_events(
         self, events: KernelEvents, stop: threading.Event, wake: threading.Event
     ) -> None:
         """Wake a pass when the kernel says something of ours changed (drift repaired at
-        once, not on the timer)."""
-        while not stop.is_set():
-            try:
-                if events.wait(0.5) and not stop.is_set():
-                    self.kernel_wakeups += 1
-                    wake.set()
-            except OSError as exc:
-                log.warning("%s: kernel notifications: %s (the resync timer still runs)",
-                            self.node, exc)  # fmt: skip
-                return
+        once, not on the timer). Asleep until a notification or the stop (`stop` interrupts
+        the wait: `Agent.stop`, or a `Stop` being set)."""
+        with woken_by(stop, events.interrupt):
+            while not stop.is_set():
+                try:
+                    if events.wait(EVENTS_WAIT) and not stop.is_set():
+                        self.kernel_wakeups += 1
+                        wake.set()
+                except OSError as exc:
+                    log.warning("%s: kernel notifications: %s (the resync timer still runs)",
+                                self.node, exc)  # fmt: skip
+                    return
 
     def _relevant(self, event: WatchEvent[Any]) -> bool:
         """Events that call for a pass: our NodeConfig's spec (not our own status writes),

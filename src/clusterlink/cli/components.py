@@ -28,6 +28,7 @@ from clusterlink.controllers.metrics import (
     ElectorMetrics,
     NetworkManagerMetrics,
 )
+from clusterlink.store.stop import Stop
 from clusterlink.store.url import open_store
 from clusterlink.telemetry.server import Exported, serve
 
@@ -155,7 +156,7 @@ def agent(
             st,
             node,
             linux_kernel,
-            iptables.IptablesFirewall(netns_name),
+            iptables.IptablesFirewall(netns_name, cache=not once),
             prefix_maps=prefixmaps.NftPrefixMaps(netns_name),
             events=feed,
             netns_name=netns_name,
@@ -170,7 +171,7 @@ def agent(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
         _metrics(metrics_addr, metrics)
-        stop = threading.Event()
+        stop = Stop()
         signal.signal(signal.SIGTERM, lambda *_: worker.stop(stop))
         signal.signal(signal.SIGINT, lambda *_: worker.stop(stop))
         if probe_interval > 0:
@@ -225,6 +226,7 @@ def _start_prober(
     prober = Prober(worker.store, worker.node, peers, pinger, interval=interval,
                     idle_interval=max(idle, interval), timeout=min(0.5, interval / 2),
                     metrics=HealthMetrics(metrics.registry))  # fmt: skip
+    worker.on_new_nodeconfig.append(prober.poke)
     threading.Thread(target=prober.run, args=(stop,), name="health", daemon=True).start()
 
 
@@ -241,7 +243,7 @@ def lease_timing(duration: float, renew_deadline: float, retry: float) -> LeaseT
 def _serve(name: str, run: Callable[[threading.Event], None]) -> None:
     """Run a component loop until SIGTERM/SIGINT; log to stderr."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
-    stop = threading.Event()
+    stop = Stop()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     run(stop)
@@ -341,7 +343,7 @@ def elector(
         )
         metrics = ElectorMetrics(stall=10 * retry_period + 30)
         worker = Elector(st, cluster, node, timing=timing, underlay_up=underlay_up,
-                         clock=SystemClock(clock_skew), metrics=metrics)  # fmt: skip
+                         clock=SystemClock(clock_skew), metrics=metrics, follow=True)  # fmt: skip
         _metrics(metrics_addr, metrics)
         _serve(f"elector[{cluster}/{node}]", worker.run)
 
@@ -438,7 +440,7 @@ def lab_supervisor(
     if not (d / "lab.json").exists():
         fail(f"no lab {lab!r} in {d}")
     spawn.make_title_room()
-    stop = threading.Event()
+    stop = Stop()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     Supervisor(d, preload=LAB_COMPONENT_MODULES).run(stop)

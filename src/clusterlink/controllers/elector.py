@@ -16,9 +16,10 @@ from collections.abc import Callable
 from clusterlink import constants as C
 from clusterlink.api.clusternode import ClusterNode, cluster_node_name
 from clusterlink.controllers.clock import Clock, SystemClock
-from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.leader import Leadership, LeaseFollower, LeaseTiming
 from clusterlink.controllers.metrics import ElectorMetrics
 from clusterlink.store.base import Conflict, NotFound, Store, StoreError
+from clusterlink.store.stop import woken_by
 
 log = logging.getLogger("clusterlink.elector")
 
@@ -109,8 +110,13 @@ class Elector:
         underlay_up: Callable[[], bool] = lambda: True,
         clock: Clock | None = None,
         metrics: ElectorMetrics | None = None,
+        follow: bool = False,
     ) -> None:
+        """`follow`: between tries, a candidate that does not lead sleeps on a watch of the
+        Lease (`LeaseFollower`) until the lease is free by its observation, instead of reading
+        it every retry period (what a deployed elector does; the simulated-time tests poll)."""
         self.store, self.cluster, self.node = store, cluster, node
+        self.follow = follow
         self.me = cluster_node_name(cluster, node)
         self.clock: Clock = clock or SystemClock()
         self.leadership = Leadership(store, lease_name(cluster), self.me, timing, clock=self.clock)
@@ -153,13 +159,43 @@ class Elector:
         return False
 
     def run(self, stop: threading.Event) -> None:
+        follower = None
+        if self.follow:
+            follower = LeaseFollower(self.store, self.leadership.name, stop, self.clock)
+            follower.start()
         try:
-            while not stop.is_set():
-                began = self.clock.monotonic()
-                gateway = self.step()
-                if self.metrics is not None:
-                    self.metrics.stepped(gateway, self.leadership.reached_store)
-                if self.clock.wait(self.leadership.pause(began), stop):
-                    break
+            with woken_by(stop, None if follower is None else follower.interrupt):
+                while not stop.is_set():
+                    began = self.clock.monotonic()
+                    gateway = self.step()
+                    if self.metrics is not None:
+                        self.metrics.stepped(gateway, self.leadership.reached_store)
+                    if follower is not None and gateway:
+                        follower.pause()  # our own renewals are no news
+                    elif follower is not None:
+                        follower.resume()
+                        if self._await(follower, began):
+                            continue
+                    if self.clock.wait(self.leadership.pause(began), stop):
+                        break
         finally:
             self.leadership.give_up()
+
+    def _await(self, follower: LeaseFollower, began: float) -> bool:
+        """A candidate that does not lead sleeps until the lease is free by its observation
+        (expired, released or deleted; a retry period after its last try at the soonest) and
+        follows the record's changes meanwhile, instead of reading it every retry period.
+        False when it has no observation to go by (it polls)."""
+        while not follower.stop.is_set():
+            expiry = self.leadership.expiry()
+            if expiry is None:
+                return False
+            left = max(began + self.timing.retry, expiry) - self.clock.monotonic()
+            if left <= 0:
+                return True
+            latest, lost = follower.wait(left)
+            if lost:
+                return True  # the next try reads the record
+            if latest is not None:
+                self.leadership.follow(*latest)
+        return True

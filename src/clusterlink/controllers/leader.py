@@ -24,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clusterlink import constants as C
+from clusterlink.api.lease import Lease
 from clusterlink.controllers.clock import Clock, SystemClock
-from clusterlink.store.base import Store, StoreError
-from clusterlink.store.lease import Observation, release, try_acquire_or_renew
+from clusterlink.store.base import Expired, Store, StoreError
+from clusterlink.store.lease import Observation, observe, release, try_acquire_or_renew
+from clusterlink.store.stop import Stop, woken_by
 
 log = logging.getLogger("clusterlink.leader")
 
@@ -70,6 +72,7 @@ class Leadership:
         self._renewed_at = float("-inf")
         self._failing = False
         self.reached_store = False  # the last try got an answer from the store (readiness)
+        self._written: Lease | None = None  # the record our last renewal wrote
 
     @property
     def is_leader(self) -> bool:
@@ -93,6 +96,7 @@ class Leadership:
                 monotonic=self.clock.monotonic,
                 renew_wait=self.timing.renew_deadline,
                 acquire_wait=ACQUIRE_WAIT,
+                known=self._written if was_leader else None,
             )
         except StoreError as exc:
             self.reached_store = False
@@ -106,6 +110,7 @@ class Leadership:
         self._failing = False
         self.reached_store = True
         self.seen = result.seen
+        self._written = result.lease if result.held else None
         if result.held:
             self._renewed_at = start
             self.leading_until = start + self.timing.renew_deadline
@@ -132,6 +137,21 @@ class Leadership:
         write blocked us for a retry period already (the store may just be back)."""
         return max(0.0, self.timing.retry - (self.clock.monotonic() - began))
 
+    def expiry(self) -> float | None:
+        """When the lease is free by our observation of it (our monotonic clock; None when
+        we have none: we have not read it, or hold it)."""
+        seen = self.seen
+        if seen is None or seen.holder == self.identity:
+            return None
+        duration = seen.spec.lease_duration_seconds
+        return seen.since if seen.holder is None or not duration else seen.since + duration
+
+    def follow(self, record: Lease | None, at: float) -> None:
+        """A change of the record that a watch delivered `at` (our monotonic clock, after the
+        write committed, so an observation from it is never early): as good as a read.
+        `None`: the record was deleted."""
+        self.seen = None if record is None else observe(self.seen, record, at)
+
     def give_up(self) -> None:
         if self.is_leader:
             try:
@@ -154,3 +174,86 @@ class Leadership:
                     break
         finally:
             self.give_up()
+
+
+class LeaseFollower:
+    """The changes of one Lease as they land, from a store watch in a thread of its own, so
+    a candidate that does not hold the lease sleeps until it expires by its observation or
+    changes hands, instead of reading it every retry period. Only the latest change is kept:
+    an observation needs no other. `pause` (while we hold the lease: our own renewals are
+    no news) ends the watch; `resume` starts one again and says changes were lost."""
+
+    def __init__(
+        self, store: Store, name: str, stop: threading.Event, clock: Clock | None = None
+    ) -> None:
+        self.store, self.name, self.stop = store, name, stop
+        self.clock: Clock = clock or SystemClock()
+        self._changed = threading.Condition()  # an RLock: `interrupt` is signal-handler safe
+        self._latest: tuple[Lease | None, float] | None = None
+        self._lost = False
+        self._active = threading.Event()
+        self._session = Stop()  # set to end the current watch (pause, stop)
+        self.changes = 0  # delivered by the watch
+        self.watches = 0  # watches started
+
+    def start(self) -> None:
+        """Follow from now (before the caller's first read of the record: nothing missed)."""
+        self._active.set()
+        since = self.store.revision()
+        threading.Thread(target=self._run, args=(since,), daemon=True, name="lease-watch").start()
+
+    def pause(self) -> None:
+        if self._active.is_set():
+            self._active.clear()
+            self._session.set()
+
+    def resume(self) -> None:
+        if not self._active.is_set():
+            with self._changed:
+                self._lost = True  # what changed while paused: the caller reads the record
+            self._active.set()
+
+    def _run(self, since: int | None) -> None:
+        while not self.stop.is_set():
+            if not self._active.is_set():
+                self._active.wait(1.0)
+                continue
+            session = self._session = Stop()
+            if not self._active.is_set():
+                continue  # paused between the check and the new session
+            try:
+                if since is None:
+                    since = self.store.revision()
+                self.watches += 1
+                with woken_by(self.stop, session.set):
+                    for event in self.store.watch(Lease, since, stop=session, name=self.name):
+                        since = event.resource_version
+                        record = None if event.type == "DELETED" else event.object
+                        with self._changed:
+                            self.changes += 1
+                            self._latest = (record, self.clock.monotonic())
+                            self._changed.notify_all()
+                since = None  # paused or stopped: the next watch starts from its own now
+            except Expired:
+                since = None
+                with self._changed:
+                    self._lost = True
+                    self._changed.notify_all()
+            except StoreError as exc:
+                log.warning("lease %s: watch: %s", self.name, exc)
+                self.stop.wait(1.0)
+
+    def interrupt(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, timeout: float) -> tuple[tuple[Lease | None, float] | None, bool]:
+        """(the latest change since the last call, as (record or None if deleted, when it
+        arrived on our monotonic clock); whether changes were lost, so the record must be
+        read), waiting up to `timeout` seconds for one."""
+        with self._changed:
+            if self._latest is None and not self._lost and timeout > 0:
+                self._changed.wait(timeout)
+            latest, lost = self._latest, self._lost
+            self._latest, self._lost = None, False
+            return latest, lost

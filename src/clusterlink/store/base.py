@@ -106,7 +106,8 @@ class Store(Protocol):
         name: str | None = None,
     ) -> Iterator[WatchEvent[R]]:
         """Every change of kind `cls` after revision `since`, in order; Expired if compacted.
-        `name`: only that object's changes (Kubernetes' fieldSelector=metadata.name)."""
+        `name`: only that object's changes (Kubernetes' fieldSelector=metadata.name; a
+        namespaced kind's object in kosmos-system)."""
         ...
 
     def revision(self) -> int: ...

@@ -97,6 +97,7 @@ def try_acquire_or_renew(
     monotonic: Callable[[], float] | None = None,
     renew_wait: float | None = None,
     acquire_wait: float | None = None,
+    known: Lease | None = None,
 ) -> LeaseResult:
     """One round of client-go's `tryAcquireOrRenew`: read the Lease, note whether it changed
     since `seen`, renew it if we hold it, take it if it is free or expired by our clock.
@@ -105,7 +106,18 @@ def try_acquire_or_renew(
     observation time is read *after* the record, so it is never earlier than the write that
     made it); without it every record counts as just seen, so nobody else's lease expires.
     `renew_wait` / `acquire_wait`: how long the write may wait for a busy store (the Store's
-    `timeout`). StoreError other than a lost race propagates."""
+    `timeout`). `known`: the record this holder wrote last; a renewal is then a write on it
+    without reading first (a compare-and-swap: if anyone changed the record since, the write
+    fails and the record is read as usual). StoreError other than a lost race propagates."""
+    if known is not None and known.spec.holder_identity == identity:
+        renewed = known.model_copy(update={"spec": _renewal(known.spec, duration_seconds, now)})
+        try:
+            updated = store.update(renewed, timeout=renew_wait)
+        except (Conflict, NotFound):
+            pass  # changed under us: read it, as any round does
+        else:
+            clock = monotonic or (lambda: 0.0)
+            return LeaseResult(True, updated, seen=observe(None, updated, clock()))
     clock = monotonic or (lambda: 0.0)
     stamp = now_rfc3339(now)
     try:

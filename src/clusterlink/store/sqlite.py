@@ -9,12 +9,13 @@ commit the writer rings the doorbells of the kinds and keys it wrote (one byte e
 without a reader is a dead watcher's, and is removed). So a write wakes only its own
 watchers: a lab's ~30 lease renewals a second wake nobody, where inotify on the database's
 files woke every watcher in every process for every commit (and a host has only 128 inotify
-instances per user, so in a large lab most watchers polled). A slow timer (`SAFETY_NET`, 1 s)
+instances per user, so in a large lab most watchers polled). A slow timer (`SAFETY_NET`, 10 s)
 covers a lost ring (a writer that died between commit and ring), and then looks only cheaply at first
 (`PRAGMA data_version` changes only when another connection commits; the `kinds` table, kept
 by a trigger on the change log, holds each kind's last revision). Watchers replay from any revision the log still holds. Without
 inotify (no watch descriptors left) they poll every `poll_interval`. WAL mode lets readers run
-beside the single writer.
+beside the single writer. A watcher whose `stop` is a `store.stop.Stop` is woken by it (its
+doorbell rung); with a plain Event it sees the stop within `SAFETY_NET`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from clusterlink import constants as C
 from clusterlink.api.meta import Resource, now_rfc3339
 from clusterlink.store.base import (
     AlreadyExists,
@@ -46,6 +48,7 @@ from clusterlink.store.base import (
     selector_matches,
 )
 from clusterlink.store.doorbell import Doorbell, ring_all
+from clusterlink.store.stop import woken_by
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -67,7 +70,7 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0), ('compacted', 0);
 """
 
 ENV_WATCH_POLL = "CLUSTERLINK_WATCH_POLL"
-SAFETY_NET = 1.0  # seconds a watcher sleeps at most when inotify said nothing (and stop latency)
+SAFETY_NET = 10.0  # seconds a watcher sleeps at most when no doorbell rang (a `Stop` wakes it)
 DEFAULT_KEEP_CHANGES = 200_000  # change-log entries kept for watchers that fall behind
 _COMPACT_EVERY = 1_000
 _BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's by default
@@ -452,59 +455,67 @@ class SqliteStore:
     ) -> Iterator[WatchEvent[R]]:
         # A connection of its own: a watcher must not hold the writer's lock while it waits.
         db = self._connect()
-        changes = Doorbell.make(self._doorbell_dir(cls.KIND, name))  # before the first read
+        # One object: by its key (a namespaced kind's in kosmos-system, where the Kubernetes
+        # store watches namespaced kinds).
+        key = None if name is None else _key(cls, name, C.DEFAULT_NAMESPACE)
+        changes = Doorbell.make(self._doorbell_dir(cls.KIND, key))  # before the first read
         deadline = None if timeout is None else time.monotonic() + timeout
         last = since
         seen_version = -1
         checked = False  # the first look reads the log (and may find it compacted)
         try:
-            while True:
-                version = db.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen_version and checked and not self._kind_changed(db, cls, last):
-                    seen_version = version  # other kinds' commits
-                if version != seen_version:
-                    seen_version, checked = version, True
-                    db.execute("BEGIN")
-                    try:
-                        compacted = db.execute("SELECT v FROM meta WHERE k='compacted'").fetchone()[
-                            0
-                        ]
-                        if last < compacted:
-                            raise Expired(
-                                f"revision {last} is compacted (the log starts after {compacted}); "
-                                "list again and watch from the list's revision"
-                            )
-                        if name is None:
-                            rows = db.execute(
-                                "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
-                                "ORDER BY rv",
-                                (cls.KIND, last),
-                            ).fetchall()
-                        else:
-                            rows = db.execute(
-                                "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
-                                "AND key = ? ORDER BY rv",
-                                (cls.KIND, last, name),
-                            ).fetchall()
-                    finally:
-                        db.execute("COMMIT")
-                    for rv, etype, text in rows:
-                        last = rv
-                        yield WatchEvent(etype, cls.model_validate_json(text), rv)
-                    if rows:
-                        seen_version = -1  # more may have landed while we yielded
-                        continue
-                if stop is not None and stop.is_set():
-                    return
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if changes is not None:
-                    changes.wait(SAFETY_NET if left is None else min(left, SAFETY_NET))
-                elif stop is not None:
-                    stop.wait(self.poll_interval)
-                else:
-                    time.sleep(self.poll_interval)
+            with woken_by(stop, None if changes is None else changes.ring):
+                while True:
+                    version = db.execute("PRAGMA data_version").fetchone()[0]
+                    if (
+                        version != seen_version
+                        and checked
+                        and not self._kind_changed(db, cls, last)
+                    ):
+                        seen_version = version  # other kinds' commits
+                    if version != seen_version:
+                        seen_version, checked = version, True
+                        db.execute("BEGIN")
+                        try:
+                            compacted = db.execute(
+                                "SELECT v FROM meta WHERE k='compacted'"
+                            ).fetchone()[0]
+                            if last < compacted:
+                                raise Expired(
+                                    f"revision {last} is compacted (the log starts after {compacted}); "
+                                    "list again and watch from the list's revision"
+                                )
+                            if key is None:
+                                rows = db.execute(
+                                    "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
+                                    "ORDER BY rv",
+                                    (cls.KIND, last),
+                                ).fetchall()
+                            else:
+                                rows = db.execute(
+                                    "SELECT rv, type, data FROM changes WHERE kind = ? AND rv > ? "
+                                    "AND key = ? ORDER BY rv",
+                                    (cls.KIND, last, key),
+                                ).fetchall()
+                        finally:
+                            db.execute("COMMIT")
+                        for rv, etype, text in rows:
+                            last = rv
+                            yield WatchEvent(etype, cls.model_validate_json(text), rv)
+                        if rows:
+                            seen_version = -1  # more may have landed while we yielded
+                            continue
+                    if stop is not None and stop.is_set():
+                        return
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if changes is not None:
+                        changes.wait(SAFETY_NET if left is None else min(left, SAFETY_NET))
+                    elif stop is not None:
+                        stop.wait(self.poll_interval)
+                    else:
+                        time.sleep(self.poll_interval)
         finally:
             db.close()
             if changes is not None:
