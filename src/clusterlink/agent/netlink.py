@@ -120,6 +120,36 @@ class ChangeFeed:
         self.sock.close()
 
 
+RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+
+
+class LinkFeed:
+    """Kernel notifications about links and addresses: whether the last dump of links
+    (names, flags, MTU, addresses) may be stale. Any notification, and a lost one, counts."""
+
+    def __init__(self, netns_name: str | None) -> None:
+        with netns.entered(netns_name):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+        self.sock.setblocking(False)
+
+    def changed(self) -> bool:
+        """Drain pending notifications; True if there was any (or some were lost)."""
+        changed = False
+        while True:
+            try:
+                changed |= bool(self.sock.recv(1 << 16))
+            except BlockingIOError:
+                return changed
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                changed = True  # the queue overflowed: notifications were lost
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Reader:
     """One netlink socket, opened inside `netns_name` and bound there for its lifetime."""
 
