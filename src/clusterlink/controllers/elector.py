@@ -123,8 +123,20 @@ class Elector:
         self.underlay_up = underlay_up
         self.timing = timing
         self._roles_checked = float("-inf")
+        self._roles_revision: int | None = None  # ClusterNodes' revision at the last check
         self._marked = False
         self.metrics = metrics
+
+    def _recheck_due(self, now: float) -> bool:
+        """ROLE_RECHECK passed, and ClusterNodes changed since the last check (or the store
+        cannot tell)."""
+        if now - self._roles_checked < ROLE_RECHECK:
+            return False
+        revision = self._roles_revision
+        if revision is not None and self.store.kind_revision(ClusterNode) == revision:
+            self._roles_checked = now  # unchanged: nobody edited a role
+            return False
+        return True
 
     def _has_role(self) -> bool:
         try:
@@ -143,12 +155,14 @@ class Elector:
         if self.leadership.attempt():
             # Roles: at once when we take the lease, then now and then (someone may edit them).
             now = self.clock.monotonic()
-            if not was_leader or not self._marked or now - self._roles_checked >= ROLE_RECHECK:
+            if not was_leader or not self._marked or self._recheck_due(now):
                 try:
                     left = self.leadership.leading_until - now
+                    revision = self.store.kind_revision(ClusterNode)  # before the list
                     if set_gateway(self.store, self.cluster, self.me, max(0.0, left)):
                         log.info("%s: marked gateway of %s", self.me, self.cluster)
-                    self._roles_checked = now
+                        revision = None  # our own writes: look again at the next recheck
+                    self._roles_checked, self._roles_revision = now, revision
                     # Until our ClusterNode exists (the controller may not have made it yet)
                     # and carries the role, try every round, not every ROLE_RECHECK.
                     self._marked = self._has_role()

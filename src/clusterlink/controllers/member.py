@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,9 +105,15 @@ class FactsPort(Protocol):
         ...
 
 
+RESYNC = 60.0  # seconds between syncs while nothing seems to have changed
+
+
 class MemberController:
     """Every `period`: read the member's facts through `source`, sync them into the store,
-    then let the source do what its member needs after a sync."""
+    then let the source do what its member needs after a sync. A round whose facts equal
+    those of the last sync that wrote nothing, while the store's Clusters and ClusterNodes
+    are unchanged since (`Store.kind_revision`; a store that cannot tell always syncs), does
+    nothing more until `resync` seconds have passed."""
 
     def __init__(
         self,
@@ -115,17 +122,39 @@ class MemberController:
         source: FactsPort,
         *,
         period: float = 5.0,
+        resync: float = RESYNC,
         metrics: ControllerMetrics | None = None,
     ) -> None:
         self.store, self.cluster, self.source, self.period = store, cluster, source, period
+        self.resync = resync
         self.metrics = metrics
+        self.skipped = 0  # rounds that found nothing changed
+        self._settled: tuple[object, ...] | None = None  # what the last quiet sync saw
+        self._synced_at = float("-inf")
+
+    def _unchanged(self, marks: tuple[object, ...]) -> bool:
+        return (
+            None not in marks
+            and marks == self._settled
+            and time.monotonic() - self._synced_at < self.resync
+        )
 
     def step(self) -> int:
         try:
+            # Read before the sync's own reads: a change after them shows next round.
+            revisions = (self.store.kind_revision(Cluster), self.store.kind_revision(ClusterNode))
             obj = self.store.get(Cluster, self.cluster)
             facts = self.source.facts(obj)
-            writes = sync_member(self.store, self.cluster, facts, obj)
-            writes += self.source.after_sync(obj)
+            marks = (facts, *revisions)
+            if self._unchanged(marks):
+                self.skipped += 1
+                writes = 0  # in sync: nothing changed since a sync that found it so
+            else:
+                writes = sync_member(self.store, self.cluster, facts, obj)
+                writes += self.source.after_sync(obj)
+                # Only a sync that wrote nothing settles: our own writes changed the kinds.
+                self._settled = marks if writes == 0 else None
+                self._synced_at = time.monotonic()
         except NotFound:
             log.info("cluster %s is not there (yet)", self.cluster)
             self._failed(f"no Cluster {self.cluster} (yet)")
@@ -139,6 +168,7 @@ class MemberController:
         return 0
 
     def _failed(self, why: str) -> None:
+        self._settled = None
         if self.metrics is not None:
             self.metrics.failed(why)
 

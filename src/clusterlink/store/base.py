@@ -112,6 +112,12 @@ class Store(Protocol):
 
     def revision(self) -> int: ...
 
+    def kind_revision(self, cls: type[Resource]) -> int | None:
+        """The revision of the kind's last change, where the backend keeps it cheaply
+        (SQLite: one indexed row); None where it does not (Kubernetes): a caller that skips
+        work while a kind is unchanged must then do it."""
+        ...
+
     def close(self) -> None: ...
 
 

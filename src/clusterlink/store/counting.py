@@ -111,6 +111,10 @@ class CountingStore:
         self._count("revision", "*")
         return self.inner.revision()
 
+    def kind_revision(self, cls: type[Resource]) -> int | None:
+        self._count("kind-revision", cls.KIND)
+        return self.inner.kind_revision(cls)
+
     def close(self) -> None:
         self.flush()
         self.inner.close()

@@ -385,6 +385,9 @@ class KubeStore:
         )
         return int(data.get("metadata", {}).get("resourceVersion") or 0)
 
+    def kind_revision(self, cls: type[Resource]) -> int | None:
+        return None  # the API server's resourceVersions are global: no cheap per-kind one
+
     def watch(
         self,
         cls: type[R],

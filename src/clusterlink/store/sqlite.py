@@ -445,6 +445,13 @@ class SqliteStore:
         with self._lock:
             return int(self._db.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
 
+    def kind_revision(self, cls: type[Resource]) -> int | None:
+        """None for a kind without a row: not written since the table came (a store from
+        before it may still hold such objects), so unknown."""
+        with self._lock:
+            row = self._db.execute("SELECT rv FROM kinds WHERE kind = ?", (cls.KIND,)).fetchone()
+        return None if row is None else int(row[0])
+
     def watch(
         self,
         cls: type[R],

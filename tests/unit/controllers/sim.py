@@ -203,5 +203,8 @@ class StalledStore:
     def revision(self) -> int:
         return self.inner.revision()
 
+    def kind_revision(self, cls: type[Resource]) -> int | None:
+        return self.inner.kind_revision(cls)
+
     def close(self) -> None:
         self.inner.close()
