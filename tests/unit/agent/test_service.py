@@ -93,3 +93,38 @@ def test_a_clusternode_write_that_conflicts_is_done_again_in_the_same_pass(
     cn = store.get(ClusterNode, "c-n")
     assert cn.metadata.labels.get("raced") == "yes"  # the other write stands
     assert cn.spec.wireguard_public_key == wg.key_pair().public  # and ours, in one pass
+
+
+def test_a_pass_that_reads_a_new_nodeconfig_calls_the_hooks_and_a_resync_does_not(
+    tmp_path: Path,
+) -> None:
+    """The prober is poked when the peers may have changed: after a pass with a NodeConfig
+    it had not seen, not after timer resyncs that reuse the one it has."""
+    from clusterlink.agent.events import FakeEvents
+    from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta
+    from clusterlink.api.nodeconfig import Route
+    from clusterlink.store.stop import Stop
+
+    store = SqliteStore(tmp_path / "s.db")
+    seed.cluster(store)
+    seed.cluster_node(store)
+    store.create(NodeConfig(metadata=ObjectMeta(name="c-n"), spec=NodeConfigSpec()))
+    events = FakeEvents()
+    agent = Agent(store, "c-n", seed.node_kernel(), FakeFirewall(), detect_nic=False,
+                  events=events, resync=0.2)  # fmt: skip
+    pokes: list[int] = []
+    agent.on_new_nodeconfig.append(lambda: pokes.append(agent.passes))
+    stop = Stop()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: agent.passes >= 4, 5, "a first pass and timer resyncs")
+        assert len(pokes) == 1
+        nc = store.get(NodeConfig, "c-n")
+        route = Route(cidr="10.9.0.0/24", dev="vx-bridge", gw="10.222.0.2")
+        store.update(nc.model_copy(update={"spec": NodeConfigSpec(routes=[route])}))
+        wait_for(lambda: len(pokes) == 2, 5, "a pass with the new NodeConfig")
+    finally:
+        agent.stop(stop)
+        thread.join(timeout=5)
+    assert not thread.is_alive()
