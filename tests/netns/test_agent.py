@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import subprocess
 import threading
 import time
@@ -439,6 +440,47 @@ def test_foreign_changes_wake_no_pass(pair: Pair) -> None:
         assert events.wait(2.0)
     finally:
         events.close()
+
+
+def test_the_kernel_drops_other_devices_neighbour_churn_and_a_stop_interrupts(
+    pair: Pair,
+) -> None:
+    """The socket filter: neighbour notifications of a device not ours never reach the
+    socket (no wake-up at all), ours still do; `interrupt` ends a long wait at once."""
+    events = NetlinkEvents(pair.a)
+    try:
+        pair.apply(pair.a, pair.spec(pair.a))
+        while events.wait(0.2):
+            pass  # our own writes
+        sh(f"ip -n {pair.a} neigh add 192.168.77.9 lladdr 02:00:00:00:00:09 dev eth0")
+        sh(f"ip -n {pair.a} neigh del 192.168.77.9 dev eth0")
+        assert select.select([events.route], [], [], 0.5)[0] == [], "eth0's neighbours queued"
+        sh(f"ip -n {pair.a} neigh add 10.222.0.77 lladdr 02:00:00:00:00:77 dev vx-bridge")
+        assert events.wait(2.0), "a neighbour on vx-bridge woke nothing"
+        threading.Timer(0.2, events.interrupt).start()
+        began = time.monotonic()
+        assert not events.wait(30.0)
+        assert time.monotonic() - began < 2.0
+    finally:
+        events.close()
+
+
+def test_the_firewall_reads_iptables_again_only_after_an_nf_tables_change(pair: Pair) -> None:
+    """With the cache (the agent's), a no-op observe runs no iptables-save; a rule changed by
+    hand is read at the next observe."""
+    pair.apply(pair.a, pair.spec(pair.a))
+    firewall = IptablesFirewall(pair.a, cache=True)
+    try:
+        assert firewall.changes is not None  # this host's iptables is iptables-nft
+        first = firewall.observe()
+        saves = firewall.saves
+        assert firewall.observe() == first and firewall.saves == saves
+        sh(f"ip netns exec {pair.a} iptables -t filter -A INPUT -s 10.97.0.0/16 -j ACCEPT")
+        firewall.observe()
+        assert firewall.saves == saves + 2, "an nf_tables change was not read again"
+        assert firewall.observe() is not None and firewall.saves == saves + 2
+    finally:
+        firewall.close()
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -192,3 +193,61 @@ def _has_loopback6() -> bool:
         return True
     except OSError:
         return False
+
+
+class Always:
+    """Every peer answers."""
+
+    def probe(self, peers: Iterable[str], timeout: float) -> dict[str, float | None]:
+        return dict.fromkeys(peers, 0.001)
+
+
+def test_run_sleeps_through_the_rounds_no_peer_is_due_and_a_poke_runs_one(
+    tmp_path: Path,
+) -> None:
+    """Real time, 50 ms rounds and a 0.5 s idle interval: once the peer is steady the prober
+    wakes once per idle period (every round, it would step ~24 times in 1.2 s), and `poke`
+    runs a round at once."""
+    prober = Prober(
+        SqliteStore(tmp_path / "s.db"), "a-n", lambda: {PEER: "vx-bridge"}, Always(),
+        interval=0.05, idle_interval=0.5, timeout=0.01,
+    )  # fmt: skip
+    steps: list[float] = []
+    step = prober.step
+
+    def counted() -> bool:
+        steps.append(time.monotonic())
+        return step()
+
+    prober.step = counted  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=prober.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.2)
+        assert prober.states[PEER].steady
+        assert 3 <= len(steps) <= 8, f"{len(steps)} rounds in 1.2 s"
+        assert prober.rounds_to_next() > 1
+        before = len(steps)
+        poked = time.monotonic()
+        prober.poke()
+        deadline = poked + 2.0
+        while len(steps) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(steps) > before and steps[before] - poked < 0.2, "a poke ran no round"
+    finally:
+        stop.set()
+        prober.poke()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_rounds_to_next_counts_to_the_soonest_due_peer(tmp_path: Path) -> None:
+    peers = {PEER: "vx-bridge", "220.2.0.2": "vx-bridge"}
+    prober = Prober(SqliteStore(tmp_path / "s.db"), "a-n", lambda: peers, Always(),
+                    interval=1.0, idle_interval=5.0)  # fmt: skip
+    assert prober.rounds_to_next() == prober.idle_rounds  # nobody known yet
+    prober.step()
+    assert prober.rounds_to_next() == 1  # not steady yet: every round
+    prober.step()  # up after two replies: steady, due in an idle period
+    assert prober.rounds_to_next() == 5

@@ -123,3 +123,38 @@ def test_a_pass_applies_the_nodeconfig_its_watch_brought_without_reading_it_agai
     store.delete(NodeConfig, "c-n")
     assert agent._relevant(WatchEvent("DELETED", created, 3))
     assert agent._nodeconfig() is None and counted.counts["get NodeConfig"] == 1
+
+
+def test_a_pass_that_reads_a_new_nodeconfig_calls_the_hooks_and_a_resync_does_not(
+    tmp_path: Path,
+) -> None:
+    """The prober is poked when the peers may have changed: after a pass with a NodeConfig
+    it had not seen, not after timer resyncs that reuse the one it has."""
+    from clusterlink.agent.events import FakeEvents
+    from clusterlink.api import NodeConfig, NodeConfigSpec, ObjectMeta
+    from clusterlink.api.nodeconfig import Route
+    from clusterlink.store.stop import Stop
+
+    store = SqliteStore(tmp_path / "s.db")
+    seed.cluster(store)
+    seed.cluster_node(store)
+    store.create(NodeConfig(metadata=ObjectMeta(name="c-n"), spec=NodeConfigSpec()))
+    events = FakeEvents()
+    agent = Agent(store, "c-n", seed.node_kernel(), FakeFirewall(), detect_nic=False,
+                  events=events, resync=0.2)  # fmt: skip
+    pokes: list[int] = []
+    agent.on_new_nodeconfig.append(lambda: pokes.append(agent.passes))
+    stop = Stop()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: agent.passes >= 4, 5, "a first pass and timer resyncs")
+        assert len(pokes) == 1
+        nc = store.get(NodeConfig, "c-n")
+        route = Route(cidr="10.9.0.0/24", dev="vx-bridge", gw="10.222.0.2")
+        store.update(nc.model_copy(update={"spec": NodeConfigSpec(routes=[route])}))
+        wait_for(lambda: len(pokes) == 2, 5, "a pass with the new NodeConfig")
+    finally:
+        agent.stop(stop)
+        thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -61,6 +61,23 @@ def test_revisions_strictly_increase_across_kinds(store: Store) -> None:
     assert revs == sorted(set(revs))
 
 
+def test_a_kind_revision_moves_with_its_kind_only(store: Store) -> None:
+    """Where a backend keeps one (SQLite; Kubernetes says None), a kind's revision is its last
+    change's, and another kind's writes leave it."""
+    a = store.create(cluster("a"))
+    before = store.kind_revision(Cluster)
+    if before is None:
+        assert isinstance(store, SqliteStore) is False
+        return
+    assert before == int(a.metadata.resource_version or 0)
+    store.create(node("a-n", "a"))
+    assert store.kind_revision(Cluster) == before
+    assert store.kind_revision(ClusterNode) == store.revision()
+    store.delete(Cluster, "a")
+    after = store.kind_revision(Cluster)
+    assert after is not None and after > before
+
+
 def test_update_is_compare_and_swap(store: Store) -> None:
     first = store.create(cluster("c1"))
     a = first.model_copy(deep=True)
