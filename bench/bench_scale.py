@@ -256,13 +256,17 @@ def main() -> int:
         )
         t_dr = time.monotonic() - t0
         dr_rss = int(run.stderr.strip().splitlines()[-1]) / 1024
-        dr_summary = json.loads(run.stdout)["summary"]
+        dr_out = json.loads(run.stdout)
+        dr_summary = dr_out["summary"]
+        failed = [r for r in dr_out["results"] if not r.get("ok", True)]
         print(
             f"kosmosctl dr, full pod matrix: {dr_summary['total']} probes, {dr_summary['passed']} passed, "
             f"in {t_dr:.1f} s wall (goal <= 10 s for 10,000 probes at 20 x 5), kosmosctl peak RSS {dr_rss:.0f} MiB "
             f"(plus one floater process per pod); failures by reason {dr_summary['reasons']}"
         )
-        return 0 if ok == len(sample) else 1
+        for r in failed[:10]:  # which pairs: a node, a cluster, or spread over the matrix?
+            print("  failed:", json.dumps({k: v for k, v in r.items() if k != "trace"}))
+        return 0 if ok == len(sample) and not failed else 1
     finally:
         lab_down(plan.name, quiet=True)
 
