@@ -3,6 +3,7 @@ cluster, programmed from the planner's NodeConfigs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import select
@@ -425,21 +426,29 @@ def test_kernel_notifications_repair_drift_without_the_timer(
     assert not thread.is_alive()
 
 
-def test_foreign_changes_wake_no_pass(pair: Pair) -> None:
-    """Routes, neighbours and rules that are not ours do not wake the agent."""
+@contextlib.contextmanager
+def settled_events(pair: Pair) -> Iterator[NetlinkEvents]:
+    """Notifications in a's namespace, once its spec is applied and those of our own writes
+    are drained."""
     events = NetlinkEvents(pair.a)
     try:
         pair.apply(pair.a, pair.spec(pair.a))
         while events.wait(0.2):
             pass  # our own writes
+        yield events
+    finally:
+        events.close()
+
+
+def test_foreign_changes_wake_no_pass(pair: Pair) -> None:
+    """Routes, neighbours and rules that are not ours do not wake the agent."""
+    with settled_events(pair) as events:
         sh(f"ip -n {pair.a} route add 10.99.0.0/24 dev eth0")
         sh(f"ip -n {pair.a} neigh add 192.168.77.9 lladdr 02:00:00:00:00:09 dev eth0")
         sh(f"ip netns exec {pair.a} iptables -t filter -A INPUT -s 10.98.0.0/16 -j ACCEPT")
         assert not events.wait(0.5)
         sh(f"ip -n {pair.a} route del 10.2.1.0/24 table 200")
         assert events.wait(2.0)
-    finally:
-        events.close()
 
 
 def test_the_kernel_drops_other_devices_neighbour_churn_and_a_stop_interrupts(
@@ -447,11 +456,7 @@ def test_the_kernel_drops_other_devices_neighbour_churn_and_a_stop_interrupts(
 ) -> None:
     """The socket filter: neighbour notifications of a device not ours never reach the
     socket (no wake-up at all), ours still do; `interrupt` ends a long wait at once."""
-    events = NetlinkEvents(pair.a)
-    try:
-        pair.apply(pair.a, pair.spec(pair.a))
-        while events.wait(0.2):
-            pass  # our own writes
+    with settled_events(pair) as events:
         sh(f"ip -n {pair.a} neigh add 192.168.77.9 lladdr 02:00:00:00:00:09 dev eth0")
         sh(f"ip -n {pair.a} neigh del 192.168.77.9 dev eth0")
         assert select.select([events.route], [], [], 0.5)[0] == [], "eth0's neighbours queued"
@@ -461,8 +466,6 @@ def test_the_kernel_drops_other_devices_neighbour_churn_and_a_stop_interrupts(
         began = time.monotonic()
         assert not events.wait(30.0)
         assert time.monotonic() - began < 2.0
-    finally:
-        events.close()
 
 
 def test_the_firewall_reads_iptables_again_only_after_an_nf_tables_change(pair: Pair) -> None:

@@ -24,7 +24,6 @@ nobody, so it is read every time.
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import socket
@@ -33,6 +32,7 @@ import subprocess
 from clusterlink.agent import netns
 from clusterlink.agent.events import NETLINK_NETFILTER, NFNLGRP_NFTABLES
 from clusterlink.agent.firewall import PREFIX, FamilyState, FirewallError, Rule, managed_chains
+from clusterlink.agent.netlink import drain
 
 OWNED_COMMENT = "clusterlink: created by its agent; deleted when empty"
 NFT_FAMILY = {4: "ip", 6: "ip6"}
@@ -89,16 +89,7 @@ class NftChanges:
 
     def changed(self) -> bool:
         """Drain what is pending; True if anything was (or was lost: ENOBUFS)."""
-        changed = False
-        while True:
-            try:
-                self.sock.recv(1 << 16)
-            except BlockingIOError:
-                return changed
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-            changed = True
+        return drain(self.sock)
 
     def close(self) -> None:
         self.sock.close()

@@ -72,6 +72,21 @@ RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x1, 0x4, 0x40
 RTM_NEWLINK, RTM_DELLINK, RTM_DELROUTE, RTM_DELNEIGH = 16, 17, 25, 29
 
 
+def drain(sock: socket.socket) -> bool:
+    """Empty a non-blocking notification socket's queue; True if anything was (or was lost:
+    ENOBUFS) in it."""
+    notified = False
+    while True:
+        try:
+            sock.recv(1 << 16)
+        except BlockingIOError:
+            return notified
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+        notified = True
+
+
 class ChangeFeed:
     """Kernel notifications about links, routes and neighbours (FDB included), so a resync
     can tell "nothing of ours changed since the last dump" without dumping 15,000 entries.
@@ -318,17 +333,7 @@ class LinkWatch:
         self.dumps = 0
 
     def _notified(self) -> bool:
-        """Drain the notification queue; True if anything was (or was lost) in it."""
-        notified = False
-        while True:
-            try:
-                self.sock.recv(1 << 16)
-            except BlockingIOError:
-                return notified
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-            notified = True
+        return drain(self.sock)
 
     def link_state(self, name: str) -> tuple[bool, bool] | None:
         """As `Reader.link_state`."""
