@@ -150,16 +150,7 @@ class LinkFeed:
 
     def changed(self) -> bool:
         """Drain pending notifications; True if there was any (or some were lost)."""
-        changed = False
-        while True:
-            try:
-                changed |= bool(self.sock.recv(1 << 16))
-            except BlockingIOError:
-                return changed
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                changed = True  # the queue overflowed: notifications were lost
+        return drain(self.sock)
 
     def close(self) -> None:
         self.sock.close()
