@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 
 from clusterlink.agent import netns
 from clusterlink.agent.events import NETLINK_NETFILTER, NFNLGRP_NFTABLES
 from clusterlink.agent.firewall import PREFIX, FamilyState, FirewallError, Rule, managed_chains
-from clusterlink.agent.netlink import drain
+from clusterlink.agent.netlink import Notifications
 
 OWNED_COMMENT = "clusterlink: created by its agent; deleted when empty"
 NFT_FAMILY = {4: "ip", 6: "ip6"}
@@ -77,24 +76,6 @@ def marked_ours(listing_text: str) -> bool:
     return len(lines) > 1 and lines[1].strip() == f'comment "{OWNED_COMMENT}"'
 
 
-class NftChanges:
-    """nf_tables notifications in one namespace: has any come since the last look?"""
-
-    def __init__(self, netns_name: str | None) -> None:
-        with netns.entered(netns_name):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.setblocking(False)
-        self.sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
-
-    def changed(self) -> bool:
-        """Drain what is pending; True if anything was (or was lost: ENOBUFS)."""
-        return drain(self.sock)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def nf_tables_backend() -> bool:
     """Whether iptables here is iptables-nft (whose changes send notifications)."""
     try:
@@ -116,7 +97,11 @@ class IptablesFirewall:
         self.has_nft = (
             shutil.which("nft") is not None
         )  # without it tables stay as iptables leaves them
-        self.changes = NftChanges(netns_name) if cache and nf_tables_backend() else None
+        self.changes = (
+            Notifications(netns_name, 1 << (NFNLGRP_NFTABLES - 1), NETLINK_NETFILTER, 1 << 20)
+            if cache and nf_tables_backend()
+            else None
+        )  # nf_tables notifications: the cached reading is stale
         self._observed: dict[int, FamilyState] | None = None
         self.saves = 0  # iptables-save runs (what the cache spares)
 

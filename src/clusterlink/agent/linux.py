@@ -27,9 +27,10 @@ from clusterlink.agent.netlink import (
     AF_BRIDGE,
     AF_INET,
     AF_INET6,
+    LINK_GROUPS,
     NUD_PERMANENT,
     ChangeFeed,
-    LinkFeed,
+    Notifications,
     Reader,
 )
 from clusterlink.agent.onlink import on_link_prefixes
@@ -54,7 +55,7 @@ class LinuxKernel:
         # create a missing namespace.
         self.ipr = IPRoute(netns=netns_name, flags=0) if netns_name else IPRoute()
         self.feed = ChangeFeed(netns_name)  # opened before any dump whose result we keep
-        self.link_feed = LinkFeed(netns_name)
+        self.link_feed = Notifications(netns_name, LINK_GROUPS)
         self._links: dict[str, Link] | None = None
         self.reader = Reader(netns_name)
         self._cached: tuple[dict[str, int], Entries] | None = None

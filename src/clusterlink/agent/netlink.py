@@ -136,16 +136,26 @@ class ChangeFeed:
 
 
 RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+LINK_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR  # links and addresses
 
 
-class LinkFeed:
-    """Kernel notifications about links and addresses: whether the last dump of links
-    (names, flags, MTU, addresses) may be stale. Any notification, and a lost one, counts."""
+class Notifications:
+    """ "Has anything come since the last look?" on netlink multicast groups in a namespace:
+    what makes a cached dump (links, iptables) safe to reuse. Subscribe before the first dump
+    whose result is kept; any notification, and a lost one (ENOBUFS), counts."""
 
-    def __init__(self, netns_name: str | None) -> None:
+    def __init__(
+        self,
+        netns_name: str | None,
+        groups: int,
+        protocol: int = socket.NETLINK_ROUTE,
+        rcvbuf: int | None = None,
+    ) -> None:
         with netns.entered(netns_name):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind((0, groups))
         self.sock.setblocking(False)
 
     def changed(self) -> bool:
@@ -315,20 +325,14 @@ class LinkWatch:
     notification, and a lost one (ENOBUFS), mean a new dump."""
 
     def __init__(self, netns_name: str | None) -> None:
-        with netns.entered(netns_name):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self.sock.bind((0, RTMGRP_LINK))  # subscribed before the first dump: nothing missed
-        self.sock.setblocking(False)
+        self.feed = Notifications(netns_name, RTMGRP_LINK)  # before the first dump
         self.reader = Reader(netns_name)
         self._links: dict[int, tuple[str, int]] | None = None
         self.dumps = 0
 
-    def _notified(self) -> bool:
-        return drain(self.sock)
-
     def link_state(self, name: str) -> tuple[bool, bool] | None:
         """As `Reader.link_state`."""
-        if self._notified() or self._links is None:
+        if self.feed.changed() or self._links is None:
             self._links = self.reader._links()
             self.dumps += 1
         for link, flags in self._links.values():
@@ -337,5 +341,5 @@ class LinkWatch:
         return None
 
     def close(self) -> None:
-        self.sock.close()
+        self.feed.close()
         self.reader.close()

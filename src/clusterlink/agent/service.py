@@ -32,7 +32,6 @@ from clusterlink.api.clusternode import ClusterNode, ClusterNodeSpec
 from clusterlink.api.meta import Resource, now_rfc3339, parse_rfc3339
 from clusterlink.api.nodeconfig import NodeConfig, NodeConfigStatus
 from clusterlink.store.base import Conflict, Expired, NotFound, Store, StoreError, WatchEvent
-from clusterlink.store.stop import woken_by
 
 log = logging.getLogger("clusterlink.agent")
 
@@ -291,18 +290,17 @@ class Agent:
         self, events: KernelEvents, stop: threading.Event, wake: threading.Event
     ) -> None:
         """Wake a pass when the kernel says something of ours changed (drift repaired at
-        once, not on the timer). Asleep until a notification or the stop (`stop` interrupts
-        the wait: `Agent.stop`, or a `Stop` being set)."""
-        with woken_by(stop, events.interrupt):
-            while not stop.is_set():
-                try:
-                    if events.wait(EVENTS_WAIT) and not stop.is_set():
-                        self.kernel_wakeups += 1
-                        wake.set()
-                except OSError as exc:
-                    log.warning("%s: kernel notifications: %s (the resync timer still runs)",
-                                self.node, exc)  # fmt: skip
-                    return
+        once, not on the timer). Asleep until a notification, or until `run` ends and
+        interrupts the wait."""
+        while not stop.is_set():
+            try:
+                if events.wait(EVENTS_WAIT) and not stop.is_set():
+                    self.kernel_wakeups += 1
+                    wake.set()
+            except OSError as exc:
+                log.warning("%s: kernel notifications: %s (the resync timer still runs)",
+                            self.node, exc)  # fmt: skip
+                return
 
     def _relevant(self, event: WatchEvent[Any]) -> bool:
         """Events that call for a pass: our NodeConfig's spec (not our own status writes),

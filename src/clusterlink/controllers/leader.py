@@ -193,8 +193,6 @@ class LeaseFollower:
         self._lost = False
         self._active = threading.Event()
         self._session = Stop()  # set to end the current watch (pause, stop)
-        self.changes = 0  # delivered by the watch
-        self.watches = 0  # watches started
 
     def start(self) -> None:
         """Follow from now (before the caller's first read of the record: nothing missed)."""
@@ -224,13 +222,11 @@ class LeaseFollower:
             try:
                 if since is None:
                     since = self.store.revision()
-                self.watches += 1
                 with woken_by(self.stop, session.set):
                     for event in self.store.watch(Lease, since, stop=session, name=self.name):
                         since = event.resource_version
                         record = None if event.type == "DELETED" else event.object
                         with self._changed:
-                            self.changes += 1
                             self._latest = (record, self.clock.monotonic())
                             self._changed.notify_all()
                 since = None  # paused or stopped: the next watch starts from its own now

@@ -109,6 +109,7 @@ def try_acquire_or_renew(
     `timeout`). `known`: the record this holder wrote last; a renewal is then a write on it
     without reading first (a compare-and-swap: if anyone changed the record since, the write
     fails and the record is read as usual). StoreError other than a lost race propagates."""
+    clock = monotonic or (lambda: 0.0)
     if known is not None and known.spec.holder_identity == identity:
         renewed = known.model_copy(update={"spec": _renewal(known.spec, duration_seconds, now)})
         try:
@@ -116,9 +117,7 @@ def try_acquire_or_renew(
         except (Conflict, NotFound):
             pass  # changed under us: read it, as any round does
         else:
-            clock = monotonic or (lambda: 0.0)
             return LeaseResult(True, updated, seen=observe(None, updated, clock()))
-    clock = monotonic or (lambda: 0.0)
     stamp = now_rfc3339(now)
     try:
         lease = store.get(Lease, name, namespace)

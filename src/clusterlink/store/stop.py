@@ -4,7 +4,8 @@ A `threading.Event` is enough to ask a loop to stop, but a loop asleep on someth
 watch on its doorbell, a select on netlink sockets) sees it only when that sleep ends. So the
 sleeps are long only where the stop can cut them short: a waiter registers a wake-up (`hook`)
 for as long as it sleeps, and `set` calls every one. Signal-handler safe: `set` takes no lock
-of its own, and a hook must not either (ringing a doorbell is one write).
+of its own, and a hook must be safe there too (one write to a doorbell or pipe, or a notify
+under a reentrant lock: the handler runs in the main thread, which may hold it).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from clusterlink.api import Lease
 from clusterlink.api.lease import LeaseSpec
 from clusterlink.api.meta import ObjectMeta, now_rfc3339
 from clusterlink.controllers.elector import Elector, lease_name
-from clusterlink.controllers.leader import Leadership, LeaseTiming
+from clusterlink.controllers.leader import Leadership, LeaseFollower, LeaseTiming
 from clusterlink.store.sqlite import SqliteStore
 from clusterlink.store.stop import Stop
 from tests.unit.planner.federation import cluster, node
@@ -142,3 +142,32 @@ def test_a_follower_takes_a_silent_holders_lease_after_its_duration(
     follower, _, _ = electors("j")
     took = wait_for(lambda: follower.leadership.is_leader, 5, "j to take the ghost's lease")
     assert 0.9 <= took < 2.0, f"took the lease {took:.2f} s after first seeing it"
+
+
+def test_a_paused_follower_delivers_nothing_and_says_changes_were_lost_on_resume(
+    tmp_path: Path,
+) -> None:
+    """A leader pauses its follower (its own renewals are no news): the watch ends, a write
+    meanwhile is not delivered, and resuming says "read the record" instead."""
+    store, stop = SqliteStore(tmp_path / "s.db"), Stop()
+    follower = LeaseFollower(store, "l", stop)
+    follower.start()
+    try:
+        spec = LeaseSpec(holder_identity="a", lease_duration_seconds=1)
+        created = store.create(Lease(metadata=ObjectMeta(name="l", namespace=NS), spec=spec))
+        latest, lost = follower.wait(2.0)
+        assert latest is not None and latest[0] is not None and not lost
+        assert latest[0].metadata.resource_version == created.metadata.resource_version
+        follower.pause()
+        time.sleep(0.2)  # the watch ends
+        store.update(created.model_copy(update={"spec": spec.model_copy(
+            update={"holder_identity": "b"})}))  # fmt: skip
+        assert follower.wait(0.5) == (None, False), "a paused follower delivered a change"
+        follower.resume()
+        assert follower.wait(0.5) == (None, True)  # a write before its new watch: read it
+        time.sleep(0.3)  # the new watch begins
+        store.delete(Lease, "l", NS)
+        latest, lost = follower.wait(2.0)
+        assert latest is not None and latest[0] is None, "the deletion after resume was missed"
+    finally:
+        stop.set()
